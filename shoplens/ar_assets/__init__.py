@@ -1,0 +1,1 @@
+"""ar_assets part of Shoplens."""

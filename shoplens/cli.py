@@ -1,0 +1,76 @@
+"""The ``shoplens`` command: parses, configures logging, calls into the parts.
+
+Each part contributes its commands through ``register(app)`` in its own
+``commands.py`` so this file stays a thin composition root.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from shoplens.config import Settings
+from shoplens.errors import ShoplensError
+
+app = typer.Typer(
+    name="shoplens",
+    help="Visual product search and AR try-on assets for online shops.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="SHOPLENS_DATA_DIR",
+        help="Where indexes, metadata and AR assets live (default ./shoplens-data).",
+    ),
+]
+
+
+def make_settings(data_dir: Path | None, **overrides: Any) -> Settings:
+    """Settings from the environment, with command-line options on top."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)
+
+
+def _register_parts() -> None:
+    from shoplens.ar_assets import commands as ar_commands
+    from shoplens.indexer import commands as indexer_commands
+    from shoplens.models import commands as model_commands
+    from shoplens.service import commands as service_commands
+
+    for part in (indexer_commands, model_commands, service_commands, ar_commands):
+        part.register(app)
+
+
+_register_parts()
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        app()
+    except ShoplensError as exc:
+        # User errors: one clear line, no traceback.
+        typer.echo(f"shoplens: error: {exc.message}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("shoplens: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

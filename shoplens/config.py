@@ -1,0 +1,66 @@
+"""All settings in one pydantic-settings object (environment prefix ``SHOPLENS_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_model_cache() -> Path:
+    return Path.home() / ".cache" / "shoplens" / "models"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOPLENS_", env_file=None, extra="ignore")
+
+    # Where indexes, the metadata database and AR assets live.
+    data_dir: Path = Path("./shoplens-data")
+    # Exported ONNX models are cached here, shared by every data dir on the machine.
+    model_cache_dir: Path = Field(default_factory=_default_model_cache)
+
+    # Embedding model: a registry name ("effnet-lite0") or "open_clip:<arch>".
+    model: str = "effnet-lite0"
+    # Local checkpoint for OpenCLIP models; nothing is ever downloaded.
+    openclip_checkpoint: Path | None = None
+    # ONNX Runtime intra-op threads; 0 lets ORT use every core.
+    ort_threads: int = 0
+
+    # Indexing.
+    batch_size: int = 32
+    decode_workers: int = 2
+    # Below this many vectors the index is exact; above it an ANN index with
+    # exact re-ranking is built.
+    exact_index_max: int = 50_000
+    # Memory budget for the vector index, used to pick the index type at scale.
+    index_memory_budget_mb: int = 1500
+
+    # Upload limits.
+    max_request_bytes: int = 25 * 1024 * 1024
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 75_000_000
+    max_asset_bytes: int = 100 * 1024 * 1024
+
+    # Service.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    admin_token: SecretStr | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+    rate_limit_per_minute: int = 0  # 0 = off
+    # How often the service looks for a newly published snapshot (seconds).
+    reload_interval_s: float = 1.0
+    # Public base URL used in absolute links (AR intents need one); empty = from the request.
+    public_base_url: str = ""
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "catalog.db"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.data_dir / "snapshots"
+
+    @property
+    def assets_dir(self) -> Path:
+        return self.data_dir / "ar"

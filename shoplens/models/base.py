@@ -1,0 +1,112 @@
+"""The embedder interface and the one preprocessing function both paths share.
+
+Torch (export, tests) and ONNX Runtime (indexing, serving) feed the network
+arrays made by :func:`preprocess`, so the two paths cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+FloatArray = NDArray[np.float32]
+
+_RESAMPLE = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "lanczos": Image.Resampling.LANCZOS,
+    "nearest": Image.Resampling.NEAREST,
+}
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a photo becomes the network's input tensor; saved beside every export."""
+
+    resize: int = 256  # short side is resized to this ...
+    crop: int = 224  # ... then a centre square of this side is cut
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
+        return cls(
+            resize=int(d["resize"]),
+            crop=int(d["crop"]),
+            interpolation=str(d["interpolation"]),
+            mean=tuple(float(x) for x in d["mean"]),  # type: ignore[arg-type]
+            std=tuple(float(x) for x in d["std"]),  # type: ignore[arg-type]
+            extra=dict(d.get("extra", {})),
+        )
+
+
+def resize_short_side(image: Image.Image, size: int, interpolation: str) -> Image.Image:
+    w, h = image.size
+    scale = size / min(w, h)
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if new == (w, h):
+        return image
+    return image.resize(new, _RESAMPLE[interpolation])
+
+
+def preprocess(image: Image.Image, cfg: PreprocessConfig) -> FloatArray:
+    """One RGB image -> ``(3, crop, crop)`` float32, normalised."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    image = resize_short_side(image, cfg.resize, cfg.interpolation)
+    w, h = image.size
+    left = (w - cfg.crop) // 2
+    top = (h - cfg.crop) // 2
+    image = image.crop((left, top, left + cfg.crop, top + cfg.crop))
+    arr = np.asarray(image, dtype=np.float32) * (1.0 / 255.0)
+    arr = (arr - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def preprocess_batch(images: Sequence[Image.Image], cfg: PreprocessConfig) -> FloatArray:
+    return np.stack([preprocess(im, cfg) for im in images]).astype(np.float32, copy=False)
+
+
+def l2_normalise(x: FloatArray) -> FloatArray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+@runtime_checkable
+class ImageEmbedder(Protocol):
+    """A batch of RGB images in, float32 ``(n, dim)`` L2-normalised vectors out."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def preprocess_config(self) -> PreprocessConfig: ...
+
+    def prepare(self, image: Image.Image) -> FloatArray:
+        """One decoded image -> the network input (thread-safe; run on workers)."""
+        ...
+
+    def embed_prepared(self, batch: FloatArray) -> FloatArray:
+        """Stacked :meth:`prepare` outputs -> L2-normalised vectors."""
+        ...
+
+    def embed(self, images: Sequence[Image.Image]) -> FloatArray:
+        """Convenience: prepare + embed_prepared."""
+        ...

@@ -1,0 +1,1 @@
+"""service part of Shoplens."""
