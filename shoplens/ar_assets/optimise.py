@@ -1,0 +1,105 @@
+"""Packing and the mobile variant, both done with glTF-Transform.
+
+The mobile variant is kept only when the Khronos validator finds no error in
+it and it is smaller than the original; otherwise phones get the original.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from shoplens.ar_assets import tools
+from shoplens.ar_assets.report import Report
+from shoplens.ar_assets.validate import MAX_TRIANGLES, run_khronos
+
+log = logging.getLogger(__name__)
+
+MOBILE_TEXTURE_PX = 1024
+
+
+class PackFailed(Exception):
+    pass
+
+
+def pack_gltf(gltf_path: Path, out: Path) -> None:
+    """A multi-file glTF as one self-contained GLB (PackFailed if glTF-Transform cannot)."""
+    try:
+        tools.gltf_transform(["copy", str(gltf_path), str(out)])
+    except tools.ToolFailed as exc:
+        raise PackFailed(f"cannot pack the glTF into a GLB: {exc}") from exc
+    if not out.is_file():
+        raise PackFailed("glTF-Transform wrote no GLB")
+
+
+def mobile_args(src: Path, out: Path, triangles: int) -> list[str]:
+    args = [
+        "optimize",
+        str(src),
+        str(out),
+        # meshopt: model-viewer bundles its decoder (Draco's is fetched from a CDN).
+        "--compress",
+        "meshopt",
+        "--texture-compress",
+        "webp",
+        "--texture-size",
+        str(MOBILE_TEXTURE_PX),
+    ]
+    if triangles > MAX_TRIANGLES:
+        ratio = max(0.05, MAX_TRIANGLES / triangles)
+        args += ["--simplify", "true", "--simplify-ratio", f"{ratio:.3f}"]
+        args += ["--simplify-error", "0.001"]
+    else:
+        args += ["--simplify", "false"]
+    return args
+
+
+@dataclass(frozen=True)
+class Mobile:
+    path: Path | None  # None: serve the original
+    bytes: int
+    khronos_errors: int | None  # on the candidate; None if the validator did not run
+
+
+def make_mobile(src: Path, workdir: Path, triangles: int, report: Report) -> Mobile:
+    """Try an optimised variant of ``src``; notes what happened in ``report``."""
+    original = src.stat().st_size
+    out = workdir / "mobile.glb"
+    try:
+        tools.gltf_transform(mobile_args(src, out, triangles))
+    except tools.ToolFailed as exc:
+        report.info("MOBILE_NOT_MADE", f"no optimised variant (glTF-Transform: {exc})")
+        return Mobile(None, original, None)
+    check = Report()
+    result = run_khronos(out, check)
+    errors = None if result is None else int(result["issues"]["numErrors"])
+    size = out.stat().st_size
+    if result is None:
+        report.info("MOBILE_UNVALIDATED", "optimised variant not validated; serving the original")
+        return Mobile(None, original, None)
+    if errors:
+        report.warn(
+            "MOBILE_INVALID",
+            f"the optimised variant had {errors} Khronos errors ({check.first_error()}); "
+            "serving the original to phones",
+        )
+        return Mobile(None, original, errors)
+    if size >= original:
+        report.info("MOBILE_NOT_SMALLER", f"optimised {size} B >= original {original} B")
+        return Mobile(None, original, errors)
+    report.info(
+        "MOBILE_OPTIMISED",
+        f"mobile variant {size} B (original {original} B): meshopt geometry, WebP textures "
+        f"<= {MOBILE_TEXTURE_PX} px, 0 Khronos errors",
+    )
+    return Mobile(out, size, errors)
+
+
+def decompress(src: Path, out: Path) -> None:
+    """A plain GLB (no Draco/meshopt/quantization) for converters; ToolFailed on failure."""
+    nm = tools.find_tools().node_modules
+    if nm is None:
+        raise tools.ToolFailed("node_modules not found")
+    tools.run_node([str(tools.NODE_SCRIPTS / "decompress.js"), str(nm), str(src), str(out)],
+                   timeout=180.0)
