@@ -1,0 +1,198 @@
+"""The FastAPI application factory.
+
+Everything the app needs is built in its lifespan and kept on ``app.state``;
+routes get it through dependencies (:mod:`shoplens.service.state`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shoplens import __name__ as _pkg
+from shoplens.config import Settings
+from shoplens.models.base import ImageEmbedder
+from shoplens.service import handlers, home, images, ops, products, search
+from shoplens.service.metrics import Metrics
+from shoplens.service.renditions import Renditions
+from shoplens.service.state import ArBlocks, IndexHolder, ServiceState, TextEncoder
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+DESCRIPTION = """\
+Visual product search for shop apps: send a photo, get the matching products
+(with their AR try-on block when there is one).
+
+Every error is `{"error": {"code": "snake_case", "message": "human sentence"}}`.
+Admin routes need `Authorization: Bearer $SHOPLENS_ADMIN_TOKEN`.
+"""
+
+
+class MetricsMiddleware:
+    """Request latency by route template (never raw paths: ids would explode the labels)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            template = str(getattr(route, "path", "")) or "unmatched"
+            self.metrics.request_seconds.labels(scope["method"], template, str(status)).observe(
+                time.perf_counter() - started
+            )
+
+
+def _warm_up(embedder: ImageEmbedder) -> None:
+    """One inference on a blank photo so the first shopper does not pay ORT's lazy setup."""
+    started = time.perf_counter()
+    embedder.embed([Image.new("RGB", (320, 320), (127, 127, 127))])
+    log.info("model %s warmed up in %.0f ms", embedder.name, (time.perf_counter() - started) * 1e3)
+
+
+def _load_embedder(settings: Settings) -> ImageEmbedder:
+    from shoplens.models.registry import load_embedder
+
+    model: ImageEmbedder = load_embedder(settings)
+    return model
+
+
+def _load_text_embedder(settings: Settings) -> TextEncoder | None:
+    from shoplens.models.registry import load_text_embedder
+
+    encoder: TextEncoder | None = load_text_embedder(settings)
+    return encoder
+
+
+def _open_ar(settings: Settings) -> ArBlocks | None:
+    try:
+        from shoplens.ar_assets.service import ArService
+    except ImportError:
+        log.info('the AR part is not installed: results carry "ar": null')
+        return None
+    ar: ArBlocks = ArService.open(settings)
+    return ar
+
+
+def _include_ar_routes(app: FastAPI) -> None:
+    try:
+        from shoplens.ar_assets.routes import router as ar_router
+    except ImportError:
+        return
+    app.include_router(ar_router)
+
+
+async def _reload_loop(holder: IndexHolder, interval_s: float) -> None:
+    """Pick up newly published snapshots (or the first one) without a restart."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await run_in_threadpool(holder.poll)
+        except Exception:  # keep serving the current snapshot; retry next tick
+            log.exception("checking for a new index snapshot failed")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    embedder: ImageEmbedder | None = None,
+    text_embedder: TextEncoder | None = None,
+) -> FastAPI:
+    """Build the service. ``embedder``/``text_embedder``: already-loaded models to reuse
+    (tests share one per session); by default they are loaded from the registry."""
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        image_model = embedder
+        if image_model is None:
+            image_model = await run_in_threadpool(_load_embedder, settings)
+        await run_in_threadpool(_warm_up, image_model)
+        text_model = text_embedder
+        if text_model is None:
+            text_model = await run_in_threadpool(_load_text_embedder, settings)
+        holder = IndexHolder(settings, image_model.name, metrics)
+        await run_in_threadpool(holder.poll)
+        ar = await run_in_threadpool(_open_ar, settings)
+        state = ServiceState(
+            settings=settings,
+            embedder=image_model,
+            text_embedder=text_model,
+            index=holder,
+            metrics=metrics,
+            renditions=Renditions(
+                settings.data_dir / "cache" / "renditions", max_pixels=settings.max_image_pixels
+            ),
+            ar=ar,
+        )
+        app.state.service = state
+        app.state.ar = ar
+        reloader = asyncio.create_task(_reload_loop(holder, settings.reload_interval_s))
+        try:
+            yield {}
+        finally:
+            reloader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reloader
+            holder.close()
+
+    app = FastAPI(
+        title="Shoplens",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        max_body_size=settings.max_request_bytes,
+    )
+    app.state.settings = settings
+    handlers.install(app)
+    for module in (search, products, images, ops, home):
+        app.include_router(module.router)
+    _include_ar_routes(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(_pkg)
+    except PackageNotFoundError:
+        return "0.0.0"

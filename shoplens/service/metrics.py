@@ -1,0 +1,63 @@
+"""Prometheus metrics, one registry per app (tests build several apps per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+# Phones on mobile networks: most of the latency budget is the network, so
+# the interesting range for the server side is a few ms to a few seconds.
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.request_seconds = Histogram(
+            "shoplens_http_request_duration_seconds",
+            "HTTP request latency by route template and status.",
+            ["method", "route", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.embed_seconds = Histogram(
+            "shoplens_embed_seconds",
+            "Decode + preprocess + model inference time of one query.",
+            ["kind"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.search_seconds = Histogram(
+            "shoplens_search_seconds",
+            "Vector search + filtering time of one query.",
+            ["kind"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.index_size = Gauge(
+            "shoplens_index_size",
+            "Searchable catalog size.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.index_info = Info(
+            "shoplens_index", "The live index version and model.", registry=self.registry
+        )
+        self.index_reloads = Counter(
+            "shoplens_index_reloads",
+            "Snapshots swapped in without downtime.",
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "shoplens_ready",
+            "1 when an index is loaded and searches are served.",
+            registry=self.registry,
+        )
+
+    def set_index(self, size: dict[str, int], version: str, model: str) -> None:
+        for kind in ("products", "images", "vectors"):
+            self.index_size.labels(kind).set(size.get(kind, 0))
+        self.index_info.info({"version": version, "model": model})
+        self.ready.set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

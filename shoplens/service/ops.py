@@ -1,0 +1,51 @@
+"""Operations: liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from shoplens.service.schemas import Health, Readiness, error_responses
+from shoplens.service.state import ServiceState, get_state
+
+router = APIRouter(tags=["operations"])
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="Readiness: an index is loaded and searches are served",
+    responses=error_responses(503),
+)
+async def readyz(state: StateDep) -> Readiness:
+    live = state.index.require()
+    size = live.size
+    return Readiness(
+        status="ready",
+        model=live.model_name,
+        index_version=live.version,
+        products=size.get("products", 0),
+        images=size.get("images", 0),
+        vectors=size.get("vectors", 0),
+    )
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text exposition format)",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Metrics"}},
+)
+async def metrics(state: StateDep) -> Response:
+    live = state.index.live
+    if live is not None:  # sizes change with every edit, not only on reload: read them now
+        state.metrics.set_index(live.size, live.version, live.model_name)
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

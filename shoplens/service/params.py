@@ -1,0 +1,79 @@
+"""Query parameters shared by the search routes (one definition, one OpenAPI description)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from shoplens.errors import BadParameter, RateLimited
+from shoplens.indexer.types import SearchFilters
+from shoplens.service.state import ServiceState, get_state
+
+K = Annotated[int, Query(ge=1, le=100, description="how many products to return (1-100)")]
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    k: int
+    filters: SearchFilters
+
+
+def _finite(name: str, value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise BadParameter(f"{name} must be a finite number (got {value})")
+    return value
+
+
+def search_params(
+    k: K = 10,
+    category: Annotated[
+        list[str] | None,
+        Query(description="only these categories (repeat the parameter for several)"),
+    ] = None,
+    in_stock: Annotated[
+        bool | None, Query(description="true: only in-stock products; false: only sold-out")
+    ] = None,
+    min_price: Annotated[float | None, Query(description="lowest price, inclusive")] = None,
+    max_price: Annotated[float | None, Query(description="highest price, inclusive")] = None,
+    min_score: Annotated[
+        float | None, Query(ge=-1.0, le=1.0, description="drop results scoring below this")
+    ] = None,
+) -> SearchParams:
+    _finite("min_price", min_price)
+    _finite("max_price", max_price)
+    if min_price is not None and max_price is not None and min_price > max_price:
+        raise BadParameter(f"min_price ({min_price}) is greater than max_price ({max_price})")
+    categories = tuple(c.strip() for c in category or () if c.strip())
+    return SearchParams(
+        k=k,
+        filters=SearchFilters(
+            categories=categories,
+            in_stock=in_stock,
+            min_price=min_price,
+            max_price=max_price,
+            min_score=min_score,
+        ),
+    )
+
+
+SearchParamsDep = Annotated[SearchParams, Depends(search_params)]
+
+
+def rate_limit(request: Request, state: Annotated[ServiceState, Depends(get_state)]) -> None:
+    """Fixed one-minute window per client address; off when the setting is 0."""
+    limit = state.settings.rate_limit_per_minute
+    if limit <= 0:
+        return
+    client = request.client.host if request.client else "unknown"
+    window = int(time.monotonic() // 60)
+    seen_window, count = state.rate.get(client, (window, 0))
+    count = count + 1 if seen_window == window else 1
+    if len(state.rate) > 10_000:  # forget old clients rather than grow without bound
+        state.rate.clear()
+    state.rate[client] = (window, count)
+    if count > limit:
+        raise RateLimited(f"more than {limit} searches a minute from this address; retry shortly")

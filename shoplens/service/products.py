@@ -1,0 +1,268 @@
+"""Products: read, more-like-this, and admin create/replace/delete."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, UploadFile
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from starlette.concurrency import run_in_threadpool
+
+from shoplens.errors import BadParameter, InvalidContent, NotFound
+from shoplens.indexer.live import LiveIndex
+from shoplens.indexer.types import ImageRecord, ProductRecord
+from shoplens.service.auth import require_admin
+from shoplens.service.params import SearchParamsDep
+from shoplens.service.schemas import (
+    ProductImage,
+    ProductResponse,
+    SearchResponse,
+    error_responses,
+)
+from shoplens.service.search import to_results
+from shoplens.service.state import ServiceState, get_live, get_state
+from shoplens.service.uploads import read_limited
+
+router = APIRouter(tags=["products"])
+StateDep = Annotated[ServiceState, Depends(get_state)]
+LiveDep = Annotated[LiveIndex, Depends(get_live)]
+
+PRODUCT_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+ProductId = Annotated[
+    str, Path(description="stable product id, 1-128 chars of A-Za-z0-9._:-", max_length=128)
+]
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+_KNOWN = {"product_id", "title", "category", "description", "url", "price", "currency", "in_stock"}
+MAX_IMAGES = 20
+
+
+class ProductMeta(BaseModel):
+    """The manifest columns of one product, as sent in ``meta`` (same rules as the manifest)."""
+
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+    product_id: str | None = None
+    title: str | None = None
+    category: str | None = None
+    description: str | None = None
+    url: str | None = None
+    price: float | None = None
+    currency: str | None = None
+    in_stock: bool = True
+
+    @field_validator("price", mode="before")
+    @classmethod
+    def _price(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = v.strip()
+            if not v:
+                return None
+            try:
+                v = float(v)
+            except ValueError:
+                raise ValueError("price must be a decimal number") from None
+        if isinstance(v, bool):
+            raise ValueError("price must be a decimal number")
+        if isinstance(v, int | float) and (not math.isfinite(v) or v < 0):
+            raise ValueError("price must be a finite number >= 0")
+        return v
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if not re.fullmatch(r"[A-Za-z]{3}", v):
+            raise ValueError("currency must be a 3-letter ISO 4217 code such as EUR")
+        return v.upper()
+
+    @field_validator("in_stock", mode="before")
+    @classmethod
+    def _in_stock(cls, v: Any) -> Any:
+        if v is None or v == "":
+            return True
+        if isinstance(v, bool):
+            return v
+        text = str(v).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValueError("in_stock must be true/false/1/0/yes/no")
+
+    def to_record(self, product_id: str) -> ProductRecord:
+        extra = self.model_extra or {}
+        attributes: dict[str, str] = {}
+        for key, value in extra.items():
+            if key == "image" or value is None:
+                continue  # photos come as files; a manifest's image column is meaningless here
+            if isinstance(value, dict | list):
+                raise InvalidContent(f"meta.{key}: attributes must be plain values, not {value!r}")
+            attributes[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        return ProductRecord(
+            product_id=product_id,
+            title=self.title or None,
+            category=self.category or None,
+            description=self.description or None,
+            url=self.url or None,
+            price=self.price,
+            currency=self.currency,
+            in_stock=self.in_stock,
+            attributes=attributes,
+        )
+
+
+def parse_meta(product_id: str, text: str) -> ProductRecord:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadParameter(f"meta: not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(raw, dict):
+        raise BadParameter("meta: must be a JSON object of manifest columns")
+    try:
+        meta = ProductMeta.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidContent(
+            f"meta.{where}: {first['msg'].removeprefix('Value error, ')}", code="invalid_product"
+        ) from None
+    if meta.product_id not in (None, product_id):
+        raise BadParameter(
+            f"meta.product_id {meta.product_id!r} differs from the URL's {product_id!r}"
+        )
+    return meta.to_record(product_id)
+
+
+def product_body(
+    state: ServiceState,
+    request: Request,
+    product: ProductRecord,
+    images: list[ImageRecord],
+    version: str,
+) -> ProductResponse:
+    ar = state.ar_blocks(request, [product.product_id])
+    return ProductResponse(
+        product_id=product.product_id,
+        title=product.title,
+        category=product.category,
+        description=product.description,
+        url=product.url,
+        price=product.price,
+        currency=product.currency,
+        in_stock=product.in_stock,
+        attributes=dict(product.attributes),
+        images=[
+            ProductImage(image_id=i.image_id, image_url=state.image_url(request, i.image_id))
+            for i in images
+        ],
+        ar=ar.get(product.product_id),
+        index_version=version,
+    )
+
+
+@router.get(
+    "/v1/products/{product_id}/similar",
+    response_model=SearchResponse,
+    summary="More like this: products nearest to this product's photos",
+    responses=error_responses(400, 404, 503),
+)
+async def similar_products(
+    product_id: ProductId, request: Request, state: StateDep, live: LiveDep, params: SearchParamsDep
+) -> SearchResponse:
+    started = time.perf_counter()
+
+    def work() -> tuple[list[Any], str]:
+        t0 = time.perf_counter()
+        version = live.version
+        hits = live.similar(product_id, params.k, params.filters)
+        state.metrics.search_seconds.labels("similar").observe(time.perf_counter() - t0)
+        return to_results(state, request, hits), version
+
+    results, version = await run_in_threadpool(work)
+    return SearchResponse(
+        results=results,
+        took_ms=round((time.perf_counter() - started) * 1000, 2),
+        model=live.model_name,
+        index_version=version,
+    )
+
+
+@router.get(
+    "/v1/products/{product_id}",
+    response_model=ProductResponse,
+    summary="A product with its photos and AR block",
+    responses=error_responses(404, 503),
+)
+async def get_product(
+    product_id: ProductId, request: Request, state: StateDep, live: LiveDep
+) -> ProductResponse:
+    def work() -> ProductResponse:
+        version = live.version
+        product, images = live.product(product_id)
+        return product_body(state, request, product, images, version)
+
+    return await run_in_threadpool(work)
+
+
+@router.put(
+    "/v1/products/{product_id}",
+    response_model=ProductResponse,
+    summary="Create or replace a product (admin); searchable when the call returns",
+    responses={
+        201: {"model": ProductResponse, "description": "Created"},
+        **error_responses(400, 401, 403, 413, 415, 422, 503),
+    },
+    dependencies=[Depends(require_admin)],
+)
+async def put_product(
+    product_id: ProductId,
+    request: Request,
+    response: Response,
+    state: StateDep,
+    live: LiveDep,
+    meta: Annotated[
+        str,
+        Form(description='JSON object of manifest columns, e.g. {"title": "...", "price": 9.5}'),
+    ],
+    image: Annotated[list[UploadFile], File(description="one or more product photos")],
+) -> ProductResponse:
+    if not PRODUCT_ID_RE.match(product_id):
+        raise BadParameter(f"product_id must be 1-128 chars of A-Za-z0-9._:- (got {product_id!r})")
+    record = parse_meta(product_id, meta)
+    if not image:
+        raise BadParameter("image: send at least one product photo")
+    if len(image) > MAX_IMAGES:
+        raise BadParameter(f"image: at most {MAX_IMAGES} photos per product")
+    photos = [await read_limited(f, state.settings.max_image_bytes) for f in image]
+
+    def work() -> tuple[ProductResponse, bool]:
+        try:
+            live.product(product_id)
+            created = False
+        except NotFound:
+            created = True
+        live.upsert_product(record, photos, state.embedder)
+        product, images = live.product(product_id)
+        return product_body(state, request, product, images, live.version), created
+
+    body, created = await run_in_threadpool(work)
+    response.status_code = 201 if created else 200
+    return body
+
+
+@router.delete(
+    "/v1/products/{product_id}",
+    status_code=204,
+    summary="Remove a product (admin); gone from results at once",
+    responses=error_responses(401, 403, 404, 503),
+    dependencies=[Depends(require_admin)],
+)
+async def delete_product(product_id: ProductId, live: LiveDep) -> Response:
+    await run_in_threadpool(live.delete_product, product_id)
+    return Response(status_code=204)

@@ -1,0 +1,99 @@
+"""Response bodies of the HTTP API (pydantic, so /openapi.json describes them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["bad_parameter"], description="stable snake_case code")
+    message: str = Field(description="a sentence a person can act on")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"code", "message"}}``."""
+
+    error: ErrorDetail
+
+
+class SearchResultItem(BaseModel):
+    product_id: str
+    score: float = Field(description="cosine similarity in [-1, 1] of the best-matching image")
+    title: str | None
+    category: str | None
+    price: float | None
+    currency: str | None
+    in_stock: bool
+    image_url: str = Field(
+        description="absolute URL of the best-matching catalog photo (GET /v1/images/{image_id})"
+    )
+    ar: dict[str, Any] | None = Field(description="the product's AR block, or null")
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchResultItem]
+    took_ms: float = Field(description="server time for the whole request, milliseconds")
+    model: str
+    index_version: str
+
+
+class ProductImage(BaseModel):
+    image_id: str
+    image_url: str
+
+
+class ProductResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: str
+    title: str | None
+    category: str | None
+    description: str | None
+    url: str | None
+    price: float | None
+    currency: str | None
+    in_stock: bool
+    attributes: dict[str, str]
+    images: list[ProductImage]
+    ar: dict[str, Any] | None
+    index_version: str
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class Readiness(BaseModel):
+    status: str = Field(examples=["ready"])
+    model: str
+    index_version: str
+    products: int
+    images: int
+    vectors: int
+
+
+class DemoSample(BaseModel):
+    name: str
+    product_id: str
+    title: str
+    url: str
+
+
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Bad parameter",
+    401: "Missing or invalid admin token",
+    403: "Admin endpoints disabled (no token configured)",
+    404: "Unknown id",
+    413: "Upload too large (bytes or pixels)",
+    415: "Not a supported image format",
+    422: "Invalid content (corrupt image, invalid product fields)",
+    429: "Rate limited",
+    503: "Index not loaded yet",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: each status documented with :class:`ErrorBody`."""
+    return {s: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[s]} for s in statuses}

@@ -1,0 +1,126 @@
+"""What the service holds while it runs (on ``app.state``) and the dependencies that hand it out.
+
+Nothing here is module-level: :func:`shoplens.service.app.create_app` builds a
+:class:`ServiceState` in its lifespan, so tests can run several apps side by
+side with their own settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from fastapi import Request
+
+from shoplens.config import Settings
+from shoplens.errors import ModelMismatch, NotReady, SnapshotError
+from shoplens.indexer.live import LiveIndex
+from shoplens.models.base import FloatArray, ImageEmbedder
+from shoplens.service.metrics import Metrics
+from shoplens.service.renditions import Renditions
+
+log = logging.getLogger(__name__)
+
+
+class TextEncoder(Protocol):
+    """What text search needs from the models part's text embedder."""
+
+    @property
+    def name(self) -> str: ...
+
+    def embed_texts(self, texts: list[str]) -> FloatArray: ...
+
+
+class ArBlocks(Protocol):
+    """What results need from the AR part: the AR block of each product that has one."""
+
+    def blocks(self, product_ids: list[str], base_url: str) -> dict[str, dict[str, Any]]: ...
+
+
+class IndexHolder:
+    """The live index, or why there is none yet.
+
+    The service starts without a snapshot (``/readyz`` answers 503); the
+    reload task keeps trying to open one, then keeps swapping in newer ones.
+    """
+
+    def __init__(self, settings: Settings, model_name: str, metrics: Metrics) -> None:
+        self._settings = settings
+        self._model_name = model_name
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self.live: LiveIndex | None = None
+        self.reason = "the index has not been opened yet"
+
+    def poll(self) -> None:
+        """Open the index if there is none yet, else swap in a newer snapshot (blocking)."""
+        with self._lock:
+            if self.live is None:
+                self._try_open()
+            elif self.live.maybe_reload():
+                self._metrics.index_reloads.inc()
+                log.info("swapped in index version %s", self.live.version)
+            if self.live is not None:
+                self._metrics.set_index(self.live.size, self.live.version, self.live.model_name)
+
+    def _try_open(self) -> None:
+        try:
+            self.live = LiveIndex.open(self._settings, self._model_name)
+        except (SnapshotError, ModelMismatch) as exc:
+            if exc.message != self.reason:
+                log.warning("index not ready: %s", exc.message)
+            self.reason = exc.message
+            return
+        log.info(
+            "index %s loaded (%s)",
+            self.live.version,
+            ", ".join(f"{v} {k}" for k, v in self.live.size.items()),
+        )
+
+    def require(self) -> LiveIndex:
+        live = self.live
+        if live is None:
+            raise NotReady(f"the search index is not ready: {self.reason}")
+        return live
+
+    def close(self) -> None:
+        live, self.live = self.live, None
+        close = getattr(live, "close", None)
+        if callable(close):
+            close()
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    embedder: ImageEmbedder
+    text_embedder: TextEncoder | None
+    index: IndexHolder
+    metrics: Metrics
+    renditions: Renditions
+    ar: ArBlocks | None
+    rate: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def base_url(self, request: Request) -> str:
+        """Absolute base of links in answers, without the trailing slash."""
+        return (self.settings.public_base_url or str(request.base_url)).rstrip("/")
+
+    def image_url(self, request: Request, image_id: str) -> str:
+        return f"{self.base_url(request)}/v1/images/{image_id}"
+
+    def ar_blocks(self, request: Request, product_ids: list[str]) -> dict[str, dict[str, Any]]:
+        if self.ar is None or not product_ids:
+            return {}
+        return self.ar.blocks(product_ids, self.base_url(request))
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+def get_live(request: Request) -> LiveIndex:
+    """The live index; 503 ``not_ready`` until a snapshot is loaded."""
+    return get_state(request).index.require()
