@@ -1,0 +1,118 @@
+"""Catalog adaptation on synthetic products: it must help, round-trip, and fall back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shoplens.models.adapt import Adaptation, AdaptationError, fit_adaptation
+
+
+def _l2n(x: np.ndarray) -> np.ndarray:
+    out: np.ndarray = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return out
+
+
+def _world(rng: np.random.Generator, n_products: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Product centres close together; nuisance variation strong along a few shared axes.
+
+    That mimics photos: lighting / background move every product the same way,
+    and those moves are larger than the gap between similar products.
+    """
+    return rng.normal(size=(n_products, dim)) * 0.35, rng.normal(size=(6, dim)) * 1.5
+
+
+def _sample(
+    world: tuple[np.ndarray, np.ndarray], per_product: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[str]]:
+    centres, nuisance = world
+    x, ids = [], []
+    for p, centre in enumerate(centres):
+        coeff = rng.normal(size=(per_product, len(nuisance)))
+        noise = rng.normal(size=(per_product, centres.shape[1])) * 0.2
+        x.append(centre + coeff @ nuisance + noise + 2.0)
+        ids += [f"p{p}"] * per_product
+    return _l2n(np.concatenate(x)), ids
+
+
+def _products(
+    rng: np.random.Generator, n_products: int, per_product: int, dim: int = 64
+) -> tuple[np.ndarray, list[str]]:
+    return _sample(_world(rng, n_products, dim), per_product, rng)
+
+
+def _recall_at_1(q: np.ndarray, q_ids: list[str], c: np.ndarray, c_ids: list[str]) -> float:
+    names = sorted(set(c_ids))
+    cid = np.array([names.index(i) for i in c_ids])
+    sims = q @ c.T
+    per_product = np.stack([sims[:, cid == j].max(axis=1) for j in range(len(names))], axis=1)
+    best = [names[j] for j in per_product.argmax(axis=1)]
+    return float(np.mean([b == t for b, t in zip(best, q_ids, strict=True)]))
+
+
+def test_adaptation_improves_recall_on_held_out_samples() -> None:
+    world = _world(np.random.default_rng(0), 30, 64)
+    catalog, c_ids = _sample(world, 12, np.random.default_rng(1))
+    queries, q_ids = _sample(world, 5, np.random.default_rng(2))  # unseen samples
+    plain = _recall_at_1(queries, q_ids, catalog, c_ids)
+    ad = fit_adaptation(catalog, c_ids)
+    assert ad is not None
+    adapted = _recall_at_1(ad.apply(queries), q_ids, ad.apply(catalog), c_ids)
+    assert adapted > plain + 0.1, (plain, adapted)
+    assert ad.facts["n_products"] == 30
+    assert ad.facts["n_images"] == 360
+
+
+def test_apply_is_normalised_float32_and_checks_dimension() -> None:
+    catalog, ids = _products(np.random.default_rng(2), 5, 6, dim=16)
+    ad = fit_adaptation(catalog, ids, dim=8)
+    assert ad is not None
+    out = ad.apply(catalog)
+    assert out.dtype == np.float32
+    assert out.shape == (30, 8)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert ad.apply(catalog[0]).shape == (1, 8)
+    with pytest.raises(AdaptationError):
+        ad.apply(np.ones((2, 15), np.float32))
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    catalog, ids = _products(np.random.default_rng(3), 6, 5, dim=32)
+    ad = fit_adaptation(catalog, ids, shrinkage=0.3)
+    assert ad is not None
+    hashes = ad.save(tmp_path / "adapt")
+    assert set(hashes) == {p.name for p in (tmp_path / "adapt").iterdir()}
+    assert all(len(h) == 64 for h in hashes.values())
+    back = Adaptation.load(tmp_path / "adapt")
+    assert back.kind == ad.kind
+    assert back.params == ad.params
+    assert back.facts == ad.facts
+    np.testing.assert_array_equal(back.apply(catalog), ad.apply(catalog))
+
+
+def test_load_rejects_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(AdaptationError):
+        Adaptation.load(tmp_path)
+
+
+@pytest.mark.parametrize("per_product", [1])
+def test_falls_back_with_one_image_per_product(per_product: int) -> None:
+    catalog, ids = _products(np.random.default_rng(4), 10, per_product)
+    assert fit_adaptation(catalog, ids) is None
+
+
+def test_falls_back_with_a_single_product() -> None:
+    catalog, ids = _products(np.random.default_rng(5), 1, 20)
+    assert fit_adaptation(catalog, ids) is None
+
+
+def test_rejects_bad_input() -> None:
+    catalog, ids = _products(np.random.default_rng(6), 3, 4, dim=8)
+    with pytest.raises(AdaptationError):
+        fit_adaptation(catalog, ids[:-1])
+    with pytest.raises(AdaptationError):
+        fit_adaptation(catalog, ids, method="nope")
+    with pytest.raises(AdaptationError):
+        fit_adaptation(catalog, ids, shrinkage=1.5)
