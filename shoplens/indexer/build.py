@@ -1,0 +1,186 @@
+"""One indexing run: manifest -> store -> embeddings -> snapshot -> publish."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shoplens.config import Settings
+from shoplens.errors import Conflict, ManifestError
+from shoplens.indexer.manifest import Reject, read_manifest, write_rejects
+from shoplens.indexer.pipeline import Fetch, embed_missing
+from shoplens.indexer.snapshot import build_snapshot, new_snapshot_id, read_facts
+from shoplens.indexer.store import CatalogStore, NewImage, write_atomic
+from shoplens.models.base import ImageEmbedder
+
+log = logging.getLogger(__name__)
+
+LAST_RUN = "last_run.json"
+
+
+@dataclass
+class IndexReport:
+    run_id: str
+    manifest: str
+    model: str
+    snapshot_id: str
+    indexed: int
+    unchanged: int
+    rejected: int
+    removed: int
+    products: int  # live products in the snapshot
+    vectors: int  # vectors in the snapshot
+    seconds: float
+    embed_seconds: float
+    images_per_s: float
+    started_at: float
+    rejects_path: str | None = None
+    report_path: str | None = None
+    rejects_sample: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary_line(self) -> str:
+        return (
+            f"indexed {self.indexed}, unchanged {self.unchanged}, rejected {self.rejected}, "
+            f"removed {self.removed} in {self.seconds:.1f}s ({self.images_per_s:.1f} images/s)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@contextmanager
+def run_lock(settings: Settings) -> Iterator[None]:
+    """One indexing run per data dir at a time (released by the OS if killed)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.data_dir / "index.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Conflict(
+                f"another `shoplens index` is running on {settings.data_dir}; wait for it"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def run_index(
+    settings: Settings,
+    manifest_path: Path,
+    *,
+    prune: bool = False,
+    model: str | None = None,
+    progress: bool = False,
+    embedder: ImageEmbedder | None = None,
+    fetch: Fetch | None = None,
+) -> IndexReport:
+    """Index a manifest incrementally and publish a new snapshot.
+
+    ``embedder`` overrides loading the configured model (tests, the service's
+    reindex job reusing its loaded model); ``fetch`` handles http(s) image rows.
+    """
+    started = time.time()
+    t0 = time.perf_counter()
+    if model is not None:
+        settings = settings.model_copy(update={"model": model})
+    manifest = read_manifest(Path(manifest_path))
+    if embedder is None:
+        from shoplens.models.registry import load_embedder
+
+        embedder = load_embedder(settings)
+    run_id = new_snapshot_id()
+    with run_lock(settings), CatalogStore(settings.db_path) as store:
+        emb = embed_missing(
+            settings, store, embedder, manifest.images, fetch=fetch, progress=progress
+        )
+        rejects: list[Reject] = [*manifest.rejects, *emb.rejects]
+        rejects.sort(key=lambda r: r.line)
+        partial = manifest.partial | {r.product_id for r in emb.rejects if r.product_id}
+
+        by_product: dict[str, list[NewImage]] = {}
+        for pos, ref in enumerate(manifest.images):
+            sha = emb.shas.get(pos)
+            if sha is not None:
+                by_product.setdefault(ref.product_id, []).append(NewImage(ref.source, sha))
+        items = []
+        for pid, product in manifest.products.items():
+            imgs = by_product.get(pid, [])
+            if not imgs and pid in partial:
+                continue  # every image row of it was bad: leave it as it was
+            items.append((product, imgs, pid not in partial))
+        store.upsert_products(items)
+
+        removed = 0
+        if prune:
+            if not items and manifest.rows:
+                raise ManifestError(
+                    "refusing to --prune: no row of the manifest could be indexed "
+                    f"({len(rejects)} rejected), so every product would be removed"
+                )
+            present = set(manifest.products) | partial
+            removed = store.delete_products(sorted(store.live_product_ids() - present))
+
+        processed = emb.indexed + emb.unchanged
+        report = IndexReport(
+            run_id=run_id,
+            manifest=str(Path(manifest_path).resolve()),
+            model=embedder.name,
+            snapshot_id="",
+            indexed=emb.indexed,
+            unchanged=emb.unchanged,
+            rejected=len(rejects),
+            removed=removed,
+            products=0,
+            vectors=0,
+            seconds=0.0,
+            embed_seconds=round(emb.seconds, 3),
+            images_per_s=0.0,
+            started_at=started,
+            rejects_sample=[asdict(r) for r in rejects[:20]],
+        )
+        run_dir = settings.data_dir / "runs"
+        if rejects:
+            rejects_path = run_dir / f"{run_id}.rejects.csv"
+            write_rejects(rejects_path, rejects)
+            report.rejects_path = str(rejects_path)
+        snapshot_id = build_snapshot(
+            settings,
+            store,
+            model=embedder.name,
+            dim=embedder.dim,
+            preprocess=embedder.preprocess_config.to_dict(),
+            build_facts={"run_id": run_id, "manifest": report.manifest},
+        )
+        seconds = time.perf_counter() - t0
+        facts = read_facts(settings.snapshots_dir / snapshot_id)
+        report.snapshot_id = snapshot_id
+        report.products = int(facts["counts"]["products"])
+        report.vectors = int(facts["counts"]["vectors"])
+        report.seconds = round(seconds, 3)
+        report.images_per_s = round(processed / max(seconds, 1e-9), 2)
+        report_path = run_dir / f"{run_id}.json"
+        report.report_path = str(report_path)
+        body = json.dumps(report.to_dict(), indent=2).encode()
+        write_atomic(report_path, body)
+        write_atomic(settings.snapshots_dir / snapshot_id / "run_report.json", body)
+        write_atomic(settings.data_dir / LAST_RUN, body)
+        store.record_run(run_id, started, report.to_dict())
+    log.info("published snapshot %s: %s", snapshot_id, report.summary_line())
+    return report
+
+
+def last_run(settings: Settings) -> dict[str, Any] | None:
+    try:
+        data = json.loads((settings.data_dir / LAST_RUN).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

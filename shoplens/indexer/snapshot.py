@@ -1,0 +1,278 @@
+"""Index snapshots: immutable directories published by an atomic pointer switch.
+
+Layout of ``data_dir/snapshots/``::
+
+    CURRENT            the id of the live snapshot (replaced atomically)
+    <id>/facts.json    model, dim, preprocessing, counts, index facts, catalog
+                       seq at build, created_at, sha256 of every other file
+    <id>/idmap.json    vector id -> image row (image_id, product_id, sha256)
+    <id>/...           the vector index files (VectorIndex.save)
+
+A snapshot is written as ``<id>.tmp/``, fsynced, renamed to ``<id>/``; only then
+does CURRENT move. A reader therefore sees the old snapshot or the whole new
+one, never a half-written one; a corrupt one is refused by its checksums.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from shoplens.config import Settings
+from shoplens.errors import ModelMismatch, SnapshotError
+from shoplens.indexer.store import CatalogStore, write_atomic
+
+FACTS = "facts.json"
+IDMAP = "idmap.json"
+CURRENT = "CURRENT"
+KEEP_PREVIOUS = 2
+FORMAT_VERSION = 1
+
+
+class SearchableIndex(Protocol):
+    """The part of VectorIndex the snapshot and the live index use."""
+
+    ntotal: int
+    dim: int
+    facts: dict[str, Any]
+
+    def search(
+        self, queries: NDArray[np.float32], k: int, allowed_ids: NDArray[np.int64] | None = None
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]: ...
+
+    def reconstruct(self, ids: NDArray[np.int64]) -> NDArray[np.float32]: ...
+
+    def save(self, directory: Path) -> dict[str, str]: ...
+
+
+def _vector_index_cls() -> Any:
+    try:
+        from shoplens.indexer.vectors import VectorIndex
+
+        return VectorIndex
+    except ImportError:  # vectors.py has not landed yet
+        from shoplens.indexer._flat import FlatIndex
+
+        return FlatIndex
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    path: Path
+    facts: dict[str, Any]
+    index: SearchableIndex | None  # None when the catalog was empty
+    vids: NDArray[np.int64]  # every vector id in the index, sorted
+
+    @property
+    def model(self) -> str:
+        return str(self.facts["model"])
+
+    @property
+    def seq(self) -> int:
+        return int(self.facts["catalog_seq"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.facts["dim"])
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def new_snapshot_id() -> str:
+    """Sortable by creation time, unique across concurrent writers."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def current_id(settings: Settings) -> str | None:
+    try:
+        text = (settings.snapshots_dir / CURRENT).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
+def build_snapshot(
+    settings: Settings,
+    store: CatalogStore,
+    *,
+    model: str,
+    dim: int,
+    preprocess: dict[str, Any],
+    extra_files: dict[str, bytes] | None = None,
+    build_facts: dict[str, Any] | None = None,
+) -> str:
+    """Build a snapshot of every live image embedded with ``model`` and publish it."""
+    seq, images, vectors = store.live_vectors(model)
+    snap_id = new_snapshot_id()
+    root = settings.snapshots_dir
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f"{snap_id}.tmp"
+    tmp.mkdir()
+    try:
+        files: dict[str, str] = {}
+        index_facts: dict[str, Any] = {"type": "empty", "params": {}, "ntotal": 0}
+        if vectors is not None:
+            if vectors.shape[1] != dim:
+                raise SnapshotError(
+                    f"stored embeddings have dimension {vectors.shape[1]}, model {model} has {dim}"
+                )
+            ids = np.array([im.vid for im in images], dtype=np.int64)
+            index = _vector_index_cls().build(
+                vectors,
+                ids,
+                exact_max=settings.exact_index_max,
+                memory_budget_mb=settings.index_memory_budget_mb,
+            )
+            files.update(index.save(tmp))
+            index_facts = dict(index.facts)
+        idmap = {
+            "vids": [im.vid for im in images],
+            "image_ids": [im.image_id for im in images],
+            "product_ids": [im.product_id for im in images],
+            "sha256": [im.sha256 for im in images],
+        }
+        for name, data in {IDMAP: json.dumps(idmap).encode(), **(extra_files or {})}.items():
+            (tmp / name).write_bytes(data)
+        # Checksums of what is on disk, whatever VectorIndex.save reported.
+        for p in sorted(tmp.iterdir()):
+            if p.is_file():
+                files[p.name] = _sha256_file(p)
+            else:
+                for sub in sorted(p.rglob("*")):
+                    if sub.is_file():
+                        files[str(sub.relative_to(tmp))] = _sha256_file(sub)
+        facts = {
+            "format": FORMAT_VERSION,
+            "id": snap_id,
+            "model": model,
+            "dim": dim,
+            "preprocess": preprocess,
+            "counts": {
+                "vectors": len(images),
+                "images": len(images),
+                "products": len({im.product_id for im in images}),
+            },
+            "index": index_facts,
+            "catalog_seq": seq,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "build": build_facts or {},
+            "files": files,
+        }
+        (tmp / FACTS).write_text(json.dumps(facts, indent=2), encoding="utf-8")
+        for p in tmp.rglob("*"):
+            if p.is_file():
+                with open(p, "rb") as f:
+                    os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        final = root / snap_id
+        os.rename(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    write_atomic(root / CURRENT, (snap_id + "\n").encode())
+    _fsync_dir(root)
+    prune_snapshots(settings)
+    return snap_id
+
+
+def prune_snapshots(settings: Settings, keep_previous: int = KEEP_PREVIOUS) -> list[str]:
+    """Delete snapshots older than the current one and its ``keep_previous`` predecessors."""
+    root = settings.snapshots_dir
+    cur = current_id(settings)
+    if cur is None:
+        return []
+    ids = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.endswith(".tmp"))
+    older = [i for i in ids if i < cur]
+    doomed = older[: max(0, len(older) - keep_previous)]
+    for i in doomed:
+        shutil.rmtree(root / i, ignore_errors=True)
+    # Leftovers of killed runs.
+    for p in root.glob("*.tmp"):
+        if p.is_dir() and time.time() - p.stat().st_mtime > 3600:
+            shutil.rmtree(p, ignore_errors=True)
+    return doomed
+
+
+def read_facts(path: Path) -> dict[str, Any]:
+    try:
+        facts = json.loads((path / FACTS).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise SnapshotError(f"snapshot {path.name} is missing (run `shoplens index`)") from exc
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise SnapshotError(f"snapshot {path.name} has unreadable facts.json: {exc}") from exc
+    if not isinstance(facts, dict) or "model" not in facts or "files" not in facts:
+        raise SnapshotError(f"snapshot {path.name} has an invalid facts.json")
+    return facts
+
+
+def load_snapshot_dir(path: Path, expected_model: str | None) -> Snapshot:
+    """Load and verify one snapshot directory."""
+    facts = read_facts(path)
+    if expected_model is not None and facts["model"] != expected_model:
+        raise ModelMismatch(
+            f"the index was built with model {facts['model']!r} but the configured model is "
+            f"{expected_model!r}: re-run `shoplens index --model {expected_model}` "
+            f"or set SHOPLENS_MODEL={facts['model']}"
+        )
+    for name, digest in facts["files"].items():
+        p = path / name
+        try:
+            actual = _sha256_file(p)
+        except OSError as exc:
+            raise SnapshotError(f"snapshot {path.name}: file {name} is missing") from exc
+        if actual != digest:
+            raise SnapshotError(f"snapshot {path.name}: file {name} is corrupt (checksum)")
+    try:
+        idmap = json.loads((path / IDMAP).read_text(encoding="utf-8"))
+        vids = np.asarray(idmap["vids"], dtype=np.int64)
+    except (OSError, ValueError, KeyError) as exc:
+        raise SnapshotError(f"snapshot {path.name}: unreadable id map: {exc}") from exc
+    index: SearchableIndex | None = None
+    if int(facts["index"].get("ntotal", 0)) > 0:
+        try:
+            index = _vector_index_cls().load(path)
+        except SnapshotError:
+            raise
+        except Exception as exc:  # a corrupt FAISS file raises RuntimeError
+            raise SnapshotError(f"snapshot {path.name}: cannot load the index: {exc}") from exc
+        if index is None or index.ntotal != len(vids):
+            raise SnapshotError(f"snapshot {path.name}: index and id map disagree")
+    return Snapshot(
+        id=path.name, path=path, facts=facts, index=index, vids=np.sort(vids).astype(np.int64)
+    )
+
+
+def load_snapshot(settings: Settings, expected_model: str | None) -> Snapshot:
+    """The published snapshot, verified (checksums, model)."""
+    cur = current_id(settings)
+    if cur is None:
+        raise SnapshotError(f"no index in {settings.data_dir}: run `shoplens index MANIFEST` first")
+    return load_snapshot_dir(settings.snapshots_dir / cur, expected_model)

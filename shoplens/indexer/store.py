@@ -1,0 +1,520 @@
+"""The catalog metadata store: products, images, cached embeddings, change sequence.
+
+One SQLite file (``settings.db_path``), shared with other parts that keep their
+own tables. Every catalog change takes the next value of one monotonically
+increasing sequence and stamps it on the rows it touched, so a snapshot built
+at sequence S plus every row with ``seq > S`` is the current catalog.
+
+Embeddings are cached by ``(model, sha256 of the source bytes)``: this is what
+makes indexing incremental (unchanged bytes are never embedded again) and
+resumable (each batch is committed in one transaction).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from shoplens.indexer.types import ImageRecord, ProductRecord
+
+PHOTO_MAX_SIDE = 1024
+IMAGE_ID_HEX = 20
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS idx_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idx_products (
+    product_id TEXT PRIMARY KEY,
+    title TEXT, category TEXT, description TEXT, url TEXT,
+    price REAL, currency TEXT,
+    in_stock INTEGER NOT NULL DEFAULT 1,
+    attributes TEXT NOT NULL DEFAULT '{}',
+    deleted INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_products_seq ON idx_products(seq);
+-- rowid is the vector id used in snapshots: stable for the life of the row.
+CREATE TABLE IF NOT EXISTS idx_images (
+    vid INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id TEXT NOT NULL,
+    product_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    position INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL,
+    UNIQUE (product_id, image_id)
+);
+CREATE INDEX IF NOT EXISTS idx_images_seq ON idx_images(seq);
+CREATE INDEX IF NOT EXISTS idx_images_image_id ON idx_images(image_id);
+CREATE TABLE IF NOT EXISTS idx_embeddings (
+    model TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (model, sha256)
+) WITHOUT ROWID;
+-- (path, size, mtime) -> sha256, so an unchanged file is not even read again.
+CREATE TABLE IF NOT EXISTS idx_sources (
+    source TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idx_runs (
+    run_id TEXT PRIMARY KEY,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    report TEXT NOT NULL
+);
+"""
+
+
+def image_id_for(sha256: str) -> str:
+    """Public, content-addressed image id: the first 20 hex chars of the sha256."""
+    return sha256[:IMAGE_ID_HEX]
+
+
+def photo_path(data_dir: Path, sha256: str) -> Path:
+    """Where the re-encoded catalog photo of these source bytes is kept."""
+    return data_dir / "images" / sha256[:2] / f"{sha256}.jpg"
+
+
+def write_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """An image row as the live index needs it."""
+
+    vid: int
+    image_id: str
+    product_id: str
+    source: str
+    sha256: str
+    position: int
+    deleted: bool
+    seq: int
+
+    def record(self) -> ImageRecord:
+        return ImageRecord(self.image_id, self.product_id, self.source, self.sha256)
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """An image to attach to a product: its source and the sha256 of its bytes."""
+
+    source: str
+    sha256: str
+
+
+def _product_from_row(row: sqlite3.Row) -> ProductRecord:
+    return ProductRecord(
+        product_id=row["product_id"],
+        title=row["title"],
+        category=row["category"],
+        description=row["description"],
+        url=row["url"],
+        price=row["price"],
+        currency=row["currency"],
+        in_stock=bool(row["in_stock"]),
+        attributes=json.loads(row["attributes"]),
+    )
+
+
+def _image_from_row(row: sqlite3.Row) -> StoredImage:
+    return StoredImage(
+        vid=int(row["vid"]),
+        image_id=row["image_id"],
+        product_id=row["product_id"],
+        source=row["source"],
+        sha256=row["sha256"],
+        position=int(row["position"]),
+        deleted=bool(row["deleted"]),
+        seq=int(row["seq"]),
+    )
+
+
+def _product_values(p: ProductRecord) -> tuple[Any, ...]:
+    return (
+        p.title,
+        p.category,
+        p.description,
+        p.url,
+        p.price,
+        p.currency,
+        int(p.in_stock),
+        json.dumps(p.attributes, sort_keys=True, ensure_ascii=False),
+    )
+
+
+class CatalogStore:
+    """Thread-safe access to the indexer's tables (one connection, one lock).
+
+    WAL mode lets readers in other processes (the service, ``shoplens search``)
+    go on while an indexing run writes; ``busy_timeout`` waits out other
+    writers (other parts share the file) instead of failing.
+    """
+
+    def __init__(self, db_path: Path, *, timeout_s: float = 30.0) -> None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = db_path
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            db_path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+        )
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: an acknowledged write (a PUT, a committed batch) survives power loss.
+        self._conn.execute("PRAGMA synchronous = FULL")
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> CatalogStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``): all or nothing."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent read view (one deferred transaction)."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
+    # -- change sequence ---------------------------------------------------
+
+    def seq(self) -> int:
+        with self._lock:
+            return _get_seq(self._conn)
+
+    # -- embeddings ----------------------------------------------------------
+
+    def embedded_shas(self, model: str, shas: Iterable[str]) -> set[str]:
+        """The subset of ``shas`` that already has an embedding for ``model``."""
+        wanted = list(dict.fromkeys(shas))
+        found: set[str] = set()
+        with self._lock:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    f"SELECT sha256 FROM idx_embeddings WHERE model = ? AND sha256 IN ({marks})",
+                    (model, *chunk),
+                )
+                found.update(r[0] for r in rows)
+        return found
+
+    def embedded_shas_all(self, model: str) -> set[str]:
+        """Every sha256 that has an embedding for ``model``."""
+        with self._lock:
+            rows = self._conn.execute("SELECT sha256 FROM idx_embeddings WHERE model = ?", (model,))
+            return {r[0] for r in rows}
+
+    def count_embeddings(self, model: str) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COUNT(*) FROM idx_embeddings WHERE model = ?", (model,)
+            ).fetchone()
+        return int(row[0])
+
+    def put_embeddings(
+        self,
+        model: str,
+        items: Sequence[tuple[str, NDArray[np.float32]]],
+        sources: Sequence[tuple[str, int, int, str]] = (),
+    ) -> None:
+        """Commit a batch of ``(sha256, vector)`` (+ source cache rows) in one transaction."""
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO idx_embeddings(model, sha256, dim, vector) "
+                "VALUES (?, ?, ?, ?)",
+                [
+                    (model, sha, int(v.shape[0]), np.ascontiguousarray(v, np.float32).tobytes())
+                    for sha, v in items
+                ],
+            )
+            c.executemany(
+                "INSERT OR REPLACE INTO idx_sources(source, size, mtime_ns, sha256) "
+                "VALUES (?, ?, ?, ?)",
+                list(sources),
+            )
+
+    def get_embeddings(self, model: str, shas: Sequence[str]) -> dict[str, NDArray[np.float32]]:
+        out: dict[str, NDArray[np.float32]] = {}
+        wanted = list(dict.fromkeys(shas))
+        with self._lock:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    "SELECT sha256, vector FROM idx_embeddings "
+                    f"WHERE model = ? AND sha256 IN ({marks})",
+                    (model, *chunk),
+                )
+                for sha, blob in rows:
+                    out[sha] = np.frombuffer(blob, dtype=np.float32).copy()
+        return out
+
+    def put_sources(self, rows: Sequence[tuple[str, int, int, str]]) -> None:
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO idx_sources(source, size, mtime_ns, sha256) "
+                "VALUES (?, ?, ?, ?)",
+                list(rows),
+            )
+
+    def cached_sha(self, source: str, size: int, mtime_ns: int) -> str | None:
+        """sha256 recorded for this file if its size and mtime are unchanged."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT sha256 FROM idx_sources WHERE source = ? AND size = ? AND mtime_ns = ?",
+                (source, size, mtime_ns),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- products and images ---------------------------------------------------
+
+    def upsert_products(
+        self,
+        products: Sequence[tuple[ProductRecord, Sequence[NewImage], bool]],
+    ) -> int:
+        """Create or update products with their image sets in one transaction.
+
+        Each item is ``(product, images, replace_images)``: with
+        ``replace_images`` the product's images not in ``images`` are deleted;
+        without it they are kept (a row of the product was rejected, and a
+        bad row never removes what was indexed before). Rows that do not
+        change keep their ``seq``. Returns the number of rows changed.
+        """
+        changed = 0
+        with self.transaction() as c:
+            seq = _get_seq(c) + 1
+            for product, images, replace in products:
+                changed += _upsert_one(c, seq, product, images, replace)
+            if changed:
+                _set_seq(c, seq)
+        return changed
+
+    def delete_products(self, product_ids: Iterable[str]) -> int:
+        """Mark products (and their images) deleted; returns how many were live."""
+        ids = list(product_ids)
+        n = 0
+        with self.transaction() as c:
+            seq = _get_seq(c) + 1
+            for pid in ids:
+                cur = c.execute(
+                    "UPDATE idx_products SET deleted = 1, seq = ? "
+                    "WHERE product_id = ? AND deleted = 0",
+                    (seq, pid),
+                )
+                if cur.rowcount:
+                    n += 1
+                    c.execute(
+                        "UPDATE idx_images SET deleted = 1, seq = ? "
+                        "WHERE product_id = ? AND deleted = 0",
+                        (seq, pid),
+                    )
+            if n:
+                _set_seq(c, seq)
+        return n
+
+    def live_product_ids(self) -> set[str]:
+        with self._lock:
+            rows = self._conn.execute("SELECT product_id FROM idx_products WHERE deleted = 0")
+            return {r[0] for r in rows}
+
+    def get_product(self, product_id: str) -> tuple[ProductRecord, list[StoredImage]] | None:
+        """The live product and its live images, or None if unknown or deleted."""
+        with self.read() as c:
+            row = c.execute(
+                "SELECT * FROM idx_products WHERE product_id = ? AND deleted = 0", (product_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            imgs = c.execute(
+                "SELECT * FROM idx_images WHERE product_id = ? AND deleted = 0 "
+                "ORDER BY position, vid",
+                (product_id,),
+            ).fetchall()
+        return _product_from_row(row), [_image_from_row(r) for r in imgs]
+
+    def find_image(self, image_id: str) -> StoredImage | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT * FROM idx_images WHERE image_id = ? ORDER BY deleted, vid DESC LIMIT 1",
+                (image_id,),
+            ).fetchone()
+        return None if row is None else _image_from_row(row)
+
+    def load_catalog(
+        self,
+    ) -> tuple[int, list[ProductRecord], list[StoredImage]]:
+        """``(seq, live products, live images)`` read in one consistent view."""
+        with self.read() as c:
+            seq = _get_seq(c)
+            prows = c.execute("SELECT * FROM idx_products WHERE deleted = 0").fetchall()
+            irows = c.execute("SELECT * FROM idx_images WHERE deleted = 0 ORDER BY vid").fetchall()
+        return seq, [_product_from_row(r) for r in prows], [_image_from_row(r) for r in irows]
+
+    def live_vectors(self, model: str) -> tuple[int, list[StoredImage], NDArray[np.float32] | None]:
+        """``(seq, live images that have an embedding, their vectors)`` in one view."""
+        images: list[StoredImage] = []
+        blobs: list[bytes] = []
+        with self.read() as c:
+            seq = _get_seq(c)
+            rows = c.execute(
+                "SELECT i.*, e.vector AS vector FROM idx_images i JOIN idx_embeddings e "
+                "ON e.model = ? AND e.sha256 = i.sha256 WHERE i.deleted = 0 ORDER BY i.vid",
+                (model,),
+            )
+            for r in rows:
+                images.append(_image_from_row(r))
+                blobs.append(r["vector"])
+        if not blobs:
+            return seq, images, None
+        vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1)
+        return seq, images, vectors.copy()
+
+    def counts(self) -> dict[str, int]:
+        with self.read() as c:
+            p = c.execute("SELECT COUNT(*) FROM idx_products WHERE deleted = 0").fetchone()[0]
+            i = c.execute("SELECT COUNT(*) FROM idx_images WHERE deleted = 0").fetchone()[0]
+        return {"products": int(p), "images": int(i)}
+
+    # -- runs ------------------------------------------------------------------
+
+    def record_run(self, run_id: str, started_at: float, report: dict[str, Any]) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO idx_runs(run_id, started_at, finished_at, report) "
+                "VALUES (?, ?, ?, ?)",
+                (run_id, started_at, time.time(), json.dumps(report)),
+            )
+            # A small table: keep the last 50 runs.
+            c.execute(
+                "DELETE FROM idx_runs WHERE run_id NOT IN "
+                "(SELECT run_id FROM idx_runs ORDER BY started_at DESC LIMIT 50)"
+            )
+
+    def last_run(self) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT report FROM idx_runs ORDER BY started_at DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+
+def _get_seq(c: sqlite3.Connection) -> int:
+    row = c.execute("SELECT value FROM idx_meta WHERE key = 'seq'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _set_seq(c: sqlite3.Connection, seq: int) -> None:
+    c.execute("INSERT OR REPLACE INTO idx_meta(key, value) VALUES ('seq', ?)", (str(seq),))
+
+
+def _upsert_one(
+    c: sqlite3.Connection,
+    seq: int,
+    product: ProductRecord,
+    images: Sequence[NewImage],
+    replace: bool,
+) -> int:
+    changed = 0
+    values = _product_values(product)
+    row = c.execute(
+        "SELECT title, category, description, url, price, currency, in_stock, attributes, "
+        "deleted FROM idx_products WHERE product_id = ?",
+        (product.product_id,),
+    ).fetchone()
+    if row is None:
+        c.execute(
+            "INSERT INTO idx_products(product_id, title, category, description, url, price, "
+            "currency, in_stock, attributes, deleted, seq) VALUES (?,?,?,?,?,?,?,?,?,0,?)",
+            (product.product_id, *values, seq),
+        )
+        changed += 1
+    elif tuple(row)[:8] != values or row["deleted"]:
+        c.execute(
+            "UPDATE idx_products SET title=?, category=?, description=?, url=?, price=?, "
+            "currency=?, in_stock=?, attributes=?, deleted=0, seq=? WHERE product_id=?",
+            (*values, seq, product.product_id),
+        )
+        changed += 1
+
+    existing = {
+        r["image_id"]: r
+        for r in c.execute(
+            "SELECT vid, image_id, source, position, deleted FROM idx_images WHERE product_id = ?",
+            (product.product_id,),
+        )
+    }
+    keep: set[str] = set()
+    for pos, img in enumerate(images):
+        iid = image_id_for(img.sha256)
+        if iid in keep:
+            continue  # the same bytes twice for one product: one vector is enough
+        keep.add(iid)
+        old = existing.get(iid)
+        if old is None:
+            c.execute(
+                "INSERT INTO idx_images(image_id, product_id, source, sha256, position, "
+                "deleted, seq) VALUES (?,?,?,?,?,0,?)",
+                (iid, product.product_id, img.source, img.sha256, pos, seq),
+            )
+            changed += 1
+        elif old["deleted"] or old["source"] != img.source or old["position"] != pos:
+            c.execute(
+                "UPDATE idx_images SET source=?, position=?, deleted=0, seq=? WHERE vid=?",
+                (img.source, pos, seq, old["vid"]),
+            )
+            changed += 1
+    if replace:
+        for iid, old in existing.items():
+            if iid not in keep and not old["deleted"]:
+                c.execute("UPDATE idx_images SET deleted=1, seq=? WHERE vid=?", (seq, old["vid"]))
+                changed += 1
+    return changed
