@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, UploadFile
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from shoplens.errors import BadParameter, InvalidContent, NotFound
 from shoplens.indexer.live import LiveIndex
+from shoplens.indexer.manifest import RowError, product_from_mapping
 from shoplens.indexer.types import ImageRecord, ProductRecord
 from shoplens.service.auth import require_admin
 from shoplens.service.params import SearchParamsDep
@@ -35,108 +34,26 @@ PRODUCT_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 ProductId = Annotated[
     str, Path(description="stable product id, 1-128 chars of A-Za-z0-9._:-", max_length=128)
 ]
-_TRUE = {"true", "1", "yes", "y", "on"}
-_FALSE = {"false", "0", "no", "n", "off"}
-_KNOWN = {"product_id", "title", "category", "description", "url", "price", "currency", "in_stock"}
 MAX_IMAGES = 20
 
 
-class ProductMeta(BaseModel):
-    """The manifest columns of one product, as sent in ``meta`` (same rules as the manifest)."""
-
-    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
-
-    product_id: str | None = None
-    title: str | None = None
-    category: str | None = None
-    description: str | None = None
-    url: str | None = None
-    price: float | None = None
-    currency: str | None = None
-    in_stock: bool = True
-
-    @field_validator("price", mode="before")
-    @classmethod
-    def _price(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            v = v.strip()
-            if not v:
-                return None
-            try:
-                v = float(v)
-            except ValueError:
-                raise ValueError("price must be a decimal number") from None
-        if isinstance(v, bool):
-            raise ValueError("price must be a decimal number")
-        if isinstance(v, int | float) and (not math.isfinite(v) or v < 0):
-            raise ValueError("price must be a finite number >= 0")
-        return v
-
-    @field_validator("currency")
-    @classmethod
-    def _currency(cls, v: str | None) -> str | None:
-        if v is None or v == "":
-            return None
-        if not re.fullmatch(r"[A-Za-z]{3}", v):
-            raise ValueError("currency must be a 3-letter ISO 4217 code such as EUR")
-        return v.upper()
-
-    @field_validator("in_stock", mode="before")
-    @classmethod
-    def _in_stock(cls, v: Any) -> Any:
-        if v is None or v == "":
-            return True
-        if isinstance(v, bool):
-            return v
-        text = str(v).strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-        raise ValueError("in_stock must be true/false/1/0/yes/no")
-
-    def to_record(self, product_id: str) -> ProductRecord:
-        extra = self.model_extra or {}
-        attributes: dict[str, str] = {}
-        for key, value in extra.items():
-            if key == "image" or value is None:
-                continue  # photos come as files; a manifest's image column is meaningless here
-            if isinstance(value, dict | list):
-                raise InvalidContent(f"meta.{key}: attributes must be plain values, not {value!r}")
-            attributes[key] = str(value).lower() if isinstance(value, bool) else str(value)
-        return ProductRecord(
-            product_id=product_id,
-            title=self.title or None,
-            category=self.category or None,
-            description=self.description or None,
-            url=self.url or None,
-            price=self.price,
-            currency=self.currency,
-            in_stock=self.in_stock,
-            attributes=attributes,
-        )
-
-
 def parse_meta(product_id: str, text: str) -> ProductRecord:
+    """``meta`` JSON -> a product, validated by the manifest's own row rules."""
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadParameter(f"meta: not valid JSON ({exc.msg} at position {exc.pos})") from None
     if not isinstance(raw, dict):
         raise BadParameter("meta: must be a JSON object of manifest columns")
+    given = raw.get("product_id")
+    if given is not None and str(given).strip() != product_id:
+        raise BadParameter(f"meta.product_id {given!r} differs from the URL's {product_id!r}")
+    row = {k: v for k, v in raw.items() if str(k).strip().lower() != "image"}
+    row["product_id"] = product_id
     try:
-        meta = ProductMeta.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidContent(
-            f"meta.{where}: {first['msg'].removeprefix('Value error, ')}", code="invalid_product"
-        ) from None
-    if meta.product_id not in (None, product_id):
-        raise BadParameter(
-            f"meta.product_id {meta.product_id!r} differs from the URL's {product_id!r}"
-        )
-    return meta.to_record(product_id)
+        return product_from_mapping(row)
+    except RowError as exc:
+        raise InvalidContent(f"meta: {exc}", code="invalid_product") from None
 
 
 def product_body(

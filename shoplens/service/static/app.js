@@ -1,0 +1,203 @@
+// Shoplens demo page: pick or take a photo, optionally mark a region, search.
+(function () {
+  "use strict";
+  const $ = (id) => document.getElementById(id);
+  const state = { photo: null, region: null, categories: new Set() };
+
+  const preview = $("preview");
+  const stage = $("stage");
+  const box = $("box");
+  const status = $("status");
+  const results = $("results");
+  const searchButton = $("search");
+
+  function setStatus(text, isError) {
+    status.textContent = text;
+    status.classList.toggle("error", Boolean(isError));
+  }
+
+  function setPhoto(blob) {
+    state.photo = blob;
+    state.region = null;
+    box.hidden = true;
+    $("clear-box").hidden = true;
+    if (preview.src) URL.revokeObjectURL(preview.src);
+    preview.src = URL.createObjectURL(blob);
+    stage.hidden = false;
+    $("hint").hidden = false;
+    searchButton.disabled = false;
+  }
+
+  function filterParams() {
+    const p = new URLSearchParams();
+    p.set("k", $("k").value);
+    const category = $("category").value.trim();
+    if (category) p.append("category", category);
+    if ($("in-stock").checked) p.set("in_stock", "true");
+    const min = $("min-price").value;
+    const max = $("max-price").value;
+    if (min !== "") p.set("min_price", min);
+    if (max !== "") p.set("max_price", max);
+    return p;
+  }
+
+  async function errorMessage(response) {
+    try {
+      const body = await response.json();
+      if (body && body.error) return body.error.message;
+    } catch (e) { /* not JSON */ }
+    return "the server answered " + response.status;
+  }
+
+  async function search() {
+    if (!state.photo) return;
+    const params = filterParams();
+    if (state.region) params.set("crop", state.region.map((v) => v.toFixed(4)).join(","));
+    const form = new FormData();
+    form.append("image", state.photo, "photo.jpg");
+    await run("v1/search?" + params.toString(), { method: "POST", body: form }, "Searching…");
+  }
+
+  async function similar(productId, title) {
+    const params = filterParams();
+    await run("v1/products/" + encodeURIComponent(productId) + "/similar?" + params.toString(),
+      { method: "GET" }, "Finding products like " + title + "…");
+  }
+
+  async function run(url, init, busy) {
+    searchButton.disabled = true;
+    setStatus(busy);
+    try {
+      const response = await fetch(url, init);
+      if (!response.ok) {
+        setStatus(await errorMessage(response), true);
+        return;
+      }
+      const body = await response.json();
+      render(body.results);
+      setStatus(body.results.length
+        ? body.results.length + " products in " + Math.round(body.took_ms) + " ms"
+        : "No product matches these filters.");
+    } catch (e) {
+      setStatus("Could not reach the server: " + e.message, true);
+    } finally {
+      searchButton.disabled = !state.photo;
+    }
+  }
+
+  function money(price, currency) {
+    if (price === null || price === undefined) return "";
+    try {
+      return new Intl.NumberFormat(undefined, { style: "currency", currency: currency || "EUR" }).format(price);
+    } catch (e) {
+      return price.toFixed(2) + " " + (currency || "");
+    }
+  }
+
+  function render(items) {
+    results.textContent = "";
+    const template = $("card");
+    for (const item of items) {
+      const card = template.content.firstElementChild.cloneNode(true);
+      card.dataset.productId = item.product_id;
+      const img = card.querySelector(".thumb");
+      img.src = item.image_url + "?w=320";
+      img.alt = item.title || item.product_id;
+      card.querySelector(".title").textContent = item.title || item.product_id;
+      card.querySelector(".price").textContent = money(item.price, item.currency);
+      const stock = card.querySelector(".stock");
+      stock.textContent = item.in_stock ? "In stock" : "Sold out";
+      stock.classList.add(item.in_stock ? "in" : "out");
+      card.querySelector(".score").textContent = "match " + Math.round(item.score * 100) + "%";
+      card.querySelector(".more").addEventListener("click", () => similar(item.product_id, img.alt));
+      if (item.ar && item.ar.viewer_url) {
+        const ar = card.querySelector(".ar");
+        ar.href = item.ar.viewer_url;
+        ar.hidden = false;
+      }
+      if (item.category && !state.categories.has(item.category)) {
+        state.categories.add(item.category);
+        const option = document.createElement("option");
+        option.value = item.category;
+        $("categories").appendChild(option);
+      }
+      results.appendChild(card);
+    }
+  }
+
+  // Region drawing: fractions of the displayed photo, which is the photo after
+  // EXIF rotation, the same frame the server crops in.
+  let drag = null;
+  stage.addEventListener("pointerdown", (e) => {
+    const r = preview.getBoundingClientRect();
+    drag = { r, x0: e.clientX - r.left, y0: e.clientY - r.top };
+    stage.setPointerCapture(e.pointerId);
+    e.preventDefault();
+  });
+  stage.addEventListener("pointermove", (e) => {
+    if (!drag) return;
+    const { r, x0, y0 } = drag;
+    const x1 = Math.min(Math.max(e.clientX - r.left, 0), r.width);
+    const y1 = Math.min(Math.max(e.clientY - r.top, 0), r.height);
+    const left = Math.min(x0, x1), top = Math.min(y0, y1);
+    const w = Math.abs(x1 - x0), h = Math.abs(y1 - y0);
+    Object.assign(box.style, { left: left + "px", top: top + "px", width: w + "px", height: h + "px" });
+    box.hidden = w < 4 || h < 4;
+    drag.region = [left / r.width, top / r.height, w / r.width, h / r.height];
+  });
+  function endDrag() {
+    if (!drag) return;
+    if (drag.region && !box.hidden) {
+      state.region = drag.region.map((v) => Math.min(Math.max(v, 0), 1));
+      $("clear-box").hidden = false;
+    }
+    drag = null;
+  }
+  stage.addEventListener("pointerup", endDrag);
+  stage.addEventListener("pointercancel", endDrag);
+  $("clear-box").addEventListener("click", () => {
+    state.region = null;
+    box.hidden = true;
+    $("clear-box").hidden = true;
+  });
+
+  for (const id of ["camera", "file"]) {
+    $(id).addEventListener("change", (e) => {
+      const file = e.target.files && e.target.files[0];
+      if (file) {
+        setPhoto(file);
+        search();
+      }
+    });
+  }
+  searchButton.addEventListener("click", search);
+  $("filters").addEventListener("submit", (e) => { e.preventDefault(); search(); });
+
+  async function loadSamples() {
+    try {
+      const response = await fetch("demo/samples");
+      if (!response.ok) return;
+      const samples = await response.json();
+      const holder = $("samples");
+      for (const s of samples) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.title = "Try: " + s.title;
+        b.dataset.sample = s.name;
+        const img = document.createElement("img");
+        img.src = s.url;
+        img.alt = s.title;
+        b.appendChild(img);
+        b.addEventListener("click", async () => {
+          holder.querySelectorAll("button").forEach((x) => x.classList.remove("active"));
+          b.classList.add("active");
+          const blob = await (await fetch(s.url)).blob();
+          setPhoto(blob);
+          search();
+        });
+        holder.appendChild(b);
+      }
+    } catch (e) { /* samples are optional */ }
+  }
+  loadSamples();
+})();
