@@ -1,0 +1,445 @@
+"""The vector index: exact below ``exact_max`` vectors, IVF-PQ + exact re-ranking above.
+
+Scores are inner products of L2-normalised vectors, i.e. cosine similarity.
+Whatever the index type, the scores returned are recomputed from the full
+vectors of the returned ids, so the ANN stage only decides *which* candidates
+are looked at, never the score a caller sees.
+
+Internally FAISS works on row numbers 0..n-1; the caller's int64 ids are
+mapped at the edges. All state is fixed once built or loaded, so concurrent
+``search`` calls from worker threads need no lock (FAISS' search is const).
+
+Thread count: FAISS parallelises a batch of queries with OpenMP. A service
+that searches one query per request from several worker threads should call
+:func:`set_search_threads` (1) once at start-up, so those threads do not each
+spawn an OpenMP team on a machine with few cores.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from numpy.typing import NDArray
+
+from shoplens.errors import BadParameter, NotFound, SnapshotError
+from shoplens.indexer import vectors_files as vf
+from shoplens.indexer.vectors_plan import AnnParams, IndexPlan, plan_index
+
+F32 = NDArray[np.float32]
+I64 = NDArray[np.int64]
+
+_INDEX_FILE = "vectors.faiss"
+_IDS_FILE = "vectors.ids.npy"
+_STORE_FILE = "vectors.store.npy"
+# Rows processed per step when adding, converting or copying: bounds the
+# temporary float32 copies to ~300 MB at 1280-d.
+_ROW_CHUNK = 65_536
+# Bound on the float32 scratch used when scoring candidates of a query batch.
+_SCRATCH_BYTES = 64 * 1024 * 1024
+
+
+def set_search_threads(n: int) -> None:
+    """Process-wide OpenMP threads FAISS may use per search call (1 for threaded servers)."""
+    faiss.omp_set_num_threads(max(1, n))
+
+
+def _topk(scores: F32, k: int) -> tuple[F32, I64]:
+    """Best ``k`` columns per row, sorted by descending score; -1 / -inf padded."""
+    m, a = scores.shape
+    out_s = np.full((m, k), -np.inf, dtype=np.float32)
+    out_i = np.full((m, k), -1, dtype=np.int64)
+    if a == 0:
+        return out_s, out_i
+    kk = min(k, a)
+    part = (
+        np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        if kk < a
+        else np.tile(np.arange(a), (m, 1))
+    )
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    out_s[:, :kk] = np.take_along_axis(vals, order, axis=1)
+    out_i[:, :kk] = np.take_along_axis(part, order, axis=1)
+    # Candidates that were padding upstream keep -inf; they must not surface as ids.
+    out_i[~np.isfinite(out_s)] = -1
+    return out_s, out_i
+
+
+class VectorIndex:
+    """Cosine top-k over L2-normalised float32 vectors keyed by int64 ids."""
+
+    facts: dict[str, Any]
+    ntotal: int
+    dim: int
+
+    def __init__(
+        self,
+        index: faiss.Index,
+        ids: I64,
+        store: NDArray[Any] | None,
+        plan: IndexPlan,
+        facts: dict[str, Any],
+    ) -> None:
+        self._index = index
+        self._plan = plan
+        self._ids = ids
+        # Sorted copy for id -> row look-ups (searchsorted): O(log n), no dict of 1M objects.
+        self._order = np.argsort(ids, kind="stable").astype(np.int64)
+        self._sorted_ids = ids[self._order]
+        self.ntotal = int(ids.shape[0])
+        # IndexPreTransform reports its input dimension, so this holds with PCA too.
+        self.dim = int(index.d)
+        if store is None:
+            # The flat index holds the float32 vectors: view them, don't copy.
+            flat: Any = index  # faiss' stubs omit IndexFlat.get_xb
+            store = (
+                faiss.rev_swig_ptr(flat.get_xb(), self.ntotal * self.dim).reshape(
+                    self.ntotal, self.dim
+                )
+                if self.ntotal
+                else np.zeros((0, self.dim), dtype=np.float32)
+            )
+        self._store = store
+        # Below this many allowed ids a filtered query is answered by exact
+        # brute force over the subset: cheaper than an ANN scan that would skip
+        # ~all it reads, and exact by construction.
+        self._brute_max = max(4096, self.ntotal // 50)
+        self.facts = facts
+        self.facts.setdefault("brute_force_max", self._brute_max)
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(
+        cls,
+        vectors: NDArray[Any],
+        ids: NDArray[Any],
+        *,
+        exact_max: int,
+        memory_budget_mb: int,
+        params: AnnParams | None = None,
+    ) -> VectorIndex:
+        """Index ``vectors`` (n, d) L2-normalised under the caller's ``ids`` (n,).
+
+        ``vectors`` may be a (float32 or float16) memmap: it is read in chunks.
+        """
+        t0 = time.perf_counter()
+        if vectors.ndim != 2:
+            raise BadParameter(f"vectors must be 2-D (n, d), got shape {vectors.shape}")
+        n, d = (int(s) for s in vectors.shape)
+        ids_arr = np.asarray(ids)
+        if ids_arr.shape != (n,):
+            raise BadParameter(f"ids must have shape ({n},), got {ids_arr.shape}")
+        if n and not np.issubdtype(ids_arr.dtype, np.integer):
+            raise BadParameter(f"ids must be integers, got {ids_arr.dtype}")
+        ids64 = ids_arr.astype(np.int64, copy=True)
+        if n and ids64.min() < 0:
+            raise BadParameter("ids must be >= 0 (-1 marks padding in results)")
+        if n and np.unique(ids64).shape[0] != n:
+            raise BadParameter("ids must be unique")
+        if d < 1:
+            raise BadParameter("vectors must have at least one dimension")
+        plan = plan_index(
+            n, d, exact_max=exact_max, memory_budget_mb=memory_budget_mb, params=params
+        )
+        if plan.kind == "flat":
+            index: faiss.Index = faiss.IndexFlatIP(d)
+            for s in range(0, n, _ROW_CHUNK):
+                index.add(np.ascontiguousarray(vectors[s : s + _ROW_CHUNK], dtype=np.float32))
+            store = None
+        else:
+            index = _train_ann(vectors, plan)
+            for s in range(0, n, _ROW_CHUNK):
+                index.add(np.ascontiguousarray(vectors[s : s + _ROW_CHUNK], dtype=np.float32))
+            store = _make_store(vectors, plan)
+        facts = _facts(plan, index, n, d, exact_max, memory_budget_mb)
+        facts["build_s"] = round(time.perf_counter() - t0, 3)
+        return cls(index, ids64, store, plan, facts)
+
+    # ----------------------------------------------------------------- search
+    def search(
+        self, queries: NDArray[Any], k: int, allowed_ids: NDArray[Any] | None = None
+    ) -> tuple[F32, I64]:
+        """Top-``k`` (scores, ids) per query, best first; -1 ids (-inf scores) pad.
+
+        With ``allowed_ids`` only those ids can be returned, and ``k`` of them
+        are returned whenever at least ``k`` exist in the index.
+        """
+        q = self._check_queries(queries)
+        if k < 1:
+            raise BadParameter(f"k must be >= 1, got {k}")
+        m = q.shape[0]
+        empty = (
+            np.full((m, k), -np.inf, dtype=np.float32),
+            np.full((m, k), -1, dtype=np.int64),
+        )
+        if m == 0 or self.ntotal == 0:
+            return empty
+        rows: I64 | None = None
+        if allowed_ids is not None:
+            rows = self._rows_of(np.asarray(allowed_ids), strict=False)
+            if rows.shape[0] == 0:
+                return empty
+        if rows is not None and rows.shape[0] <= self._brute_max:
+            scores, found = self._brute_force(q, rows, k)
+        elif self._plan.kind == "flat":
+            scores, found = self._flat_search(q, k, rows)
+        else:
+            scores, found = self._ann_search(q, k, rows)
+        out_ids = np.where(found >= 0, self._ids[np.maximum(found, 0)], -1).astype(np.int64)
+        scores = np.where(found >= 0, scores, -np.inf).astype(np.float32)
+        return scores, out_ids
+
+    def reconstruct(self, ids: NDArray[Any]) -> F32:
+        """The stored vectors of ``ids`` (float16-rounded when the store is float16)."""
+        rows = self._rows_of(np.asarray(ids), strict=True)
+        return self._gather(rows)
+
+    # ------------------------------------------------------------- save/load
+    def save(self, directory: Path) -> dict[str, str]:
+        """Write the index files into ``directory``; returns file name -> sha256."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        files: dict[str, dict[str, Any]] = {}
+        path = directory / _INDEX_FILE
+        faiss.write_index(self._index, str(path))
+        files[_INDEX_FILE] = {"sha256": vf.sha256_file(path), "size": path.stat().st_size}
+        sha, size = vf.write_npy_chunks(
+            directory / _IDS_FILE, np.dtype(np.int64), (self.ntotal,), iter([self._ids])
+        )
+        files[_IDS_FILE] = {"sha256": sha, "size": size}
+        if self._plan.rerank_store != "index":
+            store = self._store
+            chunks = (store[s : s + _ROW_CHUNK] for s in range(0, self.ntotal, _ROW_CHUNK))
+            sha, size = vf.write_npy_chunks(
+                directory / _STORE_FILE, store.dtype, tuple(store.shape), chunks
+            )
+            files[_STORE_FILE] = {"sha256": sha, "size": size}
+        body = {
+            "format": vf.FORMAT_VERSION,
+            "files": files,
+            "plan": self._plan.to_dict(),
+            "facts": self.facts,
+        }
+        sha, _ = vf.write_manifest(directory, body)
+        out = {name: meta["sha256"] for name, meta in files.items()}
+        out[vf.MANIFEST] = sha
+        return out
+
+    @classmethod
+    def load(cls, directory: Path) -> VectorIndex:
+        """Open a saved index; ``SnapshotError`` if a file is missing, truncated or corrupt."""
+        directory = Path(directory)
+        body = vf.read_manifest(directory)  # verifies sizes and checksums first
+        try:
+            plan = IndexPlan(**body["plan"])
+            facts = dict(body["facts"])
+            index = faiss.read_index(str(directory / _INDEX_FILE))
+            ids = np.load(directory / _IDS_FILE, allow_pickle=False)
+            store: NDArray[Any] | None = None
+            if plan.rerank_store == "ram-f32":
+                store = np.load(directory / _STORE_FILE, allow_pickle=False)
+            elif plan.rerank_store == "mmap-f16":
+                store = np.load(directory / _STORE_FILE, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+            raise SnapshotError(f"vector index in {directory} cannot be read: {e}") from e
+        n = int(facts["ntotal"])
+        if ids.dtype != np.int64 or ids.shape != (n,) or index.ntotal != n:
+            raise SnapshotError(f"vector index in {directory} is inconsistent (counts differ)")
+        if store is not None and store.shape != (n, int(facts["dim"])):
+            raise SnapshotError(f"vector index in {directory} is inconsistent (store shape)")
+        return cls(index, ids, store, plan, facts)
+
+    # -------------------------------------------------------------- internals
+    def _check_queries(self, queries: NDArray[Any]) -> F32:
+        q = np.asarray(queries)
+        if q.ndim == 1:
+            q = q[None, :]
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise BadParameter(f"queries must have shape (m, {self.dim}), got {q.shape}")
+        return np.ascontiguousarray(q, dtype=np.float32)
+
+    def _rows_of(self, ids: NDArray[Any], *, strict: bool) -> I64:
+        """Row numbers of ``ids``; unknown ids are dropped (or ``NotFound`` when strict)."""
+        ids64 = ids.astype(np.int64, copy=False).ravel()
+        if self.ntotal == 0:
+            if strict and ids64.size:
+                raise NotFound(f"id {int(ids64[0])} is not in the vector index")
+            return np.zeros(0, dtype=np.int64)
+        pos = np.searchsorted(self._sorted_ids, ids64)
+        pos_c = np.minimum(pos, self.ntotal - 1)
+        known = self._sorted_ids[pos_c] == ids64
+        if strict:
+            if not known.all():
+                missing = int(ids64[~known][0])
+                raise NotFound(f"id {missing} is not in the vector index")
+            return self._order[pos_c]
+        # Filters are sets: dedupe so brute force and selectors see each row once.
+        return np.unique(self._order[pos_c[known]])
+
+    def _gather(self, rows: I64) -> F32:
+        # Sorted reads touch a memory-mapped store page by page instead of at random.
+        order = np.argsort(rows, kind="stable")
+        out = np.empty((rows.shape[0], self.dim), dtype=np.float32)
+        out[order] = self._store[rows[order]]
+        return out
+
+    def _brute_force(self, q: F32, rows: I64, k: int) -> tuple[F32, I64]:
+        vecs = self._gather(rows)
+        step = max(1, _SCRATCH_BYTES // (4 * max(1, rows.shape[0])))
+        out_s = np.empty((q.shape[0], k), dtype=np.float32)
+        out_r = np.empty((q.shape[0], k), dtype=np.int64)
+        for s in range(0, q.shape[0], step):
+            sc, pos = _topk(q[s : s + step] @ vecs.T, k)
+            out_s[s : s + step] = sc
+            out_r[s : s + step] = np.where(pos >= 0, rows[np.maximum(pos, 0)], -1)
+        return out_s, out_r
+
+    def _selector(self, rows: I64) -> tuple[faiss.IDSelector, NDArray[np.uint8]]:
+        # A bitmap costs n/8 bytes and O(1) per test, whatever the subset size.
+        # The bitmap array is returned so the caller keeps it alive while FAISS reads it.
+        mask = np.zeros(self.ntotal, dtype=bool)
+        mask[rows] = True
+        bits = np.packbits(mask, bitorder="little")
+        return faiss.IDSelectorBitmap(self.ntotal, faiss.swig_ptr(bits)), bits
+
+    def _flat_search(self, q: F32, k: int, rows: I64 | None) -> tuple[F32, I64]:
+        if rows is None:
+            scores, found = self._index.search(q, k)
+        else:
+            sel, bits = self._selector(rows)
+            params = faiss.SearchParameters()
+            params.sel = sel
+            scores, found = self._index.search(q, k, params=params)
+            del bits
+        return scores.astype(np.float32), found.astype(np.int64)
+
+    def _search_params(self, nprobe: int, sel: faiss.IDSelector | None) -> Any:
+        # Attributes set one by one: faiss' stubs do not declare the keyword
+        # constructors. The selector is kept alive by the caller.
+        ivf = faiss.SearchParametersIVF()
+        ivf.nprobe = nprobe
+        if sel is not None:
+            ivf.sel = sel
+        if self._plan.pca_dim is None:
+            return ivf
+        pre = faiss.SearchParametersPreTransform()
+        pre.index_params = ivf
+        return pre
+
+    def _ann_search(self, q: F32, k: int, rows: I64 | None) -> tuple[F32, I64]:
+        plan = self._plan
+        available = self.ntotal if rows is None else rows.shape[0]
+        need = min(k, available)
+        shortlist = max(k, plan.shortlist_min, k * plan.shortlist_factor)
+        sel, bits = self._selector(rows) if rows is not None else (None, None)
+        nprobe = plan.nprobe
+        _, cand = self._index.search(q, shortlist, params=self._search_params(nprobe, sel))
+        # Widen the scan for queries whose probed lists held fewer than k
+        # (allowed) vectors; at nprobe == nlist every vector is scanned, so
+        # k results are guaranteed whenever k exist.
+        while nprobe < plan.nlist:
+            short = (cand >= 0).sum(axis=1) < need
+            if not short.any():
+                break
+            nprobe = min(plan.nlist, nprobe * 4)
+            params = self._search_params(nprobe, sel)
+            _, cand[short] = self._index.search(q[short], shortlist, params=params)
+        del bits
+        return self._rerank(q, cand.astype(np.int64), k)
+
+    def _rerank(self, q: F32, cand: I64, k: int) -> tuple[F32, I64]:
+        m, r = cand.shape
+        step = max(1, _SCRATCH_BYTES // (4 * r * self.dim))
+        out_s = np.empty((m, k), dtype=np.float32)
+        out_r = np.empty((m, k), dtype=np.int64)
+        for s in range(0, m, step):
+            c = cand[s : s + step]
+            valid = c >= 0
+            vecs = self._gather(np.where(valid, c, 0).ravel()).reshape(c.shape[0], r, self.dim)
+            sc = np.matmul(vecs, q[s : s + step, :, None])[:, :, 0]
+            sc[~valid] = -np.inf
+            best_s, pos = _topk(sc, k)
+            out_s[s : s + step] = best_s
+            out_r[s : s + step] = np.where(
+                pos >= 0, np.take_along_axis(c, np.maximum(pos, 0), 1), -1
+            )
+        return out_s, out_r
+
+
+def _train_ann(vectors: NDArray[Any], plan: IndexPlan) -> faiss.Index:
+    n, d = vectors.shape
+    spec = f"IVF{plan.nlist},PQ{plan.pq_m}x4fs"
+    if plan.pca_dim is not None:
+        spec = f"PCA{plan.pca_dim}," + spec
+    index = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
+    ivf = faiss.extract_index_ivf(index)
+    # 10 k-means iterations instead of 25: the lists only route candidates to
+    # the exact re-ranking, and training time dominates the build at 1M.
+    ivf.cp.niter = 10
+    # Sorted sample rows: sequential reads when ``vectors`` is a memmap.
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(n, size=plan.train_n, replace=False))
+    sample = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    index.train(sample)
+    return index
+
+
+def _make_store(vectors: NDArray[Any], plan: IndexPlan) -> NDArray[Any]:
+    n, d = vectors.shape
+    if plan.rerank_store == "ram-f32":
+        return np.array(vectors, dtype=np.float32, copy=True, order="C")
+    # Unlinked temporary file: the mapping keeps it alive, the OS reclaims it
+    # when the index is dropped, and nothing is left behind if the process dies.
+    fd, name = tempfile.mkstemp(prefix="shoplens-vectors-", suffix=".npy")
+    os.close(fd)
+    try:
+        out = np.lib.format.open_memmap(name, mode="w+", dtype=np.float16, shape=(n, d))
+        for s in range(0, n, _ROW_CHUNK):
+            out[s : s + _ROW_CHUNK] = vectors[s : s + _ROW_CHUNK]
+        out.flush()
+        del out
+        store: NDArray[Any] = np.load(name, mmap_mode="r")
+    finally:
+        os.unlink(name)
+    return store
+
+
+def _facts(
+    plan: IndexPlan, index: faiss.Index, n: int, d: int, exact_max: int, budget_mb: int
+) -> dict[str, Any]:
+    serialized = int(faiss.serialize_index(index).nbytes) if plan.kind == "ivfpq" else n * d * 4
+    store_bytes = {"index": 0, "ram-f32": n * d * 4, "mmap-f16": n * d * 2}[plan.rerank_store]
+    resident = serialized + n * 24 + (store_bytes if plan.rerank_store == "ram-f32" else 0)
+    params: dict[str, Any] = {"rerank_store": plan.rerank_store}
+    if plan.kind == "ivfpq":
+        params |= {
+            "nlist": plan.nlist,
+            "nprobe": plan.nprobe,
+            "pq_m": plan.pq_m,
+            "pq_nbits": 4,
+            "pca_dim": plan.pca_dim,
+            "train_n": plan.train_n,
+            "shortlist_min": plan.shortlist_min,
+            "shortlist_factor": plan.shortlist_factor,
+        }
+    return {
+        "type": "flat-ip" if plan.kind == "flat" else "ivf-pq-fastscan+rerank",
+        "params": params,
+        "reason": plan.reason,
+        "ntotal": n,
+        "dim": d,
+        # Resident bytes after load: FAISS structures + id maps (+ RAM store).
+        "bytes": resident,
+        "bytes_per_vector": round(resident / n, 1) if n else 0.0,
+        "rerank_store_bytes": store_bytes,
+        "exact_max": exact_max,
+        "memory_budget_mb": budget_mb,
+        "faiss_version": faiss.__version__,
+        **plan.extra,
+    }
