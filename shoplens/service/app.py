@@ -189,6 +189,11 @@ def create_app(
     return app
 
 
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory shoplens.service.app:app_from_env`` (settings from env)."""
+    return create_app(Settings())
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 

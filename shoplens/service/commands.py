@@ -1,9 +1,118 @@
-"""Command-line commands of this part (registered by shoplens.cli)."""
+"""``shoplens serve`` and ``shoplens demo`` (registered by shoplens.cli).
+
+Heavy modules (FastAPI, ONNX Runtime, FAISS) are imported inside the commands
+so that ``shoplens --help`` stays fast.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+if TYPE_CHECKING:
+    from shoplens.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Written into the data dir after the demo catalog is indexed: the hash of the
+# demo manifest it was built from. Its presence also marks the data dir as a
+# demo one, so `shoplens demo` never prunes a real catalog.
+DEMO_MARKER = "demo-manifest.sha256"
+
+_DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="SHOPLENS_DATA_DIR",
+        help="Where indexes, metadata and AR assets live (default ./shoplens-data).",
+    ),
+]
+_Host = Annotated[
+    str | None,
+    typer.Option("--host", help="Address to listen on (default 127.0.0.1; 0.0.0.0 for phones)."),
+]
+_Port = Annotated[int | None, typer.Option("--port", help="TCP port (default 8000).")]
+
+
+def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
+    from shoplens.config import Settings
+
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)
+
+
+def run_server(settings: Settings) -> None:
+    """Serve until interrupted (one process: the model and index live in memory)."""
+    import uvicorn
+
+    from shoplens.service.app import create_app
+
+    typer.echo(f"shoplens: serving on http://{settings.host}:{settings.port}/", err=True)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # keep the CLI's logging configuration
+        proxy_headers=True,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _manifest_hash(path: Path) -> str:
+    """Hash of the demo manifest and every photo it names (a changed photo re-indexes too)."""
+    h = hashlib.sha256(path.read_bytes())
+    for photo in sorted((path.parent / "images").glob("*.jpg")):
+        h.update(photo.name.encode())
+        h.update(hashlib.sha256(photo.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def ensure_demo_index(settings: Settings, *, progress: bool = False) -> bool:
+    """Index the bundled demo catalog unless the data dir already serves it; True if indexed."""
+    from shoplens import demo
+    from shoplens.indexer.build import run_index
+    from shoplens.indexer.snapshot import current_id
+
+    manifest = demo.manifest_path()
+    marker = settings.data_dir / DEMO_MARKER
+    wanted = _manifest_hash(manifest)
+    has_snapshot = current_id(settings) is not None
+    built_from = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+    if has_snapshot and built_from == wanted:
+        return False
+    if has_snapshot and built_from is None:
+        log.warning(
+            "%s already holds a catalog that is not the demo one: serving it as it is",
+            settings.data_dir,
+        )
+        return False
+    typer.echo(f"shoplens: indexing the demo catalog into {settings.data_dir} ...", err=True)
+    report = run_index(settings, manifest, prune=True, progress=progress)
+    typer.echo(f"shoplens: {report.summary_line()}", err=True)
+    marker.write_text(wanted + "\n", encoding="utf-8")
+    return True
+
+
+def serve(host: _Host = None, port: _Port = None, data_dir: _DataDir = None) -> None:
+    """Run the HTTP service (search, products, images, metrics, the demo page)."""
+    run_server(_settings(data_dir, host=host, port=port))
+
+
+def demo(host: _Host = None, port: _Port = None, data_dir: _DataDir = None) -> None:
+    """Index the bundled demo catalog if needed, then serve it with the demo page at /."""
+    settings = _settings(data_dir, host=host, port=port)
+    ensure_demo_index(settings, progress=sys.stderr.isatty())
+    run_server(settings)
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the ``shoplens`` app."""
+    app.command("serve")(serve)
+    app.command("demo")(demo)
