@@ -23,6 +23,7 @@ from shoplens.indexer.fetch import (
     parse_retry_after,
     url_problem,
 )
+from shoplens.indexer.fetch_hook import FetchFailed, FetchHook
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -461,3 +462,34 @@ def test_helpers() -> None:
     assert parse_retry_after("Wed, 01 Jan 2025 10:00:10 GMT", now=1735725600.0) == 10.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+def test_fetch_hook_serves_the_pipeline_in_order(
+    server: tuple[str, ServerState], tmp_path: Path
+) -> None:
+    base, state = server
+    urls = [f"{base}/img/a.jpg", f"{base}/missing", f"{base}/img/b.png", f"{base}/img/a.jpg"]
+    with RemoteFetcher(tmp_path, FAST) as fetcher, FetchHook(fetcher) as hook:
+        hook.prefetch(urls)
+        assert hook(urls[0]) == JPEG
+        with pytest.raises(FetchFailed) as info:
+            hook(urls[1])
+        assert info.value.message == "HTTP 404"
+        assert hook(urls[2]) == PNG
+        assert hook(urls[3]) == JPEG  # the duplicate row is served from the same download
+        assert hook(f"{base}/img/c.jpg") == JPEG_V2  # never announced: fetched on demand
+        assert (hook.downloaded, hook.from_cache, hook.failed) == (4, 0, 1)
+    assert state.hits["/img/a.jpg"] == 1 and state.hits["/missing"] == 1
+
+
+def test_fetch_hook_runs_at_most_ahead_downloads_in_advance(
+    server: tuple[str, ServerState], tmp_path: Path
+) -> None:
+    base, state = server
+    urls = [f"{base}/wait/{i}" for i in range(12)]
+    with RemoteFetcher(tmp_path, FAST) as fetcher, FetchHook(fetcher, ahead=3) as hook:
+        hook.prefetch(urls)
+        time.sleep(0.6)  # long enough for far more than 3 downloads of 0.15 s
+        assert sum(state.hits.values()) == 3
+        assert all(hook(u) == JPEG for u in urls)
+    assert sum(state.hits.values()) == 12
