@@ -235,6 +235,12 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
         yield n, obj
 
 
+def _column(name: str) -> str:
+    """Known columns match case-insensitively; attribute names keep their case."""
+    n = str(name).strip()
+    return n.lower() if n.lower() in KNOWN_COLUMNS else n
+
+
 def _is_jsonl(path: Path, text: str) -> bool:
     ext = path.suffix.lower()
     if ext in (".jsonl", ".ndjson"):
@@ -270,6 +276,7 @@ def read_manifest(path: Path) -> Manifest:
         if "__error__" in row:
             m.reject(line, None, str(row["__error__"]))
             continue
+        row = {_column(k): v for k, v in row.items() if k is not None}
         pid_raw = _text(row.get("product_id"))
         pid = pid_raw if pid_raw is not None and PRODUCT_ID_RE.match(pid_raw) else None
         try:
