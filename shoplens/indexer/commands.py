@@ -163,10 +163,11 @@ def status(
         typer.echo(json.dumps({"snapshot": facts, "last_run": run}, indent=2))
         return
     c = facts.get("counts", {})
+    created = str(facts.get("created_at", ""))
     idx = facts.get("index", {})
     lines = [
         f"data dir   {settings.data_dir}",
-        f"snapshot   {cur} (built {facts.get('created_at')}, {_age(facts.get('created_at', ''))} ago)",
+        f"snapshot   {cur} (built {created}, {_age(created)} ago)",
         f"model      {facts.get('model')} (dim {facts.get('dim')})",
         f"catalog    {c.get('products', 0)} products, {c.get('images', 0)} images, "
         f"{c.get('vectors', 0)} vectors",

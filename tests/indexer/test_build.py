@@ -149,7 +149,7 @@ def test_prune_refuses_when_nothing_valid(
 
 def test_model_mismatch(tmp_path: Path, settings: Settings, hist: HistEmbedder) -> None:
     run_index(settings, write_catalog(tmp_path / "cat", 3, 1), embedder=hist)
-    with pytest.raises(ModelMismatch, match="test-thumb.*other-model|other-model.*test-thumb"):
+    with pytest.raises(ModelMismatch, match=r"test-thumb.*other-model|other-model.*test-thumb"):
         LiveIndex.open(settings, "other-model")
     with pytest.raises(ModelMismatch):
         load_snapshot(settings, "other-model")
