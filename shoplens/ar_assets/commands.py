@@ -1,9 +1,86 @@
-"""Command-line commands of this part (registered by shoplens.cli)."""
+"""Command-line commands of this part (registered by shoplens.cli): ``shoplens ar add|show|rm``."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+from shoplens.errors import InvalidAsset
+
+if TYPE_CHECKING:
+    from shoplens.ar_assets.service import ArService
+    from shoplens.config import Settings
+
+ar_app = typer.Typer(help="3D models for AR try-on.", no_args_is_help=True)
+
+
+def _service(data_dir: Path | None) -> tuple[ArService, Settings]:
+    # Imported here: pxr and friends should not slow down every other command.
+    from shoplens.ar_assets.service import ArService
+    from shoplens.cli import make_settings
+
+    settings = make_settings(data_dir)
+    return ArService.open(settings), settings
+
+
+@ar_app.command("add")
+def add(
+    product_id: Annotated[str, typer.Argument(help="Product id (1-128 chars of A-Za-z0-9._:-)")],
+    file: Annotated[Path, typer.Argument(help=".glb, or .zip holding one .gltf")],
+    placement: Annotated[str, typer.Option(help="floor|wall|table|face|head|wrist|foot")] = "floor",
+    variant: Annotated[str | None, typer.Option(help="Named variant (colour, size...)")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SHOPLENS_DATA_DIR")] = None,
+) -> None:
+    """Check, optimise, convert and attach a 3D model to a product."""
+    from shoplens.ar_assets.routes import base_url_from_settings
+    from shoplens.errors import NotFound
+
+    if not file.is_file():
+        raise NotFound(f"no such file: {file}")
+    ar, settings = _service(data_dir)
+    try:
+        row, report = ar.ingest(
+            product_id, file, original_name=file.name, placement=placement, variant=variant
+        )
+    except InvalidAsset as exc:
+        rep = exc.details.get("report", {})
+        for e in rep.get("errors", [])[:10]:
+            typer.echo(f"  error {e['code']}: {e['message']} {e.get('pointer', '')}", err=True)
+        raise
+    block = ar.block(product_id, base_url_from_settings(settings), row.variant)
+    typer.echo(json.dumps(block, indent=2))
+    typer.echo(f"report: {report.summary()}")
+    for w in report.warnings:
+        typer.echo(f"  warning {w.code}: {w.message}")
+
+
+@ar_app.command("show")
+def show(
+    product_id: str,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SHOPLENS_DATA_DIR")] = None,
+) -> None:
+    """Print a product's AR block."""
+    from shoplens.ar_assets.routes import base_url_from_settings
+
+    ar, settings = _service(data_dir)
+    typer.echo(json.dumps(ar.block(product_id, base_url_from_settings(settings)), indent=2))
+
+
+@ar_app.command("rm")
+def rm(
+    product_id: str,
+    variant: Annotated[str | None, typer.Option(help="Only this variant")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SHOPLENS_DATA_DIR")] = None,
+) -> None:
+    """Remove a product's 3D model (all variants unless --variant)."""
+    ar, _settings = _service(data_dir)
+    n = ar.delete(product_id, variant)
+    typer.echo(f"removed {n} AR model(s) of {product_id}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the ``shoplens`` app."""
+    app.add_typer(ar_app, name="ar")

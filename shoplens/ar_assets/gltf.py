@@ -206,7 +206,8 @@ def _apply_sparse(
         raise GltfFormatError("ACCESSOR_SPARSE", "sparse accessor data is unreadable")
     idt = np.dtype(COMPONENT_DTYPES.get(as_int(idx.get("componentType")), "<u4"))
     ids = np.frombuffer(ri[0], dtype=idt, count=n, offset=as_int(idx.get("byteOffset"), 0))
-    vals = np.frombuffer(rv[0], dtype=dtype, count=n * ncomp, offset=as_int(val.get("byteOffset"), 0))
+    voff = as_int(val.get("byteOffset"), 0)
+    vals = np.frombuffer(rv[0], dtype=dtype, count=n * ncomp, offset=voff)
     if ids.size and int(ids.max()) >= out.shape[0]:
         raise GltfFormatError("ACCESSOR_SPARSE", "sparse index out of range")
     out[ids.astype(np.int64)] = vals.reshape(n, ncomp)

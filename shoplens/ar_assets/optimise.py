@@ -45,6 +45,10 @@ def mobile_args(src: Path, out: Path, triangles: int) -> list[str]:
         "webp",
         "--texture-size",
         str(MOBILE_TEXTURE_PX),
+        # Pruning "unused" attributes drops TEXCOORD_n that KHR_texture_transform
+        # texCoord overrides still need (SheenChair): keep them.
+        "--prune-attributes",
+        "false",
     ]
     if triangles > MAX_TRIANGLES:
         ratio = max(0.05, MAX_TRIANGLES / triangles)
@@ -101,5 +105,6 @@ def decompress(src: Path, out: Path) -> None:
     nm = tools.find_tools().node_modules
     if nm is None:
         raise tools.ToolFailed("node_modules not found")
-    tools.run_node([str(tools.NODE_SCRIPTS / "decompress.js"), str(nm), str(src), str(out)],
-                   timeout=180.0)
+    tools.run_node(
+        [str(tools.NODE_SCRIPTS / "decompress.js"), str(nm), str(src), str(out)], timeout=180.0
+    )

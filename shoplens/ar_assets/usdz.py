@@ -100,9 +100,7 @@ class _Converter:
                     conv.save(buf, "PNG")
                     out_bytes, ext = buf.getvalue(), "png"
         except (OSError, ValueError, SyntaxError):
-            self.notes.append(
-                f"image {src}: format not readable for USDZ (KTX2?), texture dropped"
-            )
+            self.notes.append(f"image {src}: format not readable for USDZ (KTX2?), texture dropped")
             return None
         name = f"img{src}_{channel}.{ext}"
         (self.tex_dir / name).write_bytes(out_bytes)
@@ -179,7 +177,8 @@ class _Converter:
         if alpha_mode == "MASK":
             surf.CreateInput("opacityThreshold", F).Set(float(m.get("alphaCutoff", 0.5)))
         if isinstance(pbr.get("baseColorTexture"), dict):
-            t = self._uv_texture(mat, readers, "baseColorTex", pbr["baseColorTexture"], "rgba", True)
+            info = pbr["baseColorTexture"]
+            t = self._uv_texture(mat, readers, "baseColorTex", info, "rgba", True)
             if t is not None:
                 t.CreateInput("scale", F4).Set(Gf.Vec4f(*base))
                 t.CreateOutput("rgb", F3)
@@ -195,8 +194,10 @@ class _Converter:
         rough.Set(rough_f)
         mr = pbr.get("metallicRoughnessTexture")
         if isinstance(mr, dict):
-            for inp, chan, factor, nm in ((rough, "g", rough_f, "roughnessTex"),
-                                          (metallic, "b", metallic_f, "metallicTex")):
+            for inp, chan, factor, nm in (
+                (rough, "g", rough_f, "roughnessTex"),
+                (metallic, "b", metallic_f, "metallicTex"),
+            ):
                 t = self._uv_texture(mat, readers, nm, mr, chan, False)
                 if t is not None:
                     t.CreateInput("scale", F4).Set(Gf.Vec4f(factor, factor, factor, 1))
@@ -264,7 +265,8 @@ class _Converter:
                 continue
             um = UsdGeom.Mesh.Define(self.stage, parent.AppendChild(f"Prim_{mesh_index}_{p}"))
             um.CreatePointsAttr(Vt.Vec3fArray.FromNumpy(pts))
-            um.CreateFaceVertexCountsAttr(Vt.IntArray.FromNumpy(np.full(len(idx) // 3, 3, np.int32)))
+            counts = np.full(len(idx) // 3, 3, np.int32)
+            um.CreateFaceVertexCountsAttr(Vt.IntArray.FromNumpy(counts))
             um.CreateFaceVertexIndicesAttr(Vt.IntArray.FromNumpy(idx))
             um.CreateSubdivisionSchemeAttr("none")
             lo, hi = pts.min(0), pts.max(0)
@@ -280,7 +282,8 @@ class _Converter:
                     uv = read_accessor(self.g, as_int(attrs[key])).astype(np.float32).copy()
                     uv[:, 1] = 1.0 - uv[:, 1]  # glTF V runs down, USD st runs up
                     pv = api.CreatePrimvar(
-                        _st_name(uv_set), Sdf.ValueTypeNames.TexCoord2fArray,
+                        _st_name(uv_set),
+                        Sdf.ValueTypeNames.TexCoord2fArray,
                         UsdGeom.Tokens.vertex,
                     )
                     pv.Set(Vt.Vec2fArray.FromNumpy(uv))
@@ -359,7 +362,7 @@ def convert(plain_glb: Path, out: Path, workdir: Path) -> UsdzResult:
             if out.exists():
                 out.unlink()
             ok = UsdUtils.CreateNewARKitUsdzPackage(Sdf.AssetPath(str(layer)), str(out))
-        except (GltfFormatError, ValueError, RuntimeError) as exc:  # pxr raises Tf errors as RuntimeError
+        except (GltfFormatError, ValueError, RuntimeError) as exc:  # Tf errors are RuntimeError
             log.warning("USDZ %s build failed: %s", label, exc)
             continue
         if not ok or not out.is_file():

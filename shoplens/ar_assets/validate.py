@@ -34,7 +34,7 @@ from shoplens.ar_assets.gltf import (
     view_bytes,
     walk_nodes,
 )
-from shoplens.ar_assets.report import Report
+from shoplens.ar_assets.report import Report, Severity
 
 PLACEMENTS = ("floor", "wall", "table", "face", "head", "wrist", "foot")
 
@@ -368,8 +368,12 @@ def _bounds(g: Gltf) -> tuple[list[float], list[float]] | None:
             if len(amin) != 3 or len(amax) != 3:
                 continue
             corners = np.array(
-                [[x, y, z, 1.0] for x in (amin[0], amax[0]) for y in (amin[1], amax[1])
-                 for z in (amin[2], amax[2])],
+                [
+                    [x, y, z, 1.0]
+                    for x in (amin[0], amax[0])
+                    for y in (amin[1], amax[1])
+                    for z in (amin[2], amax[2])
+                ],
                 dtype=np.float64,
             )
             pts = (world @ corners.T).T[:, :3]
@@ -388,8 +392,9 @@ def variant_names(g: Gltf) -> list[str]:
     return names
 
 
-def _measure(g: Gltf, sizes: list[tuple[int, int]], file_bytes: int, placement: str,
-             report: Report) -> None:
+def _measure(
+    g: Gltf, sizes: list[tuple[int, int]], file_bytes: int, placement: str, report: Report
+) -> None:
     tris = _triangles(g)
     report.stats["triangles"] = tris
     report.stats["textures"] = len(sizes)
@@ -401,11 +406,13 @@ def _measure(g: Gltf, sizes: list[tuple[int, int]], file_bytes: int, placement: 
         report.warn("COMMERCE_FILE_SIZE", f"{file_bytes} bytes (recommended <= 5 MB)")
     for i, (w, h) in enumerate(sizes):
         if w & (w - 1) or h & (h - 1):
-            report.warn("COMMERCE_TEXTURE_NOT_POT", f"texture {w}x{h} is not a power of two",
-                        f"/images/{i}")
+            report.warn(
+                "COMMERCE_TEXTURE_NOT_POT", f"texture {w}x{h} is not a power of two", f"/images/{i}"
+            )
         if max(w, h) > MAX_TEXTURE_PX:
-            report.warn("COMMERCE_TEXTURE_TOO_LARGE", f"texture {w}x{h} exceeds 2048 px",
-                        f"/images/{i}")
+            report.warn(
+                "COMMERCE_TEXTURE_TOO_LARGE", f"texture {w}x{h} exceeds 2048 px", f"/images/{i}"
+            )
     bounds = _bounds(g)
     if bounds is None:
         report.stats["dimensions_m"] = {"x": 0.0, "y": 0.0, "z": 0.0}
@@ -462,17 +469,23 @@ def run_khronos(path: Path, report: Report, prefix: str = "") -> dict[str, Any] 
         f"{result.get('validatorVersion', '?')}: {issues.get('numErrors', 0)} errors, "
         f"{issues.get('numWarnings', 0)} warnings"
     )
-    severities = {0: "error", 1: "warning", 2: "info"}
+    severities: dict[int, Severity] = {0: "error", 1: "warning", 2: "info"}
     for msg in issues.get("messages", []):
         sev = severities.get(int(msg.get("severity", 3)))
         if sev is None:
             continue  # hints
         pointer = msg.get("pointer") or (f"@{msg['offset']}" if "offset" in msg else "")
-        report.add(sev, str(msg.get("code")), prefix + str(msg.get("message")), pointer,  # type: ignore[arg-type]
-                   source="khronos")
+        report.add(
+            sev,
+            str(msg.get("code")),
+            prefix + str(msg.get("message")),
+            str(pointer),
+            source="khronos",
+        )
     if int(issues.get("numErrors", 0)) and not report.errors:
-        report.add("error", "KHRONOS_ERRORS", "the Khronos validator reported errors",
-                   source="khronos")
+        report.add(
+            "error", "KHRONOS_ERRORS", "the Khronos validator reported errors", source="khronos"
+        )
     return result
 
 

@@ -96,9 +96,7 @@ def unpack(data_path: Path, dest: Path, max_total: int, report: Report) -> Unpac
                         return Unpacked(None, False)
                     out.write(chunk)
         names = [
-            i.filename
-            for i in infos
-            if not i.is_dir() and not i.filename.startswith("__MACOSX/")
+            i.filename for i in infos if not i.is_dir() and not i.filename.startswith("__MACOSX/")
         ]
     gltfs = [n for n in names if n.lower().endswith(".gltf")]
     if not gltfs:

@@ -1,0 +1,236 @@
+"""HTTP routes of the AR part: upload, AR block, stored files, viewer page, viewer script."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+
+from shoplens.ar_assets.service import ArService, check_product_id
+from shoplens.ar_assets.viewer import viewer_html
+from shoplens.config import Settings
+from shoplens.errors import InvalidAsset, NotFound, TooLarge
+from shoplens.service.auth import require_admin
+
+router = APIRouter(tags=["ar"])
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_FILES = {"model-viewer.min.js": "text/javascript; charset=utf-8"}
+IMMUTABLE = "public, max-age=31536000, immutable"
+CHUNK = 1 << 16
+
+
+def get_ar(request: Request) -> ArService:
+    ar: ArService = request.app.state.ar
+    return ar
+
+
+def base_url(request: Request) -> str:
+    settings: Settings = request.app.state.settings
+    return (settings.public_base_url or str(request.base_url)).rstrip("/")
+
+
+def base_url_from_settings(settings: Settings) -> str:
+    """For links printed outside a request (CLI): the public URL, else the serve address."""
+    return (settings.public_base_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+
+
+def _save_upload(file: UploadFile, dest: Path, limit: int) -> None:
+    written = 0
+    with open(dest, "wb") as out:
+        while chunk := file.file.read(1 << 20):
+            written += len(chunk)
+            if written > limit:
+                raise TooLarge(f"the model is larger than the limit of {limit} bytes")
+            out.write(chunk)
+
+
+def invalid_asset_response(exc: InvalidAsset) -> JSONResponse:
+    """422 with the error envelope of the contract plus the validation report beside it."""
+    return JSONResponse(
+        status_code=exc.status,
+        content={
+            "error": {"code": exc.code, "message": exc.message},
+            "report": exc.details.get("report", {}),
+        },
+    )
+
+
+@router.put(
+    "/v1/products/{product_id}/ar",
+    status_code=201,
+    dependencies=[Depends(require_admin)],
+    summary="Attach a 3D model (.glb or zipped .gltf) to a product",
+    response_model=None,
+)
+def put_ar(
+    request: Request,
+    product_id: str,
+    file: UploadFile = File(..., description=".glb, or .zip holding one .gltf and its files"),
+    placement: str = Form("floor"),
+    variant: str | None = Form(None),
+    ar: ArService = Depends(get_ar),
+) -> dict[str, Any] | JSONResponse:
+    check_product_id(product_id)
+    settings: Settings = request.app.state.settings
+    tmp_root = settings.assets_dir / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=tmp_root, prefix="recv-")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        _save_upload(file, tmp, settings.max_asset_bytes)
+        try:
+            row, report = ar.ingest(
+                product_id,
+                tmp,
+                original_name=file.filename or "",
+                placement=placement,
+                variant=variant,
+            )
+        except InvalidAsset as exc:
+            return invalid_asset_response(exc)
+    finally:
+        tmp.unlink(missing_ok=True)
+    block = ar.block(product_id, base_url(request), row.variant)
+    return {**block, "report": report.to_dict()}
+
+
+@router.get("/v1/products/{product_id}/ar", summary="The product's AR block")
+def get_ar_block(
+    request: Request,
+    product_id: str,
+    variant: str | None = Query(None),
+    ar: ArService = Depends(get_ar),
+) -> dict[str, Any]:
+    return ar.block(product_id, base_url(request), variant)
+
+
+@router.delete(
+    "/v1/products/{product_id}/ar",
+    status_code=204,
+    dependencies=[Depends(require_admin)],
+    summary="Remove the product's 3D model (all variants, or one with ?variant=)",
+)
+def delete_ar(
+    product_id: str, variant: str | None = Query(None), ar: ArService = Depends(get_ar)
+) -> Response:
+    ar.delete(product_id, variant)
+    return Response(status_code=204)
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """(start, end inclusive) of a single bytes range; None = ignore the header."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, sep, last = spec.strip().partition("-")
+    if not sep:
+        return None
+    try:
+        if first == "":
+            n = int(last)
+            if n <= 0:
+                return (size, size)  # unsatisfiable
+            return (max(size - n, 0), size - 1)
+        start = int(first)
+        end = int(last) if last else size - 1
+    except ValueError:
+        return None
+    if start < 0 or end < start:
+        return None
+    return (start, min(end, size - 1))
+
+
+def _read(path: Path, start: int, length: int) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = length
+        while left > 0:
+            chunk = f.read(min(CHUNK, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            yield chunk
+
+
+@router.api_route("/ar/files/{name}", methods=["GET", "HEAD"], summary="A stored AR file")
+def get_file(request: Request, name: str, ar: ArService = Depends(get_ar)) -> Response:
+    path, media_type, sha = ar.file_path(name)
+    etag = f'"{sha}"'
+    size = path.stat().st_size
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes"}
+    inm = request.headers.get("if-none-match")
+    tags = [t.strip().removeprefix("W/") for t in (inm or "").split(",")]
+    if inm and (inm.strip() == "*" or etag in tags):
+        return Response(status_code=304, headers=headers)
+    start, length, status = 0, size, 200
+    rng = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    if rng and (if_range is None or if_range.strip() == etag):
+        parsed = _parse_range(rng, size)
+        if parsed is not None:
+            if parsed[0] >= size:
+                return Response(
+                    status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"}
+                )
+            start, length, status = parsed[0], parsed[1] - parsed[0] + 1, 206
+            headers["Content-Range"] = f"bytes {parsed[0]}-{parsed[1]}/{size}"
+    headers["Content-Length"] = str(length)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type=media_type)
+    return StreamingResponse(
+        _read(path, start, length), status_code=status, headers=headers, media_type=media_type
+    )
+
+
+@router.get("/ar/view/{product_id}", response_class=HTMLResponse, summary="3D/AR viewer page")
+def view(
+    request: Request,
+    product_id: str,
+    variant: str | None = Query(None),
+    material_variant: str | None = Query(None),
+    ar: ArService = Depends(get_ar),
+) -> HTMLResponse:
+    block = ar.block(product_id, base_url(request), variant)
+    title = _product_title(request, product_id)
+    back = request.headers.get("referer") or "/"
+    if not back.startswith(base_url(request)) and not back.startswith("/"):
+        back = "/"
+    return HTMLResponse(viewer_html(title, block, back, material_variant))
+
+
+def _product_title(request: Request, product_id: str) -> str:
+    """The catalog title when a live index is loaded (read-only), else the id."""
+    live = getattr(request.app.state, "live", None)
+    if live is None:
+        service = getattr(request.app.state, "service", None)
+        live = getattr(getattr(service, "index", None), "live", None)
+    if live is None:
+        return product_id
+    try:
+        product, _images = live.product(product_id)
+    except Exception:  # the catalog is optional here: any failure falls back to the id
+        return product_id
+    title = getattr(product, "title", None)
+    return str(title) if title else product_id
+
+
+@router.get("/ar/static/{name}", summary="model-viewer, served from our own origin")
+def static(name: str) -> Response:
+    if name not in STATIC_FILES or not (STATIC_DIR / name).is_file():
+        raise NotFound("no such static file")
+    path = STATIC_DIR / name
+    with open(path, "rb") as f:
+        body = f.read()
+    return Response(
+        body, media_type=STATIC_FILES[name], headers={"Cache-Control": "public, max-age=86400"}
+    )
+
+
+__all__ = ["get_ar", "invalid_asset_response", "router"]

@@ -1,0 +1,223 @@
+"""ArService: the AR part as the service and the CLI use it.
+
+``ArService.open(settings)`` once per process; ``ingest`` stores an upload
+(after every check passed), ``block``/``blocks`` build the public AR block.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from shoplens.ar_assets.pipeline import process
+from shoplens.ar_assets.report import Report
+from shoplens.ar_assets.store import FILE_NAME, AssetRow, AssetStore
+from shoplens.config import Settings
+from shoplens.errors import BadParameter, NotFound
+
+log = logging.getLogger(__name__)
+
+PRODUCT_ID = re.compile(r"\A[A-Za-z0-9._:-]{1,128}\Z")
+VARIANT_NAME = re.compile(r"\A[A-Za-z0-9._:-]{1,64}\Z")
+DEFAULT_VARIANT = "default"
+MEDIA_TYPES = {"glb": "model/gltf-binary", "usdz": "model/vnd.usdz+zip", "zip": "application/zip"}
+
+
+def check_product_id(product_id: str) -> str:
+    if not PRODUCT_ID.match(product_id):
+        raise BadParameter("product_id must be 1-128 characters of A-Za-z0-9._:-")
+    return product_id
+
+
+def check_variant(variant: str | None) -> str:
+    name = variant or DEFAULT_VARIANT
+    if not VARIANT_NAME.match(name):
+        raise BadParameter("variant must be 1-64 characters of A-Za-z0-9._:-")
+    return name
+
+
+class ArService:
+    def __init__(self, settings: Settings, store: AssetStore) -> None:
+        self.settings = settings
+        self.store = store
+
+    @classmethod
+    def open(cls, settings: Settings) -> ArService:
+        return cls(settings, AssetStore(settings.assets_dir, settings.db_path))
+
+    # ------------------------------------------------------------ writes
+    def ingest(
+        self,
+        product_id: str,
+        upload: Path,
+        *,
+        original_name: str = "",
+        placement: str = "floor",
+        variant: str | None = None,
+    ) -> tuple[AssetRow, Report]:
+        """Check, convert and store ``upload``; raises (and stores nothing) if refused."""
+        check_product_id(product_id)
+        name = check_variant(variant)
+        tmp_root = self.settings.assets_dir / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=tmp_root, prefix="upload-") as tmp:
+            done = process(upload, placement, self.settings.max_asset_bytes, Path(tmp))
+            report = done.report
+            stats = report.stats
+            src_sha, src_ext, src_path = done.source
+            staged = {
+                (src_sha, src_ext): src_path,
+                (done.glb[0], "glb"): done.glb[1],
+                (done.mobile[0], "glb"): done.mobile[1],
+            }
+            if done.usdz:
+                staged[(done.usdz[0], "usdz")] = done.usdz[1]
+            row = AssetRow(
+                product_id=product_id,
+                variant=name,
+                placement=placement,
+                original_name=original_name or upload.name,
+                source_sha=src_sha,
+                source_ext=src_ext,
+                glb_sha=done.glb[0],
+                mobile_sha=done.mobile[0],
+                usdz_sha=done.usdz[0] if done.usdz else None,
+                dims=dict(stats.get("dimensions_m", {"x": 0.0, "y": 0.0, "z": 0.0})),
+                triangles=int(stats.get("triangles", 0)),
+                bytes=int(stats["bytes"]),
+                mobile_bytes=int(stats["mobile_bytes"]),
+                material_variants=list(stats.get("variants", [])),
+                report=report.to_dict(),
+                created_at=time.time(),
+            )
+            self.store.save(row, staged)
+        log.info("AR asset stored for %s/%s: %s", product_id, name, report.summary())
+        return row, report
+
+    def delete(self, product_id: str, variant: str | None = None) -> int:
+        check_product_id(product_id)
+        n = self.store.delete(product_id, check_variant(variant) if variant else None)
+        if n == 0:
+            raise NotFound(f"product {product_id!r} has no AR model")
+        return n
+
+    # ------------------------------------------------------------ reads
+    def file_path(self, name: str) -> tuple[Path, str, str]:
+        """(path, media type, etag) of a stored file; NotFound for anything else."""
+        m = FILE_NAME.match(name)
+        if m is None:
+            raise NotFound("no such AR file")
+        path = self.store.path(m.group(1), m.group(2))
+        if not path.is_file():
+            raise NotFound("no such AR file")
+        return path, MEDIA_TYPES[m.group(2)], m.group(1)
+
+    def block(self, product_id: str, base_url: str, variant: str | None = None) -> dict[str, Any]:
+        check_product_id(product_id)
+        rows = self.store.rows([product_id])
+        out = _blocks(rows, base_url.rstrip("/"), variant)
+        if product_id not in out:
+            raise NotFound(
+                f"product {product_id!r} has no AR model"
+                + (f" variant {variant!r}" if variant else "")
+            )
+        return out[product_id]
+
+    def blocks(self, product_ids: list[str], base_url: str) -> dict[str, dict[str, Any]]:
+        """AR blocks of the given products that have one (others are absent)."""
+        ids = [p for p in product_ids if PRODUCT_ID.match(p)]
+        return _blocks(self.store.rows(ids), base_url.rstrip("/"), None)
+
+    def rows(self, product_id: str) -> list[AssetRow]:
+        return self.store.rows([product_id])
+
+
+def _file_url(base: str, sha: str, ext: str) -> str:
+    return f"{base}/ar/files/{sha}.{ext}"
+
+
+def viewer_url(base: str, product_id: str, variant: str | None = None) -> str:
+    url = f"{base}/ar/view/{quote(product_id, safe='')}"
+    return url if not variant or variant == DEFAULT_VARIANT else f"{url}?variant={quote(variant)}"
+
+
+def intent_url(mobile_url: str, fallback: str, title: str, placement: str) -> str:
+    params = f"file={quote(mobile_url, safe='')}&mode=ar_preferred&title={quote(title, safe='')}"
+    if placement == "wall":
+        params += "&enable_vertical_placement=true"
+    return (
+        f"intent://arvr.google.com/scene-viewer/1.0?{params}#Intent;scheme=https;"
+        "package=com.google.ar.core;action=android.intent.action.VIEW;"
+        f"S.browser_fallback_url={quote(fallback, safe='')};end;"
+    )
+
+
+def _urls(row: AssetRow, base: str) -> dict[str, Any]:
+    mobile = _file_url(base, row.mobile_sha, "glb")
+    viewer = viewer_url(base, row.product_id, row.variant)
+    return {
+        "glb_url": _file_url(base, row.glb_sha, "glb"),
+        "glb_mobile_url": mobile,
+        "usdz_url": _file_url(base, row.usdz_sha, "usdz") if row.usdz_sha else None,
+        "viewer_url": viewer,
+        "android_intent_url": intent_url(mobile, viewer, row.product_id, row.placement),
+    }
+
+
+def _blocks(rows: Sequence[AssetRow], base: str, variant: str | None) -> dict[str, dict[str, Any]]:
+    by_product: dict[str, list[AssetRow]] = {}
+    for r in rows:
+        by_product.setdefault(r.product_id, []).append(r)
+    out: dict[str, dict[str, Any]] = {}
+    for pid, prow in by_product.items():
+        wanted = variant or DEFAULT_VARIANT
+        main = next((r for r in prow if r.variant == wanted), None)
+        if main is None and variant is None:
+            main = prow[0]  # no default upload: the first named variant stands in
+        if main is None:
+            continue
+        variants: list[dict[str, Any]] = []
+        for r in prow:
+            if r is main:
+                continue
+            variants.append(
+                {
+                    "name": r.variant,
+                    "source": "upload",
+                    "placement": r.placement,
+                    "dimensions_m": r.dims,
+                    "triangles": r.triangles,
+                    "bytes": r.bytes,
+                    **_urls(r, base),
+                }
+            )
+        main_urls = _urls(main, base)
+        for name in main.material_variants:
+            variants.append(
+                {
+                    "name": name,
+                    "source": "KHR_materials_variants",
+                    "glb_url": main_urls["glb_url"],
+                    "glb_mobile_url": main_urls["glb_mobile_url"],
+                    "viewer_url": f"{main_urls['viewer_url']}"
+                    + ("&" if "?" in main_urls["viewer_url"] else "?")
+                    + f"material_variant={quote(name)}",
+                }
+            )
+        out[pid] = {
+            **main_urls,
+            "placement": main.placement,
+            "dimensions_m": main.dims,
+            "triangles": main.triangles,
+            "bytes": main.bytes,
+            "mobile_bytes": main.mobile_bytes,
+            "variant": main.variant,
+            "variants": variants,
+        }
+    return out

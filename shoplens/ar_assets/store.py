@@ -1,0 +1,255 @@
+"""Content-addressed AR files plus their metadata rows in SQLite.
+
+Files are ``<sha256>.<ext>`` under ``settings.assets_dir``, written atomically
+and never modified. Rows live in this part's own tables in the catalog
+database. A row is swapped only after its files are in place, so readers see
+the old asset or the new one, never half of either. Garbage collection and
+the "are my files still there" check of an upload both run under SQLite's
+write lock, which makes them safe against each other, across processes too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FILE_NAME = re.compile(r"\A([0-9a-f]{64})\.(glb|usdz|zip)\Z")
+EXTS = ("glb", "usdz", "zip")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS ar_assets (
+    product_id     TEXT NOT NULL,
+    variant        TEXT NOT NULL,
+    placement      TEXT NOT NULL,
+    original_name  TEXT NOT NULL,
+    source_sha     TEXT NOT NULL,   -- the upload as received (.glb or .zip)
+    source_ext     TEXT NOT NULL,
+    glb_sha        TEXT NOT NULL,   -- served as glb_url
+    mobile_sha     TEXT NOT NULL,   -- = glb_sha when no smaller valid variant was made
+    usdz_sha       TEXT,            -- NULL when no Quick Look file could be made
+    dims_json      TEXT NOT NULL,
+    triangles      INTEGER NOT NULL,
+    bytes          INTEGER NOT NULL,
+    mobile_bytes   INTEGER NOT NULL,
+    material_variants_json TEXT NOT NULL,
+    report_json    TEXT NOT NULL,
+    created_at     REAL NOT NULL,
+    PRIMARY KEY (product_id, variant)
+);
+"""
+
+
+@dataclass(frozen=True)
+class AssetRow:
+    product_id: str
+    variant: str
+    placement: str
+    original_name: str
+    source_sha: str
+    source_ext: str
+    glb_sha: str
+    mobile_sha: str
+    usdz_sha: str | None
+    dims: dict[str, float]
+    triangles: int
+    bytes: int
+    mobile_bytes: int
+    material_variants: list[str]
+    report: dict[str, Any]
+    created_at: float
+
+    def shas(self) -> set[tuple[str, str]]:
+        out = {(self.source_sha, self.source_ext), (self.glb_sha, "glb"), (self.mobile_sha, "glb")}
+        if self.usdz_sha:
+            out.add((self.usdz_sha, "usdz"))
+        return out
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class AssetStore:
+    def __init__(self, files_dir: Path, db_path: Path) -> None:
+        self.files_dir = files_dir
+        self.db_path = db_path
+        files_dir.mkdir(parents=True, exist_ok=True)
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA synchronous=NORMAL")
+            yield db
+        finally:
+            db.close()
+
+    # ------------------------------------------------------------ files
+    def path(self, sha: str, ext: str) -> Path:
+        return self.files_dir / f"{sha}.{ext}"
+
+    def put_file(self, src: Path, sha: str, ext: str) -> Path:
+        """Copy ``src`` to its content address atomically (tmp + fsync + rename)."""
+        final = self.path(sha, ext)
+        if final.is_file() and final.stat().st_size == src.stat().st_size:
+            return final
+        tmp = self.files_dir / f".tmp-{os.getpid()}-{time.monotonic_ns()}-{sha[:12]}.{ext}"
+        try:
+            with open(src, "rb") as fin, open(tmp, "wb") as fout:
+                while chunk := fin.read(1 << 20):
+                    fout.write(chunk)
+                fout.flush()
+                os.fsync(fout.fileno())
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(self.files_dir)
+        return final
+
+    # ------------------------------------------------------------ rows
+    def save(self, row: AssetRow, staged: dict[tuple[str, str], Path]) -> None:
+        """Swap in ``row`` once its files exist; collect the files the old row leaves behind."""
+        for (sha, ext), src in staged.items():
+            self.put_file(src, sha, ext)
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                # A concurrent GC may have removed a file equal to ours before we got the lock.
+                for (sha, ext), src in staged.items():
+                    if not self.path(sha, ext).is_file():
+                        self.put_file(src, sha, ext)
+                old = self._get(db, row.product_id, row.variant)
+                db.execute(
+                    "INSERT OR REPLACE INTO ar_assets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        row.product_id,
+                        row.variant,
+                        row.placement,
+                        row.original_name,
+                        row.source_sha,
+                        row.source_ext,
+                        row.glb_sha,
+                        row.mobile_sha,
+                        row.usdz_sha,
+                        json.dumps(row.dims),
+                        row.triangles,
+                        row.bytes,
+                        row.mobile_bytes,
+                        json.dumps(row.material_variants),
+                        json.dumps(row.report),
+                        row.created_at,
+                    ),
+                )
+                if old is not None:
+                    self._collect(db, old.shas())
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def delete(self, product_id: str, variant: str | None = None) -> int:
+        """Remove the product's rows (one variant or all); returns how many."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = [
+                    r
+                    for r in self._rows(db, [product_id])
+                    if variant is None or r.variant == variant
+                ]
+                for r in rows:
+                    db.execute(
+                        "DELETE FROM ar_assets WHERE product_id=? AND variant=?",
+                        (r.product_id, r.variant),
+                    )
+                self._collect(db, set().union(*(r.shas() for r in rows)) if rows else set())
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return len(rows)
+
+    def _collect(self, db: sqlite3.Connection, candidates: set[tuple[str, str]]) -> None:
+        for sha, ext in candidates:
+            used = db.execute(
+                "SELECT 1 FROM ar_assets WHERE source_sha=? OR glb_sha=? OR mobile_sha=? "
+                "OR usdz_sha=? LIMIT 1",
+                (sha, sha, sha, sha),
+            ).fetchone()
+            if used is None:
+                self.path(sha, ext).unlink(missing_ok=True)
+
+    def rows(self, product_ids: Sequence[str]) -> list[AssetRow]:
+        with self._connect() as db:
+            return self._rows(db, product_ids)
+
+    def get(self, product_id: str, variant: str) -> AssetRow | None:
+        with self._connect() as db:
+            return self._get(db, product_id, variant)
+
+    def _get(self, db: sqlite3.Connection, product_id: str, variant: str) -> AssetRow | None:
+        rows = [r for r in self._rows(db, [product_id]) if r.variant == variant]
+        return rows[0] if rows else None
+
+    def _rows(self, db: sqlite3.Connection, product_ids: Sequence[str]) -> list[AssetRow]:
+        out: list[AssetRow] = []
+        ids = list(dict.fromkeys(product_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            cur = db.execute(
+                f"SELECT * FROM ar_assets WHERE product_id IN ({marks}) "
+                "ORDER BY product_id, variant",
+                chunk,
+            )
+            for r in cur.fetchall():
+                out.append(
+                    AssetRow(
+                        product_id=r[0],
+                        variant=r[1],
+                        placement=r[2],
+                        original_name=r[3],
+                        source_sha=r[4],
+                        source_ext=r[5],
+                        glb_sha=r[6],
+                        mobile_sha=r[7],
+                        usdz_sha=r[8],
+                        dims=json.loads(r[9]),
+                        triangles=r[10],
+                        bytes=r[11],
+                        mobile_bytes=r[12],
+                        material_variants=json.loads(r[13]),
+                        report=json.loads(r[14]),
+                        created_at=r[15],
+                    )
+                )
+        return out

@@ -1,0 +1,62 @@
+"""The HTML page that shows a product's model and opens AR (Scene Viewer / Quick Look)."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+STATIC_SCRIPT = "/ar/static/model-viewer.min.js"
+
+
+def viewer_html(
+    title: str, block: dict[str, Any], back_url: str, material_variant: str | None = None
+) -> str:
+    """A self-contained page; every script comes from our own origin."""
+    src = escape(block["glb_mobile_url"], quote=True)
+    ios = block.get("usdz_url")
+    ios_attr = f' ios-src="{escape(ios, quote=True)}"' if ios else ""
+    placement = "wall" if block.get("placement") == "wall" else "floor"
+    variant_attr = (
+        f' variant-name="{escape(material_variant, quote=True)}"' if material_variant else ""
+    )
+    dims = block.get("dimensions_m", {})
+    size = " x ".join(f"{float(dims.get(k, 0)):.2f}" for k in ("x", "y", "z"))
+    t = escape(title)
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{t} in 3D</title>
+<script>
+  // Decoders for Draco/KTX2 would otherwise come from a third-party CDN; keep them on our origin.
+  self.ModelViewerElement = Object.assign(self.ModelViewerElement || {{}}, {{
+    dracoDecoderLocation: "/ar/static/draco/",
+    ktx2TranscoderLocation: "/ar/static/basis/",
+  }});
+</script>
+<script type="module" src="{STATIC_SCRIPT}"></script>
+<style>
+  body {{ margin: 0; font-family: system-ui, sans-serif; background: #f4f4f4; }}
+  header {{ padding: 12px 16px; display: flex; gap: 16px; align-items: baseline; }}
+  h1 {{ font-size: 1.1rem; margin: 0; }}
+  model-viewer {{ width: 100vw; height: calc(100vh - 56px); background: #ffffff; }}
+  #ar-button {{ position: absolute; bottom: 24px; left: 50%; transform: translateX(-50%);
+    padding: 12px 20px; border-radius: 24px; border: none; background: #1a73e8; color: #fff;
+    font-size: 1rem; }}
+</style>
+</head>
+<body>
+<header>
+  <a id="back" href="{escape(back_url, quote=True)}">&larr; Back</a>
+  <h1 id="title">{t}</h1>
+  <span id="size">{escape(size)} m</span>
+</header>
+<model-viewer id="model" src="{src}"{ios_attr} alt="{t}" ar ar-modes="webxr scene-viewer quick-look"
+  ar-placement="{placement}" ar-scale="fixed" camera-controls touch-action="pan-y"
+  shadow-intensity="1"{variant_attr}>
+  <button slot="ar-button" id="ar-button">View in your space</button>
+</model-viewer>
+</body>
+</html>
+"""
