@@ -71,9 +71,11 @@ def preprocess(image: Image.Image, cfg: PreprocessConfig) -> FloatArray:
     left = (w - cfg.crop) // 2
     top = (h - cfg.crop) // 2
     image = image.crop((left, top, left + cfg.crop, top + cfg.crop))
-    arr = np.asarray(image, dtype=np.float32) * (1.0 / 255.0)
-    arr = (arr - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    arr: FloatArray = np.asarray(image, dtype=np.float32) * np.float32(1.0 / 255.0)
+    mean: FloatArray = np.asarray(cfg.mean, dtype=np.float32)
+    std: FloatArray = np.asarray(cfg.std, dtype=np.float32)
+    arr = (arr - mean) / std
+    return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
 
 
 def preprocess_batch(images: Sequence[Image.Image], cfg: PreprocessConfig) -> FloatArray:
@@ -83,7 +85,8 @@ def preprocess_batch(images: Sequence[Image.Image], cfg: PreprocessConfig) -> Fl
 def l2_normalise(x: FloatArray) -> FloatArray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    out: FloatArray = (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    return out
 
 
 @runtime_checkable
@@ -109,4 +112,23 @@ class ImageEmbedder(Protocol):
 
     def embed(self, images: Sequence[Image.Image]) -> FloatArray:
         """Convenience: prepare + embed_prepared."""
+        ...
+
+
+@runtime_checkable
+class TextEmbedder(Protocol):
+    """Texts in, vectors in the same space as the paired image model out.
+
+    Only models trained on image-text pairs (OpenCLIP) have one; the service
+    answers ``text_search_unavailable`` when the registry gives none.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed_text(self, texts: Sequence[str]) -> FloatArray:
+        """``n`` strings -> float32 ``(n, dim)`` L2-normalised vectors."""
         ...

