@@ -176,7 +176,6 @@ def _load(path: Path, report: Report) -> Gltf | None:
                 f"byteLength {declared} but only {len(data)} bytes are present",
                 ptr,
             )
-            data = None
         g.buffers.append(data)
     return g
 

@@ -1,0 +1,64 @@
+"""Fixtures of the AR tests: a small app with only the AR routes, and generated models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from shoplens.ar_assets import tools
+from shoplens.ar_assets.routes import router
+from shoplens.ar_assets.service import ArService
+from shoplens.config import Settings
+
+TOKEN = "test-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def make_app(settings: Settings) -> FastAPI:
+    from shoplens.service import handlers
+
+    app = FastAPI()
+    app.state.settings = settings
+    app.state.ar = ArService.open(settings)
+    handlers.install(app)
+    app.include_router(router)
+    return app
+
+
+@pytest.fixture
+def ar_settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", admin_token=TOKEN)
+
+
+@pytest.fixture
+def client(ar_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(make_app(ar_settings)) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def node_tools() -> tools.NodeTools:
+    t = tools.find_tools()
+    if t.validator is None or t.gltf_transform is None:
+        pytest.skip("node + node_modules (gltf-validator, @gltf-transform/cli) are not installed")
+    return t
+
+
+def upload(
+    c: TestClient,
+    product_id: str,
+    data: bytes,
+    filename: str = "model.glb",
+    **form: str,
+) -> httpx.Response:
+    return c.put(
+        f"/v1/products/{product_id}/ar",
+        files={"file": (filename, data, "application/octet-stream")},
+        data=form,
+        headers=AUTH,
+    )
