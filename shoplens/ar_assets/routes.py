@@ -142,6 +142,8 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
         end = int(last) if last else size - 1
     except ValueError:
         return None
+    if start >= size:
+        return (size, size)  # unsatisfiable
     if start < 0 or end < start:
         return None
     return (start, min(end, size - 1))
