@@ -66,7 +66,11 @@ def preprocess(image: Image.Image, cfg: PreprocessConfig) -> FloatArray:
     """One RGB image -> ``(3, crop, crop)`` float32, normalised."""
     if image.mode != "RGB":
         image = image.convert("RGB")
-    image = resize_short_side(image, cfg.resize, cfg.interpolation)
+    if cfg.extra.get("resize_mode") == "squash":
+        # Models trained on squashed inputs (SigLIP) see the whole photo, distorted.
+        image = image.resize((cfg.crop, cfg.crop), _RESAMPLE[cfg.interpolation])
+    else:
+        image = resize_short_side(image, cfg.resize, cfg.interpolation)
     w, h = image.size
     left = (w - cfg.crop) // 2
     top = (h - cfg.crop) // 2
