@@ -1,9 +1,90 @@
-"""Command-line commands of this part (registered by shoplens.cli)."""
+"""``shoplens models list|export`` (registered by shoplens.cli).
+
+Model modules are imported inside the commands so ``shoplens --help`` stays
+fast and never needs torch.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+models_app = typer.Typer(
+    help="Embedding models: what exists, export to ONNX.", no_args_is_help=True
+)
+
+_DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="SHOPLENS_DATA_DIR",
+        help="Where indexes, metadata and AR assets live (default ./shoplens-data).",
+    ),
+]
+
+
+@models_app.command("list")
+def list_models(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+    data_dir: _DataDir = None,
+) -> None:
+    """The models this install knows, and whether each is exported on this machine."""
+    from shoplens.cli import make_settings
+    from shoplens.errors import ModelUnavailable
+    from shoplens.models.registry import available_models, cached_model_dir
+
+    settings = make_settings(data_dir)
+    rows = []
+    for info in available_models(settings):
+        try:
+            where = cached_model_dir(info.name, settings)
+        except ModelUnavailable:
+            where = None
+        rows.append(
+            {
+                "name": info.name,
+                "dim": info.dim,
+                "input_size": info.input_size,
+                "text": info.supports_text,
+                "exported": where is not None,
+                "where": str(where) if where else None,
+                "configured": info.name == settings.model,
+                "description": info.description,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps({"models": rows}, indent=2))
+        return
+    typer.echo(f"{'NAME':<22} {'DIM':>5} {'INPUT':>5} {'TEXT':<4} {'EXPORTED':<8} WHERE")
+    for row in rows:
+        mark = "*" if row["configured"] else " "
+        typer.echo(
+            f"{mark}{row['name']:<21} {row['dim'] or '?':>5} {row['input_size'] or '?':>5} "
+            f"{'yes' if row['text'] else 'no':<4} {'yes' if row['exported'] else 'no':<8} "
+            f"{row['where'] or '-'}"
+        )
+    typer.echo(f"(* = configured; cache {settings.model_cache_dir})")
+
+
+@models_app.command("export")
+def export(
+    name: Annotated[
+        str | None, typer.Argument(help="Model name (default: the configured model).")
+    ] = None,
+    data_dir: _DataDir = None,
+) -> None:
+    """Export a model to ONNX into the model cache (needs the 'export' extra)."""
+    from shoplens.cli import make_settings
+    from shoplens.models.registry import export_model
+
+    settings = make_settings(data_dir)
+    path = export_model(name or settings.model, settings)
+    typer.echo(str(path))
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the ``shoplens`` app."""
+    app.add_typer(models_app, name="models")
