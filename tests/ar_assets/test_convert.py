@@ -1,0 +1,109 @@
+"""USDZ conversion, Draco input and the CLI, on generated models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from pxr import Usd, UsdGeom, UsdShade
+
+from shoplens.ar_assets import tools, usdz
+from shoplens.ar_assets.service import ArService
+from shoplens.config import Settings
+
+from .models import box_glb, checker_png
+
+pytestmark = pytest.mark.usefixtures("node_tools")
+
+
+def test_usdz_structure_and_checker(tmp_path: Path) -> None:
+    src = tmp_path / "box.glb"
+    src.write_bytes(box_glb(texture=checker_png(64, "WEBP"), tex_mime="image/webp"))
+    out = tmp_path / "box.usdz"
+    result = usdz.convert(src, out, tmp_path / "work")
+    assert result.checker_errors == []
+    assert usdz.check(out)[0] == []
+    names = zipfile.ZipFile(out).namelist()
+    assert names[0].endswith(".usdc")
+    assert any(n.endswith(".png") for n in names)  # WebP converted to PNG
+    stage = Usd.Stage.Open(str(out))
+    assert UsdGeom.GetStageMetersPerUnit(stage) == 1.0
+    assert UsdGeom.GetStageUpAxis(stage) == UsdGeom.Tokens.y
+    assert stage.GetDefaultPrim().GetName() == "Root"
+    meshes = [UsdGeom.Mesh(p) for p in stage.Traverse() if p.IsA(UsdGeom.Mesh)]
+    assert len(meshes) == 1
+    mesh = meshes[0]
+    assert len(mesh.GetFaceVertexCountsAttr().Get()) == 12
+    pts = mesh.GetPointsAttr().Get()
+    assert min(p[1] for p in pts) == pytest.approx(0.0)
+    assert max(p[1] for p in pts) == pytest.approx(0.3)
+    st = UsdGeom.PrimvarsAPI(mesh).GetPrimvar("st").Get()
+    assert len(st) == len(pts)
+    assert len(mesh.GetNormalsAttr().Get()) == len(pts)
+    mat, _ = UsdShade.MaterialBindingAPI(mesh).ComputeBoundMaterial()
+    surface = mat.ComputeSurfaceSource()[0]
+    assert surface.GetIdAttr().Get() == "UsdPreviewSurface"
+    assert surface.GetInput("diffuseColor").HasConnectedSource()
+
+
+def test_uv_v_is_flipped(tmp_path: Path) -> None:
+    src = tmp_path / "box.glb"
+    src.write_bytes(box_glb())
+    out = tmp_path / "box.usdz"
+    usdz.convert(src, out, tmp_path / "work")
+    stage = Usd.Stage.Open(str(out))  # keep the stage alive while reading its prims
+    mesh = next(UsdGeom.Mesh(p) for p in stage.Traverse() if p.IsA(UsdGeom.Mesh))
+    st = UsdGeom.PrimvarsAPI(mesh).GetPrimvar("st").Get()
+    # glTF uv (0, 1) at the first corner becomes st (0, 0).
+    assert tuple(st[0]) == pytest.approx((0.0, 0.0))
+
+
+def test_draco_upload_gets_usdz_and_dimensions(tmp_path: Path) -> None:
+    src = tmp_path / "box.glb"
+    src.write_bytes(box_glb(size=0.5))
+    draco = tmp_path / "draco.glb"
+    tools.gltf_transform(["draco", str(src), str(draco)])
+    head = draco.read_bytes()[:4000]
+    assert b"KHR_draco_mesh_compression" in head
+    ar = ArService.open(Settings(data_dir=tmp_path / "data"))
+    row, report = ar.ingest("draco-box", draco)
+    assert report.ok
+    assert row.dims == {"x": 0.5, "y": 0.5, "z": 0.5}
+    assert row.triangles == 12
+    assert row.usdz_sha is not None
+    assert report.stats["usdz_check"].startswith("passed")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shoplens.cli", "ar", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_cli_ar_add(tmp_path: Path) -> None:
+    good = tmp_path / "box.glb"
+    good.write_bytes(box_glb())
+    data = tmp_path / "data"
+    r = _cli("add", "sku-cli", str(good), "--placement", "table", "--data-dir", str(data))
+    assert r.returncode == 0, r.stderr
+    assert '"placement": "table"' in r.stdout
+    assert "report: 0 errors" in r.stdout
+    bad = tmp_path / "bad.glb"
+    bad.write_bytes(good.read_bytes()[:100])
+    r = _cli("add", "sku-cli", str(bad), "--data-dir", str(data))
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("shoplens: error: the 3D model is invalid: GLB_")
+    assert "Traceback" not in r.stderr
+    # The first model is still attached.
+    ar = ArService.open(Settings(data_dir=data))
+    assert ar.block("sku-cli", "http://x")["placement"] == "table"
+    r = _cli("add", "sku-cli", str(tmp_path / "missing.glb"), "--data-dir", str(data))
+    assert r.returncode != 0 and "no such file" in r.stderr
