@@ -23,11 +23,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shoplens import __name__ as _pkg
 from shoplens.config import Settings
-from shoplens.models.base import ImageEmbedder
+from shoplens.models.base import ImageEmbedder, TextEmbedder
 from shoplens.service import handlers, home, images, ops, products, search
+from shoplens.service.limits import BodyLimitMiddleware
 from shoplens.service.metrics import Metrics
 from shoplens.service.renditions import Renditions
-from shoplens.service.state import ArBlocks, IndexHolder, ServiceState, TextEncoder
+from shoplens.service.state import ArBlocks, IndexHolder, ServiceState
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +87,10 @@ def _load_embedder(settings: Settings) -> ImageEmbedder:
     return model
 
 
-def _load_text_embedder(settings: Settings) -> TextEncoder | None:
+def _load_text_embedder(settings: Settings) -> TextEmbedder | None:
     from shoplens.models.registry import load_text_embedder
 
-    encoder: TextEncoder | None = load_text_embedder(settings)
+    encoder: TextEmbedder | None = load_text_embedder(settings)
     return encoder
 
 
@@ -125,7 +126,7 @@ def create_app(
     settings: Settings,
     *,
     embedder: ImageEmbedder | None = None,
-    text_embedder: TextEncoder | None = None,
+    text_embedder: TextEmbedder | None = None,
 ) -> FastAPI:
     """Build the service. ``embedder``/``text_embedder``: already-loaded models to reuse
     (tests share one per session); by default they are loaded from the registry."""
@@ -170,7 +171,6 @@ def create_app(
         version=_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
-        max_body_size=settings.max_request_bytes,
     )
     app.state.settings = settings
     handlers.install(app)
@@ -178,6 +178,7 @@ def create_app(
         app.include_router(module.router)
     _include_ar_routes(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(

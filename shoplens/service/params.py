@@ -64,16 +64,18 @@ SearchParamsDep = Annotated[SearchParams, Depends(search_params)]
 
 
 def rate_limit(request: Request, state: Annotated[ServiceState, Depends(get_state)]) -> None:
-    """Fixed one-minute window per client address; off when the setting is 0."""
+    """Token bucket per client address: bursts up to the per-minute limit, refilled
+    continuously (no window edge where twice the limit gets through). Off when 0."""
     limit = state.settings.rate_limit_per_minute
     if limit <= 0:
         return
     client = request.client.host if request.client else "unknown"
-    window = int(time.monotonic() // 60)
-    seen_window, count = state.rate.get(client, (window, 0))
-    count = count + 1 if seen_window == window else 1
-    if len(state.rate) > 10_000:  # forget old clients rather than grow without bound
+    now = time.monotonic()
+    tokens, last = state.rate.get(client, (float(limit), now))
+    tokens = min(float(limit), tokens + (now - last) * limit / 60.0)
+    if len(state.rate) > 10_000:  # forget idle clients rather than grow without bound
         state.rate.clear()
-    state.rate[client] = (window, count)
-    if count > limit:
+    if tokens < 1.0:
+        state.rate[client] = (tokens, now)
         raise RateLimited(f"more than {limit} searches a minute from this address; retry shortly")
+    state.rate[client] = (tokens - 1.0, now)

@@ -146,7 +146,7 @@ async def search_by_text(
 
     def work() -> tuple[list[SearchResultItem], str]:
         t0 = time.perf_counter()
-        vector = encoder.embed_texts([text])[0]
+        vector = encoder.embed_text([text])[0]
         state.metrics.embed_seconds.labels("text").observe(time.perf_counter() - t0)
         return run_search(state, request, live, vector, params, "text")
 

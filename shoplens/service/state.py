@@ -17,20 +17,11 @@ from fastapi import Request
 from shoplens.config import Settings
 from shoplens.errors import ModelMismatch, NotReady, SnapshotError
 from shoplens.indexer.live import LiveIndex
-from shoplens.models.base import FloatArray, ImageEmbedder
+from shoplens.models.base import ImageEmbedder, TextEmbedder
 from shoplens.service.metrics import Metrics
 from shoplens.service.renditions import Renditions
 
 log = logging.getLogger(__name__)
-
-
-class TextEncoder(Protocol):
-    """What text search needs from the models part's text embedder."""
-
-    @property
-    def name(self) -> str: ...
-
-    def embed_texts(self, texts: list[str]) -> FloatArray: ...
 
 
 class ArBlocks(Protocol):
@@ -96,12 +87,12 @@ class IndexHolder:
 class ServiceState:
     settings: Settings
     embedder: ImageEmbedder
-    text_embedder: TextEncoder | None
+    text_embedder: TextEmbedder | None
     index: IndexHolder
     metrics: Metrics
     renditions: Renditions
     ar: ArBlocks | None
-    rate: dict[str, tuple[int, int]] = field(default_factory=dict)
+    rate: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def base_url(self, request: Request) -> str:
         """Absolute base of links in answers, without the trailing slash."""

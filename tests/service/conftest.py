@@ -1,0 +1,76 @@
+"""Fixtures for the service tests: a real catalog indexed by the real indexer with
+the real default model, and real apps (lifespan run) talked to over HTTP."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from shoplens.config import Settings
+from tests.service.helpers import ADMIN_TOKEN, write_catalog
+
+if TYPE_CHECKING:
+    from shoplens.models.base import ImageEmbedder
+
+
+@pytest.fixture(scope="session")
+def catalog_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_catalog(tmp_path_factory.mktemp("catalog"))
+
+
+@pytest.fixture(scope="session")
+def built_data_dir(
+    tmp_path_factory: pytest.TempPathFactory, catalog_manifest: Path, embedder: ImageEmbedder
+) -> Path:
+    """A data dir indexed once per session by the real indexer; tests copy it."""
+    from shoplens.indexer.build import run_index
+
+    data_dir = tmp_path_factory.mktemp("indexed") / "data"
+    report = run_index(Settings(data_dir=data_dir), catalog_manifest, embedder=embedder)
+    assert report.rejected == 0, report.rejects_sample
+    return data_dir
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, built_data_dir: Path) -> Path:
+    """A private copy of the indexed data dir (tests may edit the catalog)."""
+    target = tmp_path / "data"
+    shutil.copytree(built_data_dir, target)
+    return target
+
+
+AppFactory = Callable[..., AbstractContextManager[TestClient]]
+
+
+@pytest.fixture
+def make_client(embedder: ImageEmbedder) -> AppFactory:
+    """``with make_client(data_dir, **settings) as client``: a real app, lifespan run."""
+    from shoplens.service.app import create_app
+
+    @contextmanager
+    def factory(data_dir: Path, **overrides: Any) -> Iterator[TestClient]:
+        values: dict[str, Any] = {"admin_token": ADMIN_TOKEN, "reload_interval_s": 0.2}
+        values.update(overrides)
+        settings = Settings(data_dir=data_dir, **values)
+        app = create_app(settings, embedder=embedder)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield client
+
+    return factory
+
+
+@pytest.fixture
+def client(make_client: AppFactory, data_dir: Path) -> Iterator[TestClient]:
+    with make_client(data_dir) as c:
+        yield c
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
