@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,16 +104,21 @@ def process(upload: Path, placement: str, max_bytes: int, workdir: Path) -> Proc
     src_sha = glb_sha if kind == "glb" else sha256_file(src)
     triangles = int(report.stats.get("triangles", 0))
 
-    mobile = optimise.make_mobile(glb, workdir, triangles, report)
+    used = checked.gltf.doc.get("extensionsUsed") or [] if checked.gltf is not None else []
+    compressed = any(e in COMPRESSION_EXTS for e in used)
+    # The mobile variant (Node) and the USDZ (Node, then pxr) do not depend on each
+    # other: build them side by side, each noting into its own report.
+    mobile_report = Report()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(optimise.make_mobile, glb, workdir, triangles, mobile_report)
+        usdz_out = _make_usdz(glb, compressed, workdir, report)
+        mobile = pending.result()
+    report.merge(mobile_report)
     mobile_path = mobile.path or glb
     mobile_sha = sha256_file(mobile_path) if mobile.path else glb_sha
     report.stats["bytes"] = glb.stat().st_size
     report.stats["mobile_bytes"] = mobile_path.stat().st_size
     report.stats["mobile_khronos_errors"] = mobile.khronos_errors
-
-    used = checked.gltf.doc.get("extensionsUsed") or [] if checked.gltf is not None else []
-    compressed = any(e in COMPRESSION_EXTS for e in used)
-    usdz_out = _make_usdz(glb, compressed, workdir, report)
     return Processed(
         report=report,
         source=(src_sha, kind, src),

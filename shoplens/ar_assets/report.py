@@ -48,6 +48,17 @@ class Report:
     def info(self, code: str, message: str, pointer: str = "") -> None:
         self.add("info", code, message, pointer)
 
+    def merge(self, other: Report) -> None:
+        groups: list[tuple[Severity, list[Issue]]] = [
+            ("error", other.errors),
+            ("warning", other.warnings),
+            ("info", other.infos),
+        ]
+        for sev, items in groups:
+            for i in items:
+                self.add(sev, i.code, i.message, i.pointer, i.source)
+        self.stats.update(other.stats)
+
     @property
     def ok(self) -> bool:
         return not self.errors

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from shoplens.ar_assets import tools
 from shoplens.ar_assets.routes import router
@@ -32,7 +33,7 @@ def make_app(settings: Settings) -> FastAPI:
 
 @pytest.fixture
 def ar_settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", admin_token=TOKEN)
+    return Settings(data_dir=tmp_path / "data", admin_token=SecretStr(TOKEN))
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def upload(
     data: bytes,
     filename: str = "model.glb",
     **form: str,
-) -> httpx.Response:
+) -> Any:
     return c.put(
         f"/v1/products/{product_id}/ar",
         files={"file": (filename, data, "application/octet-stream")},

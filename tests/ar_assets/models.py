@@ -32,7 +32,9 @@ def _pad(b: bytes, fill: bytes = b"\x00") -> bytes:
     return b + fill * (-len(b) % 4)
 
 
-def box(size: float = 0.3, texture: bytes | None = None, tex_mime: str = "image/png") -> tuple[Doc, bytes]:
+def box(
+    size: float = 0.3, texture: bytes | None = None, tex_mime: str = "image/png"
+) -> tuple[Doc, bytes]:
     """A textured box standing on y=0, centred on x/z (metres, +Y up): (JSON, BIN)."""
     h = size / 2
     faces = [  # normal, u axis, v axis
@@ -43,7 +45,10 @@ def box(size: float = 0.3, texture: bytes | None = None, tex_mime: str = "image/
         ((0, 0, 1), (1, 0, 0), (0, 1, 0)),
         ((0, 0, -1), (-1, 0, 0), (0, 1, 0)),
     ]
-    pos, nrm, uv, idx = [], [], [], []
+    pos: list[Any] = []
+    nrm: list[Any] = []
+    uv: list[tuple[float, float]] = []
+    idx: list[int] = []
     for n, u, v in faces:
         n_, u_, v_ = np.array(n, float), np.array(u, float), np.array(v, float)
         base = len(pos)

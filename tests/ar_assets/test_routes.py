@@ -104,8 +104,12 @@ def test_unsupported_media_and_limits(client: TestClient, ar_settings: Settings)
 
 @pytest.mark.parametrize(
     ("pid", "form", "status"),
-    [("bad id!", {}, 400), ("x" * 129, {}, 400), ("ok", {"placement": "ceiling"}, 400),
-     ("ok", {"variant": "no spaces"}, 400)],
+    [
+        ("bad id!", {}, 400),
+        ("x" * 129, {}, 400),
+        ("ok", {"placement": "ceiling"}, 400),
+        ("ok", {"variant": "no spaces"}, 400),
+    ],
 )
 def test_bad_parameters(client: TestClient, pid: str, form: dict[str, str], status: int) -> None:
     r = upload(client, pid, box_glb(), **form)
@@ -156,9 +160,7 @@ def test_file_names_are_strict(client: TestClient, name: str) -> None:
     assert client.get(f"/ar/files/{name}").status_code == 404
 
 
-def test_variants_delete_and_garbage_collection(
-    client: TestClient, ar_settings: Settings
-) -> None:
+def test_variants_delete_and_garbage_collection(client: TestClient, ar_settings: Settings) -> None:
     a = upload(client, "sku-5", box_glb()).json()
     b = upload(client, "sku-5", box_glb(size=0.4), variant="large").json()
     shared = upload(client, "sku-6", box_glb()).json()  # same bytes as sku-5's default

@@ -122,8 +122,14 @@ def test_supported_required_extension_passes_own_checks(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "uri",
-    ["http://example.com/x.bin", "https://example.com/x.bin", "file:///etc/passwd", "/etc/passwd",
-     "../x.bin", "x.bin"],
+    [
+        "http://example.com/x.bin",
+        "https://example.com/x.bin",
+        "file:///etc/passwd",
+        "/etc/passwd",
+        "../x.bin",
+        "x.bin",
+    ],
 )
 def test_glb_must_be_self_contained(tmp_path: Path, uri: str) -> None:
     def ext(doc: dict[str, Any], blob: bytes) -> tuple[dict[str, Any], bytes]:
@@ -139,9 +145,9 @@ def test_data_uri_buffer_is_allowed(tmp_path: Path) -> None:
     import base64
 
     def data_uri(doc: dict[str, Any], blob: bytes) -> tuple[dict[str, Any], bytes]:
-        doc["buffers"][0]["uri"] = "data:application/octet-stream;base64," + base64.b64encode(
-            blob
-        ).decode()
+        doc["buffers"][0]["uri"] = (
+            "data:application/octet-stream;base64," + base64.b64encode(blob).decode()
+        )
         return doc, blob
 
     doc, blob = box()
@@ -152,8 +158,13 @@ def test_data_uri_buffer_is_allowed(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("size", "placement", "flagged"),
-    [(0.3, "foot", False), (1.5, "foot", True), (12.0, "floor", True), (0.005, "table", True),
-     (2.0, "floor", False)],
+    [
+        (0.3, "foot", False),
+        (1.5, "foot", True),
+        (12.0, "floor", True),
+        (0.005, "table", True),
+        (2.0, "floor", False),
+    ],
 )
 def test_implausible_size_warnings(
     tmp_path: Path, size: float, placement: str, flagged: bool

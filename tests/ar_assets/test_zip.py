@@ -106,7 +106,7 @@ def test_zip_without_gltf_and_usdz(tmp_path: Path) -> None:
     (tmp_path / "w").mkdir()
     up = tmp_path / "up.zip"
     up.write_bytes(_zip([("readme.txt", b"hi")]))
-    with pytest.raises(InvalidAsset, match="no .gltf"):
+    with pytest.raises(InvalidAsset, match=r"no \.gltf"):
         process(up, "floor", 10 << 20, tmp_path / "w")
     up.write_bytes(_zip([("model.usdc", b"PXR-USDC")]))
     with pytest.raises(UnsupportedMedia, match="USD"):
@@ -116,6 +116,8 @@ def test_zip_without_gltf_and_usdz(tmp_path: Path) -> None:
 def test_two_gltfs_are_refused(tmp_path: Path) -> None:
     (tmp_path / "w").mkdir()
     up = tmp_path / "up.zip"
-    up.write_bytes(gltf_zip(extra={"other.gltf": json.dumps({"asset": {"version": "2.0"}}).encode()}))
+    up.write_bytes(
+        gltf_zip(extra={"other.gltf": json.dumps({"asset": {"version": "2.0"}}).encode()})
+    )
     with pytest.raises(InvalidAsset, match="ZIP_MANY_GLTF"):
         process(up, "floor", 10 << 20, tmp_path / "w")
