@@ -21,19 +21,28 @@ the driver. Ray is an optional extra: it is imported only when called.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
+import os
+import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shoplens.errors import ModelUnavailable, ShoplensError
-from shoplens.models.base import FloatArray, PreprocessConfig, preprocess
+from shoplens.models.base import FloatArray, ImageEmbedder, PreprocessConfig, preprocess
+
+if TYPE_CHECKING:
+    from shoplens.config import Settings
+    from shoplens.indexer.manifest import ImageRef
+    from shoplens.indexer.pipeline import EmbedResult, Fetch
+    from shoplens.indexer.store import CatalogStore
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,8 @@ class RayBatch:
     vectors: FloatArray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     sha256: list[str] = field(default_factory=list)  # of each key's source bytes
     errors: dict[str, str] = field(default_factory=dict)  # key -> reason
+    # Re-encoded catalog photo per key (only with ``photo_max_side``).
+    photos: list[bytes] = field(default_factory=list)
 
 
 @dataclass
@@ -94,10 +105,19 @@ class _ItemError(Exception):
 
 
 def decode_batch(
-    batch: Batch, *, preprocess_cfg: dict[str, Any], max_pixels: int, draft: bool = True
+    batch: Batch,
+    *,
+    preprocess_cfg: dict[str, Any],
+    max_pixels: int,
+    draft: bool = True,
+    photo_max_side: int | None = None,
 ) -> Batch:
-    """Rows ``key, data, path`` -> ``key, sha256, error, pixels`` (zeros where ``error``)."""
-    from shoplens.models.decode import decode_image
+    """Rows ``key, data, path`` -> ``key, sha256, error, photo, pixels``.
+
+    ``pixels`` is zeros where ``error`` is set; ``photo`` is the re-encoded
+    JPEG the service shows (empty unless ``photo_max_side``).
+    """
+    from shoplens.models.decode import decode_image, encode_jpeg
 
     cfg = PreprocessConfig.from_dict(preprocess_cfg)
     keys = list(batch["key"])
@@ -105,6 +125,7 @@ def decode_batch(
     pixels = np.zeros((n, 3, cfg.crop, cfg.crop), np.float32)
     shas: list[str] = [""] * n
     errors: list[str] = [""] * n
+    photos: list[bytes] = [b""] * n
     for i in range(n):
         try:
             data = _read(batch["data"][i], batch["path"][i])
@@ -112,6 +133,8 @@ def decode_batch(
             image = decode_image(
                 data, max_pixels=max_pixels, draft_size=cfg.resize if draft else None
             )
+            if photo_max_side is not None:
+                photos[i] = encode_jpeg(image, max_side=photo_max_side)
             pixels[i] = preprocess(image, cfg)
         except _ItemError as exc:
             errors[i] = str(exc)
@@ -124,6 +147,7 @@ def decode_batch(
         "key": np.asarray(keys, dtype=object),
         "sha256": np.asarray(shas, dtype=object),
         "error": np.asarray(errors, dtype=object),
+        "photo": np.asarray(photos, dtype=object),
         "pixels": pixels,
     }
 
@@ -161,6 +185,7 @@ class EmbedActor:
             "key": batch["key"],
             "sha256": batch["sha256"],
             "error": errors,
+            "photo": batch["photo"],
             "vector": vectors,
         }
 
@@ -188,7 +213,21 @@ def _to_result(batch: Batch) -> RayBatch:
         vectors=np.ascontiguousarray(vectors[ok]),
         sha256=[str(s) for s, good in zip(batch["sha256"], ok, strict=True) if good],
         errors={k: e for k, e, good in zip(keys, errors, ok, strict=True) if not good},
+        photos=[bytes(p) for p, good in zip(batch["photo"], ok, strict=True) if good],
     )
+
+
+def _chunks(items: Iterable[Item], max_items: int, max_bytes: int) -> Iterator[list[Item]]:
+    chunk: list[Item] = []
+    size = 0
+    for item in items:
+        chunk.append(item)
+        size += len(item[1]) if isinstance(item[1], bytes) else 0
+        if len(chunk) >= max_items or size >= max_bytes:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 def iter_embed_with_ray(
@@ -202,7 +241,9 @@ def iter_embed_with_ray(
     max_pixels: int = 75_000_000,
     draft: bool = True,
     ship_model: bool = True,
+    photo_max_side: int | None = None,
     chunk_items: int = 50_000,
+    chunk_bytes: int = 512 * 1024 * 1024,
     runtime_env: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> Iterator[RayBatch]:
@@ -219,8 +260,12 @@ def iter_embed_with_ray(
     worker must see ``model_dir`` at the same path. Paths among ``items`` are
     read on the workers (shared storage); bytes are shipped from here.
 
-    Items go to the cluster ``chunk_items`` at a time (one Ray dataset each),
-    which bounds what the driver and the object store hold for bytes items.
+    ``photo_max_side``: also return each image re-encoded as a JPEG of at
+    most this side (the catalog photo the service shows), from the same decode.
+
+    Items go to the cluster in chunks of at most ``chunk_items`` items and
+    ``chunk_bytes`` of shipped bytes (one Ray dataset each, the actors started
+    again for each), which bounds what the driver and the object store hold.
     """
     try:
         import ray
@@ -232,9 +277,9 @@ def iter_embed_with_ray(
 
     model_dir = Path(model_dir)
     cfg = read_preprocess(model_dir)
-    todo = iter(items)
-    first = list(islice(todo, chunk_items))
-    if not first:
+    chunks = _chunks(items, chunk_items, chunk_bytes)
+    first = next(chunks, None)
+    if first is None:
         return
     started_here = False
     if not ray.is_initialized():
@@ -251,8 +296,7 @@ def iter_embed_with_ray(
         model_arg: Any = str(model_dir.resolve())
         if ship_model:
             model_arg = ray.put(model_files(model_dir))
-        chunk = first
-        while chunk:
+        for chunk in itertools.chain([first], chunks):
             ds: Any = ray.data.from_items(_rows(chunk))
             ds = ds.map_batches(
                 decode_batch,
@@ -262,6 +306,7 @@ def iter_embed_with_ray(
                     "preprocess_cfg": cfg.to_dict(),
                     "max_pixels": max_pixels,
                     "draft": draft,
+                    "photo_max_side": photo_max_side,
                 },
             )
             ds = ds.map_batches(
@@ -274,7 +319,6 @@ def iter_embed_with_ray(
             )
             for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 yield _to_result(out)
-            chunk = list(islice(todo, chunk_items))
     finally:
         if started_here:
             ray.shutdown()
@@ -288,4 +332,185 @@ def embed_with_ray(items: Iterable[Item], **kwargs: Any) -> RayEmbedResult:
             result.vectors[key] = batch.vectors[i]
             result.sha256[key] = batch.sha256[i]
         result.errors.update(batch.errors)
+    return result
+
+
+# -- drop-in for the indexer's embed_missing -------------------------------------
+
+
+def embed_missing_ray(
+    settings: Settings,
+    store: CatalogStore,
+    embedder: ImageEmbedder,
+    refs: Sequence[ImageRef],
+    *,
+    fetch: Fetch | None = None,
+    progress: bool = False,
+    ray_address: str | None = None,
+    actors: int = 1,
+    threads_per_actor: int = 1,
+    paths_on_workers: bool = False,
+    runtime_env: dict[str, Any] | None = None,
+) -> EmbedResult:
+    """:func:`shoplens.indexer.pipeline.embed_missing` with decode + embed on Ray.
+
+    Same contract: only content not yet embedded for this model is sent;
+    unchanged files are recognised by size + mtime without reading them; each
+    result batch is committed in one transaction with its source rows, so a
+    killed run resumes; bad rows become rejects with their line numbers.
+
+    The driver reads and hashes the sources (and fetches URLs through
+    ``fetch``, prefetching when it has a ``prefetch`` method) and ships the
+    bytes. ``paths_on_workers=True`` ships local paths instead -- only when
+    every worker sees the manifest's files at the same paths.
+    """
+    from shoplens.indexer.manifest import Reject
+    from shoplens.indexer.pipeline import REMOTE_UNSUPPORTED, EmbedResult
+    from shoplens.indexer.store import PHOTO_MAX_SIDE, photo_path, write_atomic
+
+    model_dir = getattr(embedder, "model_dir", None)
+    if model_dir is None:
+        raise ModelUnavailable(
+            f"the Ray engine needs an exported ONNX model; {embedder.name} has no model_dir"
+        )
+    t0 = time.perf_counter()
+    model = embedder.name
+    data_dir = settings.data_dir
+    limit = settings.max_image_bytes
+    embedded = store.embedded_shas_all(model)
+    result = EmbedResult()
+    # Work key (sha256, or path with paths_on_workers) -> positions of refs waiting on it.
+    waiting: dict[str, list[int]] = {}
+    # Work key -> the idx_sources row to commit with its embedding: (path, size, mtime_ns).
+    stats: dict[str, tuple[str, int, int]] = {}
+    unchanged_sources: list[tuple[str, int, int, str]] = []
+
+    def done(sha: str) -> bool:
+        return sha in embedded and photo_path(data_dir, sha).is_file()
+
+    def reject(pos: int, reason: str) -> None:
+        ref = refs[pos]
+        result.rejects.append(Reject(ref.line, ref.product_id, reason))
+
+    def unchanged(pos: int, sha: str) -> None:
+        result.unchanged += 1
+        result.shas[pos] = sha
+
+    def work() -> Iterator[Item]:
+        """Lazily, so only one chunk of bytes is in memory at a time."""
+        for pos, ref in enumerate(refs):
+            if ref.url is not None:
+                if fetch is None:
+                    reject(pos, REMOTE_UNSUPPORTED)
+                    continue
+                try:
+                    data = fetch(ref.url)
+                except (ShoplensError, OSError) as exc:
+                    reject(pos, f"cannot fetch {ref.url}: {getattr(exc, 'message', exc)}")
+                    continue
+                if len(data) > limit:
+                    reject(pos, f"image is {len(data)} bytes, more than the limit of {limit}")
+                    continue
+                sha = hashlib.sha256(data).hexdigest()
+                if done(sha):
+                    unchanged(pos, sha)
+                elif sha in waiting:
+                    waiting[sha].append(pos)
+                else:
+                    waiting[sha] = [pos]
+                    yield sha, data
+                continue
+            path = ref.path
+            if path is None:
+                reject(pos, f"image {ref.source} is neither a file nor a URL")
+                continue
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                reject(pos, f"image file not found: {ref.source}")
+                continue
+            except OSError as exc:
+                reject(pos, f"cannot read image {ref.source}: {exc.strerror}")
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                reject(pos, f"image {ref.source} is not a file")
+                continue
+            if st.st_size > limit:
+                reject(pos, f"image is {st.st_size} bytes, more than the limit of {limit}")
+                continue
+            key = str(path)
+            cached = store.cached_sha(key, st.st_size, st.st_mtime_ns)
+            if cached is not None and done(cached):
+                unchanged(pos, cached)
+                continue
+            if paths_on_workers:
+                if key in waiting:
+                    waiting[key].append(pos)
+                else:
+                    waiting[key] = [pos]
+                    stats[key] = (key, st.st_size, st.st_mtime_ns)
+                    yield key, Path(path)
+                continue
+            try:
+                data = Path(path).read_bytes()
+            except OSError as exc:
+                reject(pos, f"cannot read image {ref.source}: {exc.strerror}")
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            if done(sha):
+                unchanged(pos, sha)
+                unchanged_sources.append((key, st.st_size, st.st_mtime_ns, sha))
+            elif sha in waiting:
+                waiting[sha].append(pos)
+                stats.setdefault(sha, (key, st.st_size, st.st_mtime_ns))
+            else:
+                waiting[sha] = [pos]
+                stats[sha] = (key, st.st_size, st.st_mtime_ns)
+                yield sha, data
+
+    prefetch = getattr(fetch, "prefetch", None)
+    if callable(prefetch):
+        prefetch([ref.url for ref in refs if ref.url is not None])
+
+    batches = iter_embed_with_ray(
+        work(),
+        model_dir=Path(model_dir),
+        ray_address=ray_address,
+        batch_size=max(1, settings.batch_size),
+        actors=actors,
+        threads_per_actor=threads_per_actor,
+        max_pixels=settings.max_image_pixels,
+        photo_max_side=PHOTO_MAX_SIDE,
+        runtime_env=runtime_env,
+        progress=progress,
+    )
+    for batch in batches:
+        items: list[tuple[str, FloatArray]] = []
+        sources: list[tuple[str, int, int, str]] = []
+        for i, key in enumerate(batch.keys):
+            sha = batch.sha256[i]
+            target = photo_path(data_dir, sha)
+            if not target.is_file():
+                write_atomic(target, batch.photos[i], fsync=False)
+            items.append((sha, batch.vectors[i]))
+            if key in stats:
+                sources.append((*stats.pop(key), sha))
+            # Popped: a later row with this content finds it done (or retries a failure).
+            for pos in waiting.pop(key):
+                result.shas[pos] = sha
+                if sha in embedded:
+                    result.unchanged += 1  # known content whose photo was missing
+                else:
+                    result.indexed += 1
+        store.put_embeddings(model, items, sources)
+        embedded.update(sha for sha, _ in items)
+        for key, reason in batch.errors.items():
+            stats.pop(key, None)
+            for pos in waiting.pop(key):
+                prefix = "" if reason.startswith("cannot read") else f"image {refs[pos].source}: "
+                reject(pos, prefix + reason)
+        result.batches += 1
+    if unchanged_sources:
+        store.put_sources(unchanged_sources)
+    result.seconds = time.perf_counter() - t0
     return result

@@ -178,7 +178,8 @@ def test_ray_vectors_equal_local_vectors(
         np.testing.assert_allclose(result.vectors[key], vector, atol=1e-5)
     assert set(result.errors) == {k for k, _ in BAD}
     assert "truncated or corrupt" in result.errors["truncated"]
-    assert result.sha256["png"] == hashlib.sha256(dict(items)["png"]).hexdigest()
+    png = dict(items)["png"]
+    assert isinstance(png, bytes) and result.sha256["png"] == hashlib.sha256(png).hexdigest()
 
 
 @pytest.mark.slow
@@ -197,3 +198,64 @@ def test_ray_with_the_real_default_model(local_ray: None, items: list[Item]) -> 
         image = decode_image(data, draft_size=cfg.resize)
         local = embedder.embed_prepared(embedder.prepare(image)[None])[0]
         np.testing.assert_allclose(result.vectors[key], local, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_embed_missing_ray_is_a_drop_in_for_embed_missing(
+    local_ray: None, model_dir: Path, tmp_path: Path
+) -> None:
+    from shoplens.config import Settings
+    from shoplens.indexer.manifest import ImageRef
+    from shoplens.indexer.pipeline import REMOTE_UNSUPPORTED, EmbedResult, embed_missing
+    from shoplens.indexer.ray_engine import embed_missing_ray
+    from shoplens.indexer.store import CatalogStore, photo_path
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    files = {
+        "a.jpg": _encoded("JPEG", 21, (300, 200)),
+        "b.png": _encoded("PNG", 22, (90, 120)),
+        "c.webp": _encoded("WEBP", 23, (100, 100)),
+        "bad.jpg": b"<!doctype html><html>gone</html>",
+    }
+    files["a-again.jpg"] = files["a.jpg"]  # same content under another name
+    for name, data in files.items():
+        (photos / name).write_bytes(data)
+    refs = [
+        ImageRef(line=i + 2, product_id=f"p{i}", source=name, path=photos / name)
+        for i, name in enumerate(files)
+    ]
+    refs.append(ImageRef(line=20, product_id="p20", source="gone.jpg", path=photos / "gone.jpg"))
+    refs.append(ImageRef(line=21, product_id="p21", source="http://x/1.jpg", url="http://x/1.jpg"))
+    embedder = OnnxEmbedder(model_dir)
+
+    def run(engine: str, data_dir: Path) -> tuple[EmbedResult, dict[str, FloatArray]]:
+        settings = Settings(data_dir=data_dir, batch_size=2)
+        with CatalogStore(settings.db_path) as store:
+            if engine == "local":
+                res = embed_missing(settings, store, embedder, refs)
+            else:
+                res = embed_missing_ray(settings, store, embedder, refs)
+            vectors = store.get_embeddings(embedder.name, list(res.shas.values()))
+        return res, vectors
+
+    local, local_vectors = run("local", tmp_path / "local")
+    remote, remote_vectors = run("ray", tmp_path / "ray")
+    assert remote.shas == local.shas
+    assert len(remote.shas) == 4
+    key = lambda r: r.line  # noqa: E731
+    assert sorted(remote.rejects, key=key) == sorted(local.rejects, key=key)
+    reasons = {r.line: r.reason for r in remote.rejects}
+    assert reasons[21] == REMOTE_UNSUPPORTED
+    assert reasons[20] == "image file not found: gone.jpg"
+    assert reasons[5].startswith("image bad.jpg: unsupported image type")
+    assert remote.indexed + remote.unchanged == 4
+    for sha, vector in local_vectors.items():
+        np.testing.assert_allclose(remote_vectors[sha], vector, atol=1e-5)
+        assert photo_path(tmp_path / "ray", sha).is_file()
+
+    # A second run finds the good rows done; only the bad row goes to Ray again
+    # (rejects are not remembered: the file may have been fixed since).
+    again, _ = run("ray", tmp_path / "ray")
+    assert (again.indexed, again.unchanged, again.batches) == (0, 4, 1)
+    assert len(again.rejects) == 3
