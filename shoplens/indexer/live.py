@@ -22,7 +22,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -146,6 +146,118 @@ def _build_state(store: CatalogStore, snapshot: Snapshot) -> _State:
         snap_masked=len(snap_imgs) != len(snapshot.vids),
         ov_vids=np.array([im.vid for im in ov_imgs], dtype=np.int64),
         ov_prod=np.array([prod_pos[im.product_id] for im in ov_imgs], dtype=np.int32),
+        ov_x=ov_x,
+    )
+
+
+# Above this many touched products a full rebuild is cheaper than patching.
+_DELTA_MAX = 5000
+
+
+def _refresh(store: CatalogStore, state: _State) -> _State:
+    """The state with every change committed after ``state.seq`` applied.
+
+    Patches only the touched products (a PUT/DELETE costs O(touched) store
+    reads plus O(n) numpy/dict copies, not a reload of the whole catalog).
+    """
+    seq, touched = store.changes_since(state.seq)
+    if not touched:
+        return state if seq == state.seq else replace(state, seq=seq)
+    if len(touched) > _DELTA_MAX:
+        return _build_state(store, state.snapshot)
+
+    products = list(state.products)  # deleted products stay as tombstones
+    prod_pos = dict(state.prod_pos)
+    by_product = dict(state.images_by_product)
+    cat_codes = dict(state.cat_codes)
+    cats = state.p_category.tolist()
+    stock = state.p_in_stock.tolist()
+    prices = state.p_price.tolist()
+    removed: set[int] = set()
+    added: list[StoredImage] = []
+    for pid, (rec, imgs) in touched.items():
+        removed.update(im.vid for im in state.images_by_product.get(pid, []))
+        if rec is None:
+            prod_pos.pop(pid, None)
+            by_product.pop(pid, None)
+            continue
+        pos = prod_pos.get(pid)
+        if pos is None:
+            pos = len(products)
+            prod_pos[pid] = pos
+            products.append(rec)
+            cats.append(-1)
+            stock.append(True)
+            prices.append(np.nan)
+        products[pos] = rec
+        cats[pos] = (
+            -1
+            if rec.category is None
+            else cat_codes.setdefault(rec.category.casefold(), len(cat_codes))
+        )
+        stock[pos] = rec.in_stock
+        prices[pos] = np.nan if rec.price is None else rec.price
+        by_product[pid] = imgs
+        added.extend(imgs)
+
+    rm = np.fromiter(removed, dtype=np.int64, count=len(removed))
+    keep_s = ~np.isin(state.snap_vids, rm)
+    keep_o = ~np.isin(state.ov_vids, rm)
+    add_vids = np.array([im.vid for im in added], dtype=np.int64)
+    in_snap = np.isin(add_vids, state.snapshot.vids)
+    snap_add = [im for im, f in zip(added, in_snap, strict=True) if f]
+    rest = [im for im, f in zip(added, in_snap, strict=True) if not f]
+    vecs = store.get_embeddings(state.snapshot.model, [im.sha256 for im in rest]) if rest else {}
+    ov_add = [im for im in rest if im.sha256 in vecs]
+
+    snap_vids = np.concatenate(
+        [state.snap_vids[keep_s], np.array([im.vid for im in snap_add], dtype=np.int64)]
+    )
+    snap_prod = np.concatenate(
+        [
+            state.snap_prod[keep_s],
+            np.array([prod_pos[im.product_id] for im in snap_add], dtype=np.int32),
+        ]
+    )
+    ov_vids = np.concatenate(
+        [state.ov_vids[keep_o], np.array([im.vid for im in ov_add], dtype=np.int64)]
+    )
+    ov_prod = np.concatenate(
+        [state.ov_prod[keep_o], np.array([prod_pos[im.product_id] for im in ov_add], np.int32)]
+    )
+    new_x = (
+        l2_normalise(np.stack([vecs[im.sha256] for im in ov_add]))
+        if ov_add
+        else np.zeros((0, state.snapshot.dim), np.float32)
+    )
+    ov_x = np.concatenate([state.ov_x[keep_o], new_x]).astype(np.float32, copy=False)
+
+    vids = np.concatenate([snap_vids, ov_vids])
+    prods = np.concatenate([snap_prod, ov_prod])
+    order = np.argsort(vids, kind="stable")
+    image_id_by_vid = {v: i for v, i in state.image_id_by_vid.items() if v not in removed}
+    image_id_by_vid.update({im.vid: im.image_id for im in snap_add + ov_add})
+    sha_by_image_id = dict(state.sha_by_image_id)
+    sha_by_image_id.update({im.image_id: im.sha256 for im in added})
+    return _State(
+        snapshot=state.snapshot,
+        seq=seq,
+        products=products,
+        prod_pos=prod_pos,
+        images_by_product=by_product,
+        sha_by_image_id=sha_by_image_id,
+        cat_codes=cat_codes,
+        p_category=np.array(cats, dtype=np.int32),
+        p_in_stock=np.array(stock, dtype=np.bool_),
+        p_price=np.array(prices, dtype=np.float64),
+        all_vids=vids[order],
+        all_prod=prods[order].astype(np.int32),
+        image_id_by_vid=image_id_by_vid,
+        snap_vids=snap_vids,
+        snap_prod=snap_prod,
+        snap_masked=len(snap_vids) != len(state.snapshot.vids),
+        ov_vids=ov_vids,
+        ov_prod=ov_prod,
         ov_x=ov_x,
     )
 
@@ -330,7 +442,7 @@ class LiveIndex:
         """{"products": n, "images": n, "vectors": n} currently searchable."""
         s = self._cur
         return {
-            "products": len(s.products),
+            "products": len(s.prod_pos),
             "images": sum(len(v) for v in s.images_by_product.values()),
             "vectors": len(s.all_vids),
         }
@@ -366,7 +478,7 @@ class LiveIndex:
                 log.info("now serving snapshot %s", snapshot.id)
                 return True
             if self._store.seq() != state.seq:
-                self._swap(_build_state(self._store, state.snapshot))
+                self._swap(_refresh(self._store, state))
                 return True
             return False
 
@@ -488,7 +600,7 @@ class LiveIndex:
                 vecs = embedder.embed_prepared(np.stack(prepared).astype(np.float32))
                 self._store.put_embeddings(self._model, list(zip(shas, list(vecs), strict=True)))
             self._store.upsert_products([(product, new, bool(new))])
-            self._swap(_build_state(self._store, self._cur.snapshot))
+            self._swap(_refresh(self._store, self._cur))
             stored = self._store.get_product(product.product_id)
         if stored is None:  # deleted by another process in between
             raise NotFound(f"product {product.product_id!r} does not exist")
@@ -499,4 +611,4 @@ class LiveIndex:
         with self._write_lock:
             if self._store.delete_products([product_id]) == 0:
                 raise NotFound(f"product {product_id!r} does not exist")
-            self._swap(_build_state(self._store, self._cur.snapshot))
+            self._swap(_refresh(self._store, self._cur))

@@ -418,6 +418,38 @@ class CatalogStore:
         vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1)
         return seq, images, vectors.copy()
 
+    def changes_since(
+        self, seq: int
+    ) -> tuple[int, dict[str, tuple[ProductRecord | None, list[StoredImage]]]]:
+        """Products touched after ``seq`` (their row or one of their images changed).
+
+        Returns ``(current seq, {product_id: (live product or None if deleted,
+        its live images)})`` read in one consistent view.
+        """
+        out: dict[str, tuple[ProductRecord | None, list[StoredImage]]] = {}
+        with self.read() as c:
+            now = _get_seq(c)
+            pids = [
+                r[0]
+                for r in c.execute(
+                    "SELECT product_id FROM idx_products WHERE seq > ? "
+                    "UNION SELECT product_id FROM idx_images WHERE seq > ?",
+                    (seq, seq),
+                )
+            ]
+            for pid in pids:
+                row = c.execute(
+                    "SELECT * FROM idx_products WHERE product_id = ? AND deleted = 0", (pid,)
+                ).fetchone()
+                imgs = c.execute(
+                    "SELECT * FROM idx_images WHERE product_id = ? AND deleted = 0 "
+                    "ORDER BY position, vid",
+                    (pid,),
+                ).fetchall()
+                product = None if row is None else _product_from_row(row)
+                out[pid] = (product, [_image_from_row(r) for r in imgs] if product else [])
+        return now, out
+
     def counts(self) -> dict[str, int]:
         with self.read() as c:
             p = c.execute("SELECT COUNT(*) FROM idx_products WHERE deleted = 0").fetchone()[0]

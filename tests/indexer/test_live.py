@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,9 +79,16 @@ def _truth(settings: Settings, q: np.ndarray, k: int, keep: object) -> list[tupl
     return sorted(best.items(), key=lambda kv: -kv[1])[:k]
 
 
+@pytest.fixture(scope="module")
+def synth_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth") / "data"
+    _synthetic(Settings(data_dir=root), 3000)
+    return root
+
+
 @pytest.fixture
-def synth(settings: Settings) -> Iterator[LiveIndex]:
-    _synthetic(settings, 3000)
+def synth(settings: Settings, synth_template: Path) -> Iterator[LiveIndex]:
+    shutil.copytree(synth_template, settings.data_dir)
     live = LiveIndex.open(settings, MODEL)
     yield live
     live.close()
@@ -258,3 +266,50 @@ def test_concurrent_search_and_writes(synth: LiveIndex) -> None:
         t.join()
     assert not errors
     assert synth.size["products"] == 2995
+
+
+def test_incremental_refresh_equals_full_rebuild(synth: LiveIndex, settings: Settings) -> None:
+    """Random edits applied as deltas give the same results as a fresh open."""
+    rng = np.random.default_rng(7)
+    with CatalogStore(settings.db_path) as store:
+        for step in range(6):
+            emb = []
+            items = []
+            for j in range(5):
+                pid = f"p{int(rng.integers(0, 3200))}"
+                new = []
+                for m in range(int(rng.integers(0, 3))):
+                    v = rng.standard_normal(DIM).astype(np.float32)
+                    sha = _sha(1_000_000 + step * 100 + j * 10 + m)
+                    emb.append((sha, v / np.linalg.norm(v)))
+                    new.append(NewImage("x.jpg", sha))
+                if rng.random() < 0.3:  # re-attach a snapshot image to another product
+                    new.append(NewImage("y.jpg", _sha(int(rng.integers(0, 6000)))))
+                cat = "Rare" if rng.random() < 0.5 else "C"
+                items.append((ProductRecord(pid, category=cat, price=5.0), new, True))
+            store.put_embeddings(MODEL, emb)
+            store.upsert_products(items)
+            store.delete_products([f"p{int(rng.integers(0, 3000))}" for _ in range(3)])
+            assert synth.maybe_reload() is True
+    fresh = LiveIndex.open(settings, MODEL)
+    try:
+        assert synth.version == fresh.version
+        assert synth.size == fresh.size
+        for seed in range(4):
+            for f in (SearchFilters(), SearchFilters(categories=("rare",), max_price=6)):
+                a = synth.search(_q(seed), 10, f)
+                b = fresh.search(_q(seed), 10, f)
+                assert [(h.product.product_id, h.image_id) for h in a] == [
+                    (h.product.product_id, h.image_id) for h in b
+                ]
+                want = _truth(
+                    settings,
+                    _q(seed),
+                    10,
+                    (lambda p: True)
+                    if not f.categories
+                    else (lambda p: p.category == "Rare" and p.price is not None and p.price <= 6),
+                )
+                assert [h.product.product_id for h in a] == [pid for pid, _ in want]
+    finally:
+        fresh.close()
