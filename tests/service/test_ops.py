@@ -1,0 +1,89 @@
+"""Operations routes, metrics content and the OpenAPI description."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.testclient import TestClient
+
+from tests.service.conftest import AppFactory
+from tests.service.helpers import demo_photo, search
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "ready" and body["model"] == "effnet-lite0"
+    assert body["products"] == 300 and body["images"] == 300 and body["vectors"] == 300
+
+
+def test_metrics(client: TestClient) -> None:
+    assert search(client, demo_photo("banana")).status_code == 200
+    assert client.get("/v1/products/nope").status_code == 404
+    r = client.get("/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    assert (
+        'shoplens_http_request_duration_seconds_count{method="POST",route="/v1/search",'
+        'status="200"} 1.0' in text
+    )
+    assert 'route="/v1/products/{product_id}",status="404"' in text
+    assert 'shoplens_embed_seconds_count{kind="image"}' in text
+    assert 'shoplens_search_seconds_count{kind="image"} 1.0' in text
+    assert 'shoplens_index_size{kind="products"} 300.0' in text
+    assert 'shoplens_index_size{kind="vectors"} 300.0' in text
+    assert 'shoplens_index_info{model="effnet-lite0",version="' in text
+    assert "shoplens_ready 1.0" in text
+
+
+def test_two_apps_have_separate_metrics(
+    client: TestClient, make_client: AppFactory, data_dir: Path
+) -> None:
+    # Several apps in one process: each has its own registry, nothing is shared.
+    search(client, demo_photo("banana"))
+    with make_client(data_dir) as other:
+        assert 'shoplens_search_seconds_count{kind="image"}' not in other.get("/metrics").text
+    assert 'shoplens_search_seconds_count{kind="image"} 1.0' in client.get("/metrics").text
+
+
+def test_unknown_route_and_method_use_the_error_shape(client: TestClient) -> None:
+    r = client.get("/v1/nothing-here")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "not_found"
+    r = client.patch("/v1/search")
+    assert r.status_code == 405
+    assert r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_openapi_lists_every_route(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    paths = spec["paths"]
+    expected = {
+        "/v1/search": {"get", "post"},
+        "/v1/products/{product_id}": {"get", "put", "delete"},
+        "/v1/products/{product_id}/similar": {"get"},
+        "/v1/images/{image_id}": {"get"},
+        "/healthz": {"get"},
+        "/readyz": {"get"},
+        "/metrics": {"get"},
+        "/": {"get"},
+        "/demo/samples": {"get"},
+        "/demo/samples/{name}": {"get"},
+    }
+    for path, methods in expected.items():
+        assert path in paths, path
+        assert methods <= set(paths[path]), path
+    post = paths["/v1/search"]["post"]
+    params = {p["name"] for p in post["parameters"]}
+    assert {"k", "category", "in_stock", "min_price", "max_price", "min_score", "crop"} <= params
+    for status in ("400", "413", "415", "422", "503"):
+        ref = post["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+        assert ref.endswith("/ErrorBody")
+    put = paths["/v1/products/{product_id}"]["put"]
+    assert {"401", "403", "201"} <= set(put["responses"])
+    assert "SearchResponse" in spec["components"]["schemas"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
