@@ -168,7 +168,7 @@ class RemoteFetcher:
             ),
             follow_redirects=True,
             max_redirects=cfg.max_redirects,
-            headers={"User-Agent": cfg.user_agent, "Accept": "image/*"},
+            headers={"User-Agent": cfg.user_agent, "Accept": "image/*,*/*;q=0.8"},
         )
         self._rng = random.Random()
         self._too_large = f"response larger than {human_bytes(cfg.max_bytes)}"
@@ -222,9 +222,12 @@ class RemoteFetcher:
 
     # -- one ---------------------------------------------------------------
 
-    def fetch(self, url: str) -> FetchResult:
-        """Download (or revalidate) one URL; never raises for anything the server does."""
-        return self._fetch_guarded(url, threading.Event())
+    def fetch(self, url: str, cancel: threading.Event | None = None) -> FetchResult:
+        """Download (or revalidate) one URL; never raises for anything the server does.
+
+        Setting ``cancel`` stops the download at its next read or backoff wait.
+        """
+        return self._fetch_guarded(url, cancel or threading.Event())
 
     def _fetch_guarded(self, url: str, cancel: threading.Event) -> FetchResult:
         try:

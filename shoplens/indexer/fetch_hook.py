@@ -36,6 +36,7 @@ class FetchHook:
             max_workers=fetcher.config.max_connections, thread_name_prefix="fetch-ahead"
         )
         self._lock = threading.Lock()
+        self._cancel = threading.Event()
         self._queue: deque[str] = deque()  # URLs announced, not yet started
         self._wanted: Counter[str] = Counter()  # announced requests per URL not yet served
         self._started: dict[str, Future[FetchResult]] = {}
@@ -58,13 +59,16 @@ class FetchHook:
         while self._queue and len(self._started) < self.ahead:
             url = self._queue.popleft()
             if url not in self._started:
-                self._started[url] = self._pool.submit(self.fetcher.fetch, url)
+                self._started[url] = self._submit(url)
+
+    def _submit(self, url: str) -> Future[FetchResult]:
+        return self._pool.submit(self.fetcher.fetch, url, self._cancel)
 
     def __call__(self, url: str) -> bytes:
         with self._lock:
             future = self._started.get(url)
             if future is None:  # not announced, or announced but not started yet
-                future = self._started[url] = self._pool.submit(self.fetcher.fetch, url)
+                future = self._started[url] = self._submit(url)
         result = future.result()
         with self._lock:
             self._wanted[url] -= 1
@@ -86,6 +90,7 @@ class FetchHook:
         return result.data
 
     def close(self) -> None:
+        self._cancel.set()
         with self._lock:
             self._queue.clear()
             for future in self._started.values():

@@ -493,3 +493,18 @@ def test_fetch_hook_runs_at_most_ahead_downloads_in_advance(
         assert sum(state.hits.values()) == 3
         assert all(hook(u) == JPEG for u in urls)
     assert sum(state.hits.values()) == 12
+
+
+def test_fetch_hook_close_cancels_retrying_downloads(
+    server: tuple[str, ServerState], tmp_path: Path
+) -> None:
+    base, state = server
+    config = FetchConfig(**{**FAST.__dict__, "retries": 10})  # ~4 s of retrying if left alone
+    with RemoteFetcher(tmp_path, config) as fetcher:
+        hook = FetchHook(fetcher)
+        hook.prefetch([f"{base}/slow"])
+        time.sleep(0.1)
+        started = time.monotonic()
+        hook.close()
+        assert time.monotonic() - started < 1.5
+    assert state.hits["/slow"] <= 3
