@@ -508,3 +508,46 @@ def test_fetch_hook_close_cancels_retrying_downloads(
         hook.close()
         assert time.monotonic() - started < 1.5
     assert state.hits["/slow"] <= 3
+
+
+def test_plugged_into_run_index(server: tuple[str, ServerState], tmp_path: Path) -> None:
+    """The hook as the indexer's ``fetch``: rejects carry the reason; a rerun is all 304s."""
+    from shoplens.config import Settings
+    from shoplens.indexer.build import run_index
+    from shoplens.models.onnx_embedder import OnnxEmbedder
+    from tests.indexer.test_ray_engine import _tiny_model
+
+    base, state = server
+    embedder = OnnxEmbedder(_tiny_model(tmp_path / "model"))
+    manifest = tmp_path / "catalog.csv"
+    manifest.write_text(
+        "product_id,image,title\n"
+        f"p1,{base}/img/a.jpg,Red\n"
+        f"p2,{base}/img/b.png,Green\n"
+        f"p3,{base}/missing,Gone\n"
+        f"p4,{base}/page.html,Html\n"
+    )
+    settings = Settings(data_dir=tmp_path / "data")
+
+    def index() -> tuple[int, int, dict[int, str]]:
+        with (
+            RemoteFetcher(tmp_path / "fetch-cache", FAST) as fetcher,
+            FetchHook(fetcher) as hook,
+        ):
+            hook.prefetch(  # what run_index would do with manifest.images
+                [f"{base}/img/a.jpg", f"{base}/img/b.png", f"{base}/missing", f"{base}/page.html"]
+            )
+            report = run_index(settings, manifest, embedder=embedder, fetch=hook)
+        reasons = {int(r["line"]): str(r["reason"]) for r in report.rejects_sample}
+        return report.indexed, report.unchanged, reasons
+
+    indexed, unchanged, reasons = index()
+    assert (indexed, unchanged) == (2, 0)
+    assert reasons[4] == f"cannot fetch {base}/missing: HTTP 404"
+    assert reasons[5].startswith(f"cannot fetch {base}/page.html: not an image (got text/html")
+    assert state.bodies["/img/a.jpg"] == 1
+
+    indexed, unchanged, reasons = index()
+    assert (indexed, unchanged) == (0, 2) and set(reasons) == {4, 5}
+    assert state.bodies["/img/a.jpg"] == 1 and state.not_modified["/img/a.jpg"] == 1
+    assert state.bodies["/img/b.png"] == 1 and state.not_modified["/img/b.png"] == 1
