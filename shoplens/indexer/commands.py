@@ -37,6 +37,13 @@ def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def _quiet_libraries() -> None:
+    """FAISS logs its CPU-feature probing at INFO; a command's output is not the place."""
+    import logging
+
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+
+
 def hit_dict(hit: Hit) -> dict[str, Any]:
     """A search hit with the public result fields (``image_url`` is the service's)."""
     p = hit.product
@@ -83,6 +90,7 @@ def index(
     from shoplens.indexer.build import run_index
 
     settings = _settings(data_dir)
+    _quiet_libraries()
     report = run_index(settings, manifest, prune=prune, model=model, progress=True)
     typer.echo(report.summary_line())
     if report.rejects_path:
@@ -108,14 +116,12 @@ def search(
     except OSError as exc:
         raise BadParameter(f"cannot read {image}: {exc.strerror}") from None
     t0 = time.perf_counter()
+    # Decode first: a bad photo is reported before any model or index is loaded.
+    img = decode_image(data, max_pixels=settings.max_image_pixels)
+    _quiet_libraries()
     embedder = load_embedder(settings)
     live = LiveIndex.open(settings, embedder.name)
     try:
-        img = decode_image(
-            data,
-            max_pixels=settings.max_image_pixels,
-            draft_size=embedder.preprocess_config.resize,
-        )
         vector = embedder.embed([img])[0]
         hits = live.search(vector, k, SearchFilters())
         version = live.version

@@ -313,7 +313,9 @@ def _search_state(state: _State, q: FloatArray, k: int, f: SearchFilters) -> lis
             n_allowed = len(allowed)
         if n_allowed:
             # Several images per product: widen until k distinct products come back.
-            kk = min(n_allowed, max(2 * k, k + 16))
+            # Start from the mean images per product so one round usually suffices.
+            per_product = max(1, len(state.all_vids) // max(1, len(state.prod_pos)))
+            kk = min(n_allowed, max(2 * k, k + 16, 2 * k * per_product))
             while True:
                 scores, ids = index.search(q[None, :], kk, allowed)
                 ok = ids[0] >= 0
