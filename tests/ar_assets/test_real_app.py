@@ -34,7 +34,7 @@ class StubEmbedder:
 def test_ar_through_create_app(tmp_path: Path) -> None:
     create_app = pytest.importorskip("shoplens.service.app").create_app
     settings = Settings(data_dir=tmp_path / "data", admin_token=SecretStr(TOKEN))
-    app = create_app(settings, embedder=StubEmbedder())  # type: ignore[arg-type]
+    app = create_app(settings, embedder=StubEmbedder())
     with TestClient(app) as c:
         r = upload(c, "sku-real", box_glb())
         assert r.status_code == 201, r.text
