@@ -290,6 +290,10 @@ def iter_embed_with_ray(
             log_to_driver=True,
         )
         started_here = True
+    elif ray_address is not None:
+        log.warning(
+            "Ray is already initialised in this process; ignoring ray_address=%s", ray_address
+        )
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
