@@ -15,7 +15,9 @@ from shoplens.indexer.build import run_index
 from shoplens.indexer.live import LiveIndex
 from shoplens.indexer.snapshot import current_id, load_snapshot
 from shoplens.indexer.store import CatalogStore, photo_path
-from shoplens.indexer.types import SearchFilters
+from shoplens.indexer.types import ProductRecord, SearchFilters
+from shoplens.models.base import ImageEmbedder
+from shoplens.models.decode import decode_image
 from tests.indexer.helpers import HistEmbedder, image_bytes, write_catalog
 
 
@@ -206,5 +208,37 @@ def test_live_keeps_serving_when_new_snapshot_is_corrupt(
         r2 = run_index(settings, manifest, embedder=hist)
         assert live.maybe_reload() is True
         assert live.version.startswith(r2.snapshot_id)
+    finally:
+        live.close()
+
+
+def test_empty_catalog_snapshot(tmp_path: Path, settings: Settings, hist: HistEmbedder) -> None:
+    m = tmp_path / "m.csv"
+    m.write_text("product_id,image\np1,missing.jpg\n")
+    r = run_index(settings, m, embedder=hist)
+    assert (r.indexed, r.rejected, r.vectors) == (0, 1, 0)
+    live = LiveIndex.open(settings, hist.name)
+    try:
+        q = np.ones(hist.dim, np.float32)
+        assert live.search(q, 5, SearchFilters()) == []
+        live.upsert_product(ProductRecord("p2"), [image_bytes(3)], hist)
+        assert [h.product.product_id for h in live.search(q, 5, SearchFilters())] == ["p2"]
+    finally:
+        live.close()
+
+
+def test_real_model_end_to_end(tmp_path: Path, settings: Settings, embedder: ImageEmbedder) -> None:
+    manifest = write_catalog(tmp_path / "cat", 4, 2, fmt="jsonl")
+    r = run_index(settings, manifest, embedder=embedder)
+    assert (r.indexed, r.vectors) == (8, 8)
+    live = LiveIndex.open(settings, embedder.name)
+    try:
+        photo = (tmp_path / "cat" / "img" / "p2_1.jpg").read_bytes()
+        q = embedder.embed([decode_image(photo, max_pixels=10**8)])[0]
+        hits = live.search(q, 3, SearchFilters())
+        assert hits[0].product.product_id == "p2" and hits[0].score > 0.99
+        live.upsert_product(ProductRecord("twin", title="Twin"), [photo], embedder)
+        ids = [h.product.product_id for h in live.search(q, 2, SearchFilters())]
+        assert set(ids) == {"p2", "twin"}
     finally:
         live.close()

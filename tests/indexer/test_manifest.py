@@ -10,6 +10,7 @@ import pytest
 
 from shoplens.errors import BadParameter, ManifestError
 from shoplens.indexer.manifest import (
+    ImageRef,
     product_from_mapping,
     read_manifest,
     validate_product,
@@ -70,7 +71,7 @@ def test_csv_rows_rejects_and_line_numbers(tmp_path: Path) -> None:
     assert m.products["i9"].title == "Multi\nline title"
     assert m.products["i9"].in_stock is False
     # Multi-line quoted record: the next record's line number counts both lines.
-    refs = {}
+    refs: dict[str, ImageRef] = {}
     for r in m.images:
         refs.setdefault(r.product_id, r)
     assert refs["i9"].line == 13
