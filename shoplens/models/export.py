@@ -20,7 +20,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,7 +32,9 @@ from shoplens.models.onnx_embedder import (
     OnnxEmbedder,
     read_meta,
 )
-from shoplens.models.torch_embedder import TorchEmbedder
+
+if TYPE_CHECKING:  # torch is the 'export' extra: cache look-ups must work without it
+    from shoplens.models.torch_embedder import TorchEmbedder
 
 log = logging.getLogger(__name__)
 

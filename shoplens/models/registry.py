@@ -169,11 +169,18 @@ def _unknown(name: str) -> ModelUnavailable:
 
 
 def _require(*modules: str, hint: str = _EXPORT_HINT) -> None:
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    missing = [m for m in modules if not _installed(m)]
     if missing:
         raise ModelUnavailable(
             f"loading this model needs {', '.join(missing)}, which is not installed: {hint}"
         )
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken or deliberately blocked install
+        return False
 
 
 def _export_metas(name: str, cache_dir: Path) -> list[tuple[str, Path, dict[str, Any]]]:
