@@ -78,6 +78,8 @@ def make_mobile(src: Path, workdir: Path, triangles: int, report: Report) -> Mob
     check = Report()
     result = run_khronos(out, check)
     errors = None if result is None else int(result["issues"]["numErrors"])
+    if result is not None:
+        report.stats["mobile_triangles"] = result.get("info", {}).get("totalTriangleCount")
     size = out.stat().st_size
     if result is None:
         report.info("MOBILE_UNVALIDATED", "optimised variant not validated; serving the original")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -49,7 +50,9 @@ class ArService:
 
     @classmethod
     def open(cls, settings: Settings) -> ArService:
-        return cls(settings, AssetStore(settings.assets_dir, settings.db_path))
+        store = AssetStore(settings.assets_dir, settings.db_path)
+        _remove_stale_temporaries(settings.assets_dir)
+        return cls(settings, store)
 
     # ------------------------------------------------------------ writes
     def ingest(
@@ -136,6 +139,22 @@ class ArService:
 
     def rows(self, product_id: str) -> list[AssetRow]:
         return self.store.rows([product_id])
+
+
+def _remove_stale_temporaries(assets_dir: Path, max_age_s: float = 6 * 3600) -> None:
+    """Leftovers of uploads killed mid-way (never those of uploads still running)."""
+    cutoff = time.time() - max_age_s
+    candidates = [*assets_dir.glob(".tmp-*"), *(assets_dir / "tmp").glob("*")]
+    for p in candidates:
+        try:
+            if p.stat().st_mtime >= cutoff:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        except OSError:
+            continue
 
 
 def _file_url(base: str, sha: str, ext: str) -> str:
