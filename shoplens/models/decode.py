@@ -212,7 +212,11 @@ def decode_image(
         return to_rgb(image)
     except Image.DecompressionBombError as exc:
         raise _too_large(str(exc)) from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
+    except MemoryError:
+        raise _too_large("not enough memory to decode it") from None
+    except Exception as exc:
+        # Decoders of hostile bytes fail in many ways (OSError, SyntaxError,
+        # struct.error, KeyError in EXIF parsing...): all of them mean 422, never 500.
         raise InvalidImage(
             f"the {fmt.upper()} image is truncated or corrupt ({exc})", detected=fmt
         ) from None
@@ -228,7 +232,7 @@ def _open(data: bytes, fmt: str, max_pixels: int) -> Image.Image:
         image = Image.open(io.BytesIO(data), formats=_PIL_FORMATS[fmt])
     except Image.DecompressionBombError as exc:
         raise _too_large(str(exc)) from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
+    except Exception as exc:  # same reasoning as in decode_image
         raise InvalidImage(
             f"the {fmt.upper()} image header is unreadable ({exc})", detected=fmt
         ) from None

@@ -10,9 +10,11 @@ import zlib
 import numpy as np
 import pillow_heif
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from shoplens.errors import InvalidImage, TooLarge, UnsupportedMedia
+from shoplens.errors import InvalidImage, ShoplensError, TooLarge, UnsupportedMedia
 from shoplens.models.decode import (
     SUPPORTED_FORMATS,
     Crop,
@@ -265,3 +267,47 @@ def test_re_encoders_flatten_alpha() -> None:
     rgba = Image.new("RGBA", (20, 20), (0, 0, 0, 0))
     data = encode_jpeg(rgba, max_side=None)
     assert Image.open(io.BytesIO(data)).convert("RGB").getpixel((5, 5)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF", "WEBP", "PNG"])
+def test_exif_orientation_in_other_containers(fmt: str) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    if fmt == "HEIF":
+        out = io.BytesIO()
+        pillow_heif.from_pillow(_two_tone()).save(out, quality=90, exif=exif.tobytes())
+        data = out.getvalue()
+    else:
+        data = _save(_two_tone(), fmt, exif=exif.tobytes())
+    image = decode_image(data)
+    assert image.size == (100, 200)  # rotated once, never twice
+    assert _close(image.getpixel((50, 20)), (255, 0, 0))  # type: ignore[arg-type]
+
+
+_SEEDS = {
+    "jpeg": _save(_two_tone((64, 48)), "JPEG", quality=80),
+    "png": _save(_two_tone((64, 48)), "PNG"),
+    "gif": _save(_two_tone((64, 48)), "GIF"),
+    "webp": _save(_two_tone((64, 48)), "WEBP", quality=80),
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    fmt=st.sampled_from(sorted(_SEEDS)),
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=8),
+    cut=st.integers(1, 10_000),
+)
+def test_mangled_images_only_raise_client_errors(
+    fmt: str, edits: list[tuple[int, int]], cut: int
+) -> None:
+    data = bytearray(_SEEDS[fmt][:cut])
+    for pos, value in edits:
+        if data:
+            data[pos % len(data)] = value
+    try:
+        image = decode_image(bytes(data))
+    except ShoplensError as exc:
+        assert exc.status in (413, 415, 422)
+    else:
+        assert image.mode == "RGB"
