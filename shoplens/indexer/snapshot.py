@@ -57,14 +57,10 @@ class SearchableIndex(Protocol):
 
 
 def _vector_index_cls() -> Any:
-    try:
-        from shoplens.indexer.vectors import VectorIndex
+    # Imported on use: FAISS is heavy and `shoplens --help` must stay fast.
+    from shoplens.indexer.vectors import VectorIndex
 
-        return VectorIndex
-    except ImportError:  # vectors.py has not landed yet
-        from shoplens.indexer._flat import FlatIndex
-
-        return FlatIndex
+    return VectorIndex
 
 
 @dataclass(frozen=True)
