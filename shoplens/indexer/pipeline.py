@@ -196,6 +196,9 @@ def embed_missing(
         batch.clear()
         pending_sources.clear()
 
+    announce = getattr(fetch, "prefetch", None)
+    if callable(announce):  # a read-ahead fetcher (FetchHook) wants the URLs in order
+        announce([ref.url for ref in refs if ref.url is not None])
     workers = max(1, settings.decode_workers)
     with ThreadPoolExecutor(workers, thread_name_prefix="shoplens-decode") as pool:
         for update in _progress(len(refs), progress):
