@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from shoplens.ar_assets import optimise, tools, usdz, zipin
+from shoplens.ar_assets import optimise, pack, tools, usdz, zipin
+from shoplens.ar_assets.gltf import Gltf
 from shoplens.ar_assets.report import Report
 from shoplens.ar_assets.store import sha256_file
 from shoplens.ar_assets.validate import PLACEMENTS, run_khronos, validate
@@ -40,6 +41,25 @@ class Processed:
 
 def _reject(report: Report) -> InvalidAsset:
     return InvalidAsset(f"the 3D model is invalid: {report.first_error()}", report=report.to_dict())
+
+
+def _pack(g: Gltf | None, gltf_path: Path, out: Path, report: Report) -> None:
+    """glTF-Transform when available (it also tidies), else the pure-Python packer."""
+    try:
+        optimise.pack_gltf(gltf_path, out)
+        return
+    except optimise.PackFailed as exc:
+        if tools.find_tools().gltf_transform is not None:
+            report.error("PACK_FAILED", str(exc))
+            raise _reject(report) from exc
+    try:
+        if g is None:
+            raise pack.PackError("nothing to pack")
+        doc, blob = pack.pack(g, gltf_path.parent)
+        pack.write_glb(doc, blob, out)
+    except (pack.PackError, OSError, ValueError) as exc:
+        report.error("PACK_FAILED", f"cannot pack the glTF into a GLB: {exc}")
+        raise _reject(report) from exc
 
 
 def check_placement(placement: str) -> str:
@@ -83,11 +103,7 @@ def process(upload: Path, placement: str, max_bytes: int, workdir: Path) -> Proc
         if not report.ok:
             raise _reject(report)
         glb = workdir / "packed.glb"
-        try:
-            optimise.pack_gltf(unpacked.gltf_path, glb)
-        except optimise.PackFailed as exc:
-            report.error("PACK_FAILED", str(exc))
-            raise _reject(report) from exc
+        _pack(checked.gltf, unpacked.gltf_path, glb, report)
         packed_check = Report()
         if run_khronos(glb, packed_check) is not None and not packed_check.ok:
             report.error("PACK_INVALID", f"the packed GLB is invalid: {packed_check.first_error()}")

@@ -164,6 +164,10 @@ def _load(path: Path, report: Report) -> Gltf | None:
             data = _resolve_uri(buf["uri"], ptr + "/uri", base, report)
         elif i == 0 and bin_chunk is not None:
             data = bin_chunk
+        elif ((buf.get("extensions") or {}).get("EXT_meshopt_compression") or {}).get("fallback"):
+            # EXT_meshopt_compression: a placeholder the decoder fills; it has no bytes.
+            g.buffers.append(None)
+            continue
         else:
             report.error("BUFFER_MISSING_GLB_DATA", "buffer has no uri and no GLB BIN chunk", ptr)
             data = None
@@ -349,6 +353,15 @@ def _triangles(g: Gltf) -> int:
     return total
 
 
+def _normalised(accessor: dict[str, Any], values: list[Any]) -> list[float]:
+    """min/max are stored in component units; KHR_mesh_quantization may normalise them."""
+    ctype = as_int(accessor.get("componentType"))
+    if not accessor.get("normalized") or ctype not in COMPONENT_DTYPES or ctype == 5126:
+        return [float(v) for v in values]
+    top = float(np.iinfo(np.dtype(COMPONENT_DTYPES[ctype])).max)
+    return [max(float(v) / top, -1.0) for v in values]
+
+
 def _bounds(g: Gltf) -> tuple[list[float], list[float]] | None:
     """World-space AABB from POSITION min/max (present even when Draco-compressed)."""
     accessors, meshes = g.items("accessors"), g.items("meshes")
@@ -366,6 +379,7 @@ def _bounds(g: Gltf) -> tuple[list[float], list[float]] | None:
                 continue
             if len(amin) != 3 or len(amax) != 3:
                 continue
+            amin, amax = _normalised(accessors[ai], amin), _normalised(accessors[ai], amax)
             corners = np.array(
                 [
                     [x, y, z, 1.0]

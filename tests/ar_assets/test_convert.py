@@ -107,3 +107,43 @@ def test_cli_ar_add(tmp_path: Path) -> None:
     assert ar.block("sku-cli", "http://x")["placement"] == "table"
     r = _cli("add", "sku-cli", str(tmp_path / "missing.glb"), "--data-dir", str(data))
     assert r.returncode != 0 and "no such file" in r.stderr
+
+
+def test_meshopt_upload_is_accepted(tmp_path: Path) -> None:
+    src = tmp_path / "box.glb"
+    src.write_bytes(box_glb(size=0.5))
+    packed = tmp_path / "meshopt.glb"
+    tools.gltf_transform(["meshopt", str(src), str(packed)])
+    assert b"EXT_meshopt_compression" in packed.read_bytes()[:4000]
+    ar = ArService.open(Settings(data_dir=tmp_path / "data"))
+    row, report = ar.ingest("meshopt-box", packed)
+    assert report.ok, report.errors
+    assert row.dims == {"x": 0.5, "y": 0.5, "z": 0.5}
+    assert row.usdz_sha is not None
+
+
+def test_without_node_tools_uploads_still_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .models import gltf_zip
+
+    monkeypatch.setattr(tools, "find_tools", lambda: tools.NodeTools(None, None))
+    ar = ArService.open(Settings(data_dir=tmp_path / "data"))
+    up = tmp_path / "m.zip"
+    up.write_bytes(gltf_zip())
+    row, report = ar.ingest("no-node", up)
+    assert report.ok
+    assert report.khronos_validator.startswith("unavailable")
+    assert row.mobile_sha == row.glb_sha  # no optimiser: phones get the original
+    assert row.usdz_sha is not None
+    packed = ar.file_path(f"{row.glb_sha}.glb")[0]
+    from shoplens.ar_assets.validate import validate
+
+    assert validate(packed, "floor", packed.stat().st_size, khronos=False).report.ok
+    monkeypatch.undo()
+    from shoplens.ar_assets.report import Report
+    from shoplens.ar_assets.validate import run_khronos
+
+    check = Report()
+    if run_khronos(packed, check) is not None:
+        assert check.ok, check.errors  # the pure-Python packer writes a valid GLB
