@@ -74,3 +74,13 @@ def client(make_client: AppFactory, data_dir: Path) -> Iterator[TestClient]:
 @pytest.fixture
 def admin() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture(scope="session")
+def demo_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo catalog indexed exactly as `shoplens demo` does it (real model)."""
+    data_dir = tmp_path_factory.mktemp("demo") / "data"
+    from shoplens.service.commands import ensure_demo_index
+
+    assert ensure_demo_index(Settings(data_dir=data_dir)) is True
+    return data_dir

@@ -18,14 +18,6 @@ from tests.service.conftest import AppFactory
 from tests.service.helpers import search
 
 
-@pytest.fixture(scope="session")
-def demo_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo catalog indexed exactly as `shoplens demo` does it (real model)."""
-    data_dir = tmp_path_factory.mktemp("demo") / "data"
-    assert ensure_demo_index(Settings(data_dir=data_dir)) is True
-    return data_dir
-
-
 @pytest.fixture
 def demo_client(
     make_client: AppFactory, demo_data_dir: Path, tmp_path: Path

@@ -1,0 +1,175 @@
+"""The demo page in a real headless Chromium against `shoplens demo` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image, ImageStat
+
+from shoplens import demo
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server(demo_data_dir: Path, tmp_path: Path) -> Iterator[str]:
+    data = tmp_path / "data"
+    shutil.copytree(demo_data_dir, data)
+    port = _free_port()
+    log = (tmp_path / "server.log").open("wb")
+    cmd = [sys.executable, "-c", "from shoplens.cli import main; main()", "demo"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail((tmp_path / "server.log").read_text(errors="replace")[-3000:])
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("shoplens demo did not become ready in 120 s")
+            time.sleep(0.25)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("Debian chromium + chromedriver are not installed")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chrome-profile'}",
+        "--window-size=412,915",  # a phone-sized viewport
+    ):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait_results(driver: object, previous: str | None = None, timeout: float = 90) -> list[str]:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def ready(d: object) -> list[str] | bool:
+        # Read the grid in one script call: it is re-rendered under our feet.
+        ids, status, failed = d.execute_script(  # type: ignore[attr-defined]
+            "const s = document.getElementById('status');"
+            "return [[...document.querySelectorAll('.result')].map(e => e.dataset.productId),"
+            " s.textContent, s.classList.contains('error')]"
+        )
+        assert not failed, status
+        if not ids or (previous is not None and ids[0] == previous):
+            return False
+        return list(ids)
+
+    ids: list[str] = WebDriverWait(driver, timeout).until(ready)
+    return ids
+
+
+def test_upload_a_photo_and_see_the_product_first(
+    server: str, browser: object, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    driver.get(server + "/")  # type: ignore[attr-defined]
+    sample = next(s for s in demo.samples() if s.product_id == "granny-smith-apple")
+    file_input = driver.find_element(By.ID, "file")  # type: ignore[attr-defined]
+    driver.execute_script("arguments[0].hidden = false;", file_input)  # type: ignore[attr-defined]
+    file_input.send_keys(str(sample.path))
+    ids = _wait_results(driver)
+    assert ids[0] == sample.product_id
+    assert len(ids) == 12
+    # No demo product has a 3D model: no AR button may show.
+    assert not driver.execute_script(  # type: ignore[attr-defined]
+        "return [...document.querySelectorAll('.result .ar')].some(a => a.offsetParent !== null)"
+    )
+
+    # Thumbnails are served by /v1/images and load (those in view: they are lazy).
+    driver.execute_script("document.querySelector('.result').scrollIntoView()")  # type: ignore[attr-defined]
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script(
+            "const v = [...document.querySelectorAll('.result img')]"
+            ".filter(i => i.getBoundingClientRect().top < innerHeight);"
+            "return v.length > 0 && v.every(i => i.complete && i.naturalWidth > 0)"
+        )
+    )
+    shot = tmp_path / "results.png"
+    assert driver.save_screenshot(str(shot))  # type: ignore[attr-defined]
+    image = Image.open(BytesIO(shot.read_bytes())).convert("RGB")
+    assert image.width > 300 and image.height > 300
+    stat = ImageStat.Stat(image)
+    assert max(stat.stddev) > 20  # not a blank page
+    assert len(image.getcolors(maxcolors=1 << 20) or []) > 500  # photos, not flat boxes
+
+    # One-tap sample photo.
+    driver.find_element(  # type: ignore[attr-defined]
+        By.CSS_SELECTOR, '[data-sample="banana.jpg"]'
+    ).click()
+    ids = _wait_results(driver, previous=sample.product_id)
+    assert ids[0] == "banana"
+
+    # "More like this" on the first result: the product itself is excluded.
+    driver.find_element(By.CSS_SELECTOR, ".result .more").click()  # type: ignore[attr-defined]
+    ids = _wait_results(driver, previous="banana")
+    assert "banana" not in ids
+
+    # Filters: in stock only.
+    driver.find_element(By.CSS_SELECTOR, "details.filters summary").click()  # type: ignore[attr-defined]
+    driver.find_element(By.ID, "in-stock").click()  # type: ignore[attr-defined]
+    driver.find_element(By.ID, "search").click()  # type: ignore[attr-defined]
+    WebDriverWait(driver, 60).until(
+        lambda d: d.execute_script(
+            "const s = [...document.querySelectorAll('.result .stock')].map(e => e.textContent);"
+            "return s.length > 0 && s.every(t => t === 'In stock')"
+        )
+    )
