@@ -298,45 +298,70 @@ def _product_mask(state: _State, f: SearchFilters) -> _B | None:
     return mask
 
 
+# Below this share of allowed snapshot vectors, FAISS is given the allowed ids;
+# above it, an unfiltered search is widened and filtered afterwards (cheaper
+# than building an id selector over most of the index for every query).
+_POST_FILTER_MIN_SHARE = 0.25
+
+
+def _snapshot_candidates(
+    state: _State, q: FloatArray, k: int, mask: _B | None, min_score: float
+) -> list[tuple[float, int, int]]:
+    """``(score, vid, product position)`` of the best allowed snapshot images, best first.
+
+    Widens the search until k distinct products are among the allowed hits
+    (several images per product), the index is exhausted, or scores fall
+    under ``min_score``. Exact whenever the index is: the top n hits contain
+    every allowed image scoring above the n-th.
+    """
+    index = state.snapshot.index
+    if index is None or not len(state.snap_vids) or index.ntotal == 0:
+        return []
+    sel = None if mask is None else mask[state.snap_prod]
+    n_allowed = len(state.snap_vids) if sel is None else int(sel.sum())
+    if n_allowed == 0:
+        return []
+    ntotal = index.ntotal
+    share = n_allowed / ntotal
+    per_product = max(1, len(state.all_vids) // max(1, len(state.prod_pos)))
+    want = max(2 * k, k + 16, 2 * k * per_product)  # allowed images to look at first
+    allowed: _I64 | None = None
+    if share >= _POST_FILTER_MIN_SHARE:
+        limit = ntotal
+        n = min(limit, int(np.ceil(want / share)) + 16)
+    else:
+        allowed = state.snap_vids if sel is None else state.snap_vids[sel]
+        limit = n_allowed
+        n = min(limit, want)
+    while True:
+        scores, ids = index.search(q[None, :], n, allowed)
+        ok = ids[0] >= 0
+        s_row, id_row = scores[0][ok], ids[0][ok]
+        pos = np.minimum(np.searchsorted(state.all_vids, id_row), len(state.all_vids) - 1)
+        keep = state.all_vids[pos] == id_row  # masks images deleted since the snapshot
+        prods = state.all_prod[pos]
+        if mask is not None:
+            keep &= mask[prods]
+        distinct = len(np.unique(prods[keep]))
+        below = len(s_row) > 0 and float(s_row[-1]) < min_score
+        if distinct >= k or n >= limit or below:
+            return list(
+                zip(
+                    s_row[keep].tolist(),
+                    id_row[keep].tolist(),
+                    prods[keep].tolist(),
+                    strict=True,
+                )
+            )
+        n = min(limit, n * 4)
+
+
 def _search_state(state: _State, q: FloatArray, k: int, f: SearchFilters) -> list[Hit]:
     mask = _product_mask(state, f)
     min_score = -np.inf if f.min_score is None else float(f.min_score)
     cands: list[tuple[float, int, int]] = []  # (score, vid, product position)
 
-    index = state.snapshot.index
-    if index is not None and len(state.snap_vids):
-        if mask is None and not state.snap_masked:
-            allowed: _I64 | None = None
-            n_allowed = len(state.snap_vids)
-        else:
-            allowed = state.snap_vids if mask is None else state.snap_vids[mask[state.snap_prod]]
-            n_allowed = len(allowed)
-        if n_allowed:
-            # Several images per product: widen until k distinct products come back.
-            # Start from the mean images per product so one round usually suffices.
-            per_product = max(1, len(state.all_vids) // max(1, len(state.prod_pos)))
-            kk = min(n_allowed, max(2 * k, k + 16, 2 * k * per_product))
-            while True:
-                scores, ids = index.search(q[None, :], kk, allowed)
-                ok = ids[0] >= 0
-                s_row, id_row = scores[0][ok], ids[0][ok]
-                pos = np.searchsorted(state.all_vids, id_row)
-                pos = np.minimum(pos, len(state.all_vids) - 1)
-                known = state.all_vids[pos] == id_row
-                prods = state.all_prod[pos[known]]
-                distinct = len(np.unique(prods))
-                below = len(s_row) > 0 and float(s_row[-1]) < min_score
-                if distinct >= k or kk >= n_allowed or below:
-                    cands.extend(
-                        zip(
-                            s_row[known].tolist(),
-                            id_row[known].tolist(),
-                            prods.tolist(),
-                            strict=True,
-                        )
-                    )
-                    break
-                kk = min(n_allowed, kk * 4)
+    cands.extend(_snapshot_candidates(state, q, k, mask, min_score))
 
     if len(state.ov_vids):
         sel = np.ones(len(state.ov_vids), np.bool_) if mask is None else mask[state.ov_prod]

@@ -114,6 +114,9 @@ def test_search_matches_brute_force(synth: LiveIndex, settings: Settings) -> Non
     ("filters", "keep"),
     [
         (SearchFilters(categories=("rare",)), lambda p: p.category == "Rare"),
+        # Broad filters take the post-filter path (unfiltered search, widened).
+        (SearchFilters(in_stock=True), lambda p: p.in_stock),
+        (SearchFilters(exclude_products=("p1", "p2")), lambda p: p.product_id not in ("p1", "p2")),
         (SearchFilters(attributes={"rare": "1"}), lambda p: p.attributes.get("rare") == "1"),
         (
             SearchFilters(in_stock=True, min_price=10, max_price=12, categories=("A",)),
@@ -121,7 +124,7 @@ def test_search_matches_brute_force(synth: LiveIndex, settings: Settings) -> Non
         ),
     ],
 )
-def test_selective_filters_still_return_k(
+def test_filters_return_k_exactly(
     synth: LiveIndex, settings: Settings, filters: SearchFilters, keep: object
 ) -> None:
     for seed in range(3):
