@@ -9,17 +9,22 @@ Internally FAISS works on row numbers 0..n-1; the caller's int64 ids are
 mapped at the edges. All state is fixed once built or loaded, so concurrent
 ``search`` calls from worker threads need no lock (FAISS' search is const).
 
-Thread count: FAISS parallelises a batch of queries with OpenMP. A service
-that searches one query per request from several worker threads should call
-:func:`set_search_threads` (1) once at start-up, so those threads do not each
-spawn an OpenMP team on a machine with few cores.
+Thread count: FAISS parallelises with OpenMP. Small query batches (a
+request's query) run on one OpenMP thread of the calling thread, so worker
+threads searching at once do not each start a team on a machine with few
+cores; large batches use the caller's OpenMP setting (all cores by default).
+Training runs on one thread too (see ``_train_ann``).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +47,29 @@ _STORE_FILE = "vectors.store.npy"
 _ROW_CHUNK = 65_536
 # Bound on the float32 scratch used when scoring candidates of a query batch.
 _SCRATCH_BYTES = 64 * 1024 * 1024
+# Batches smaller than this search on one OpenMP thread: a request's query
+# gains nothing from a thread team, and on a few shared cores the team's
+# barriers cost more than the search whenever the service runs several
+# requests at once.
+_PARALLEL_MIN_QUERIES = 32
 
 
-def set_search_threads(n: int) -> None:
-    """Process-wide OpenMP threads FAISS may use per search call (1 for threaded servers)."""
-    faiss.omp_set_num_threads(max(1, n))
+@contextmanager
+def _omp_threads(n: int | None) -> Iterator[None]:
+    """Run FAISS with ``n`` OpenMP threads in this thread only, then restore.
+
+    libgomp keeps the thread count per calling thread, so this never changes
+    what concurrent searches on other threads use.
+    """
+    if n is None:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _topk(scores: F32, k: int) -> tuple[F32, I64]:
@@ -185,12 +208,13 @@ class VectorIndex:
             rows = self._rows_of(np.asarray(allowed_ids), strict=False)
             if rows.shape[0] == 0:
                 return empty
-        if rows is not None and rows.shape[0] <= self._brute_max:
-            scores, found = self._brute_force(q, rows, k)
-        elif self._plan.kind == "flat":
-            scores, found = self._flat_search(q, k, rows)
-        else:
-            scores, found = self._ann_search(q, k, rows)
+        with _omp_threads(1 if m < _PARALLEL_MIN_QUERIES else None):
+            if rows is not None and rows.shape[0] <= self._brute_max:
+                scores, found = self._brute_force(q, rows, k)
+            elif self._plan.kind == "flat":
+                scores, found = self._flat_search(q, k, rows)
+            else:
+                scores, found = self._ann_search(q, k, rows)
         out_ids = np.where(found >= 0, self._ids[np.maximum(found, 0)], -1).astype(np.int64)
         scores = np.where(found >= 0, scores, -np.inf).astype(np.float32)
         return scores, out_ids
@@ -199,6 +223,34 @@ class VectorIndex:
         """The stored vectors of ``ids`` (float16-rounded when the store is float16)."""
         rows = self._rows_of(np.asarray(ids), strict=True)
         return self._gather(rows)
+
+    def tuned(
+        self,
+        *,
+        nprobe: int | None = None,
+        shortlist_min: int | None = None,
+        shortlist_factor: int | None = None,
+    ) -> VectorIndex:
+        """A view of this index with other search-time knobs (shares all data).
+
+        Changes the recall/speed trade-off without rebuilding; the flat index ignores them.
+        """
+        plan = self._plan
+        new_plan = dataclasses.replace(
+            plan,
+            nprobe=min(plan.nlist, nprobe) if nprobe and plan.nlist else plan.nprobe,
+            shortlist_min=plan.shortlist_min if shortlist_min is None else shortlist_min,
+            shortlist_factor=(
+                plan.shortlist_factor if shortlist_factor is None else shortlist_factor
+            ),
+        )
+        view = copy.copy(self)
+        view._plan = new_plan
+        view.facts = copy.deepcopy(self.facts)
+        if plan.kind == "ivfpq":
+            for key in ("nprobe", "shortlist_min", "shortlist_factor"):
+                view.facts["params"][key] = getattr(new_plan, key)
+        return view
 
     # ------------------------------------------------------------- save/load
     def save(self, directory: Path) -> dict[str, str]:
@@ -386,7 +438,11 @@ def _train_ann(vectors: NDArray[Any], plan: IndexPlan) -> faiss.Index:
     rng = np.random.default_rng(0)
     rows = np.sort(rng.choice(n, size=plan.train_n, replace=False))
     sample = np.ascontiguousarray(vectors[rows], dtype=np.float32)
-    index.train(sample)
+    # One thread: PQ training runs hundreds of tiny k-means (16 centroids of
+    # 4-d sub-vectors) whose OpenMP barriers dominate; measured 9x slower with
+    # 2 threads than with 1 on a busy 2-core machine (benchmarks/ann.py).
+    with _omp_threads(1):
+        index.train(sample)
     return index
 
 

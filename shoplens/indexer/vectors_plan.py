@@ -89,7 +89,7 @@ def default_nlist(n: int) -> int:
 
 
 def default_nprobe(nlist: int) -> int:
-    return max(1, min(nlist, math.ceil(nlist / 16)))
+    return max(1, min(nlist, math.ceil(nlist / 32)))
 
 
 def plan_index(
