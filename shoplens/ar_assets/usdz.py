@@ -4,7 +4,8 @@ Reads a *plain* GLB (Draco/meshopt already decoded by ``optimise.decompress``)
 and writes meshes (points, normals, st with V flipped, triangles), node
 transforms and UsdPreviewSurface materials (base colour, normal,
 metallic/roughness split into single-channel PNGs, occlusion, emissive), then
-packages it as an ARKit USDZ and runs every registered USD validator on it.
+packages it as a USDZ (root layer first, 64-byte aligned, uncompressed) and
+runs every registered USD validator on it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from pxr import Gf, Sdf, Usd, UsdGeom, UsdShade, UsdUtils, UsdValidation, Vt
+from pxr import Gf, Sdf, Usd, UsdGeom, UsdShade, UsdValidation, Vt
 
 from shoplens.ar_assets.gltf import (
     Gltf,
@@ -333,6 +334,23 @@ def _build(g: Gltf, workdir: Path, textures: bool) -> tuple[Path, list[str]]:
     return layer, sorted(set(conv.notes))
 
 
+def _package(layer: Path, out: Path) -> bool:
+    """Write the USDZ: the root layer first, then the textures beside it.
+
+    This is what ``UsdUtils.CreateNewARKitUsdzPackage`` does for a single flat
+    layer, without its asset-localisation pass, which in usd-core 26 warns once
+    per texture ("Failed to resolve reference @0/...@") although the package is
+    fine. The USD validators (UsdzPackageValidator among them) check the result.
+    """
+    writer = Sdf.ZipFileWriter.CreateNew(str(out))
+    writer.AddFile(str(layer), layer.name)
+    for tex in sorted(layer.parent.iterdir()):
+        if tex.suffix in (".png", ".jpg"):
+            writer.AddFile(str(tex), tex.name)
+    writer.Save()
+    return out.is_file()
+
+
 def check(usdz: Path) -> tuple[list[str], list[str]]:
     """(errors, warnings) from every registered USD validator (usd-core's UsdValidation)."""
     registry = UsdValidation.ValidationRegistry()
@@ -361,7 +379,7 @@ def convert(plain_glb: Path, out: Path, workdir: Path) -> UsdzResult:
             layer, notes = _build(g, workdir / label, textures)
             if out.exists():
                 out.unlink()
-            ok = UsdUtils.CreateNewARKitUsdzPackage(Sdf.AssetPath(str(layer)), str(out))
+            ok = _package(layer, out)
         except (GltfFormatError, ValueError, RuntimeError) as exc:  # Tf errors are RuntimeError
             log.warning("USDZ %s build failed: %s", label, exc)
             continue
