@@ -6,7 +6,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -149,8 +149,8 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     return (start, min(end, size - 1))
 
 
-def _read(path: Path, start: int, length: int) -> Iterator[bytes]:
-    with open(path, "rb") as f:
+def _read(f: BinaryIO, start: int, length: int) -> Iterator[bytes]:
+    with f:
         f.seek(start)
         left = length
         while left > 0:
@@ -165,11 +165,17 @@ def _read(path: Path, start: int, length: int) -> Iterator[bytes]:
 def get_file(request: Request, name: str, ar: ArService = Depends(get_ar)) -> Response:
     path, media_type, sha = ar.file_path(name)
     etag = f'"{sha}"'
-    size = path.stat().st_size
+    try:
+        # Opened now: a garbage collection that unlinks the file later cannot cut the body.
+        f = open(path, "rb")  # noqa: SIM115 - closed by _read or below
+    except FileNotFoundError as exc:
+        raise NotFound("no such AR file") from exc
+    size = os.fstat(f.fileno()).st_size
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes"}
     inm = request.headers.get("if-none-match")
     tags = [t.strip().removeprefix("W/") for t in (inm or "").split(",")]
     if inm and (inm.strip() == "*" or etag in tags):
+        f.close()
         return Response(status_code=304, headers=headers)
     start, length, status = 0, size, 200
     rng = request.headers.get("range")
@@ -178,6 +184,7 @@ def get_file(request: Request, name: str, ar: ArService = Depends(get_ar)) -> Re
         parsed = _parse_range(rng, size)
         if parsed is not None:
             if parsed[0] >= size:
+                f.close()
                 return Response(
                     status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"}
                 )
@@ -185,9 +192,10 @@ def get_file(request: Request, name: str, ar: ArService = Depends(get_ar)) -> Re
             headers["Content-Range"] = f"bytes {parsed[0]}-{parsed[1]}/{size}"
     headers["Content-Length"] = str(length)
     if request.method == "HEAD":
+        f.close()
         return Response(status_code=status, headers=headers, media_type=media_type)
     return StreamingResponse(
-        _read(path, start, length), status_code=status, headers=headers, media_type=media_type
+        _read(f, start, length), status_code=status, headers=headers, media_type=media_type
     )
 
 
@@ -202,7 +210,10 @@ def view(
     block = ar.block(product_id, base_url(request), variant)
     title = _product_title(request, product_id)
     back = request.headers.get("referer") or "/"
-    if not back.startswith(base_url(request)) and not back.startswith("/"):
+    same_site = back.startswith(base_url(request) + "/") or (
+        back.startswith("/") and not back.startswith("//")
+    )
+    if not same_site:
         back = "/"
     return HTMLResponse(viewer_html(title, block, back, material_variant))
 
