@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -66,7 +67,7 @@ def server(demo_data_dir: Path, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
+def browser(tmp_path: Path) -> Iterator[Any]:
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         pytest.skip("Debian chromium + chromedriver are not installed")
     webdriver = pytest.importorskip("selenium.webdriver")
@@ -95,12 +96,12 @@ def browser(tmp_path: Path) -> Iterator[object]:
         driver.quit()
 
 
-def _wait_results(driver: object, previous: str | None = None, timeout: float = 90) -> list[str]:
+def _wait_results(driver: Any, previous: str | None = None, timeout: float = 90) -> list[str]:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    def ready(d: object) -> list[str] | bool:
+    def ready(d: Any) -> Any:
         # Read the grid in one script call: it is re-rendered under our feet.
-        ids, status, failed = d.execute_script(  # type: ignore[attr-defined]
+        ids, status, failed = d.execute_script(
             "const s = document.getElementById('status');"
             "return [[...document.querySelectorAll('.result')].map(e => e.dataset.productId),"
             " s.textContent, s.classList.contains('error')]"
@@ -115,27 +116,27 @@ def _wait_results(driver: object, previous: str | None = None, timeout: float = 
 
 
 def test_upload_a_photo_and_see_the_product_first(
-    server: str, browser: object, tmp_path: Path
+    server: str, browser: Any, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver = browser
-    driver.get(server + "/")  # type: ignore[attr-defined]
+    driver.get(server + "/")
     sample = next(s for s in demo.samples() if s.product_id == "granny-smith-apple")
-    file_input = driver.find_element(By.ID, "file")  # type: ignore[attr-defined]
-    driver.execute_script("arguments[0].hidden = false;", file_input)  # type: ignore[attr-defined]
+    file_input = driver.find_element(By.ID, "file")
+    driver.execute_script("arguments[0].hidden = false;", file_input)
     file_input.send_keys(str(sample.path))
     ids = _wait_results(driver)
     assert ids[0] == sample.product_id
     assert len(ids) == 12
     # No demo product has a 3D model: no AR button may show.
-    assert not driver.execute_script(  # type: ignore[attr-defined]
+    assert not driver.execute_script(
         "return [...document.querySelectorAll('.result .ar')].some(a => a.offsetParent !== null)"
     )
 
     # Thumbnails are served by /v1/images and load (those in view: they are lazy).
-    driver.execute_script("document.querySelector('.result').scrollIntoView()")  # type: ignore[attr-defined]
+    driver.execute_script("document.querySelector('.result').scrollIntoView()")
     WebDriverWait(driver, 30).until(
         lambda d: d.execute_script(
             "const v = [...document.querySelectorAll('.result img')]"
@@ -144,7 +145,7 @@ def test_upload_a_photo_and_see_the_product_first(
         )
     )
     shot = tmp_path / "results.png"
-    assert driver.save_screenshot(str(shot))  # type: ignore[attr-defined]
+    assert driver.save_screenshot(str(shot))
     image = Image.open(BytesIO(shot.read_bytes())).convert("RGB")
     assert image.width > 300 and image.height > 300
     stat = ImageStat.Stat(image)
@@ -152,21 +153,19 @@ def test_upload_a_photo_and_see_the_product_first(
     assert len(image.getcolors(maxcolors=1 << 20) or []) > 500  # photos, not flat boxes
 
     # One-tap sample photo.
-    driver.find_element(  # type: ignore[attr-defined]
-        By.CSS_SELECTOR, '[data-sample="banana.jpg"]'
-    ).click()
+    driver.find_element(By.CSS_SELECTOR, '[data-sample="banana.jpg"]').click()
     ids = _wait_results(driver, previous=sample.product_id)
     assert ids[0] == "banana"
 
     # "More like this" on the first result: the product itself is excluded.
-    driver.find_element(By.CSS_SELECTOR, ".result .more").click()  # type: ignore[attr-defined]
+    driver.find_element(By.CSS_SELECTOR, ".result .more").click()
     ids = _wait_results(driver, previous="banana")
     assert "banana" not in ids
 
     # Filters: in stock only.
-    driver.find_element(By.CSS_SELECTOR, "details.filters summary").click()  # type: ignore[attr-defined]
-    driver.find_element(By.ID, "in-stock").click()  # type: ignore[attr-defined]
-    driver.find_element(By.ID, "search").click()  # type: ignore[attr-defined]
+    driver.find_element(By.CSS_SELECTOR, "details.filters summary").click()
+    driver.find_element(By.ID, "in-stock").click()
+    driver.find_element(By.ID, "search").click()
     WebDriverWait(driver, 60).until(
         lambda d: d.execute_script(
             "const s = [...document.querySelectorAll('.result .stock')].map(e => e.textContent);"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -56,10 +57,10 @@ def test_similar_excludes_itself_and_filters(client: TestClient) -> None:
 def _put(
     client: TestClient,
     product_id: str,
-    meta: dict[str, object] | str,
+    meta: Mapping[str, object] | str,
     photos: list[bytes],
     headers: dict[str, str] | None,
-) -> httpx.Response:
+) -> Any:
     files = [("image", (f"p{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos)]
     text = meta if isinstance(meta, str) else json.dumps(meta)
     return client.put(
