@@ -126,6 +126,15 @@ class _Worker:
         return data, (key, st.st_size, st.st_mtime_ns, sha)
 
     def __call__(self, ref: ImageRef) -> _Outcome:
+        try:
+            return self._process(ref)
+        except MemoryError:
+            raise
+        except Exception as exc:  # one odd image must not stop the run
+            log.warning("image %s (line %d) failed: %r", ref.source, ref.line, exc)
+            return _Failed(f"image {ref.source}: cannot be processed ({type(exc).__name__})")
+
+    def _process(self, ref: ImageRef) -> _Outcome:
         from shoplens.models.decode import decode_image, encode_jpeg
 
         got = self._read(ref)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from shoplens.config import Settings
 from shoplens.errors import ManifestError, ModelMismatch, SnapshotError
@@ -242,3 +243,23 @@ def test_real_model_end_to_end(tmp_path: Path, settings: Settings, embedder: Ima
         assert set(ids) == {"p2", "twin"}
     finally:
         live.close()
+
+
+class _PickyEmbedder(HistEmbedder):
+    """Fails on 13-pixel-wide images, like a model choking on one odd photo."""
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        if image.size[0] == 13:
+            raise ValueError("odd image")
+        return super().prepare(image)
+
+
+def test_unexpected_failure_on_one_image_is_a_reject(tmp_path: Path, settings: Settings) -> None:
+    manifest = write_catalog(tmp_path / "cat", 4, 1)
+    (tmp_path / "cat" / "img" / "odd.jpg").write_bytes(image_bytes(1, size=13))
+    with open(manifest, "a", encoding="utf-8") as f:
+        f.write("p9,img/odd.jpg,Odd,odd,1,EUR,yes\n")
+    r = run_index(settings, manifest, embedder=_PickyEmbedder())
+    assert (r.indexed, r.rejected) == (4, 1)
+    assert r.rejects_sample[0]["line"] == 6
+    assert "cannot be processed" in r.rejects_sample[0]["reason"]
