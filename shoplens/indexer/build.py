@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,11 +82,13 @@ def run_index(
     progress: bool = False,
     embedder: ImageEmbedder | None = None,
     fetch: Fetch | None = None,
+    on_progress: Callable[[int, int], object] | None = None,
 ) -> IndexReport:
     """Index a manifest incrementally and publish a new snapshot.
 
     ``embedder`` overrides loading the configured model (tests, the service's
-    reindex job reusing its loaded model); ``fetch`` handles http(s) image rows.
+    reindex job reusing its loaded model); ``fetch`` handles http(s) image rows;
+    ``on_progress(done, total)`` reports images processed.
     """
     started = time.time()
     t0 = time.perf_counter()
@@ -100,7 +102,13 @@ def run_index(
     run_id = new_snapshot_id()
     with run_lock(settings), CatalogStore(settings.db_path) as store:
         emb = embed_missing(
-            settings, store, embedder, manifest.images, fetch=fetch, progress=progress
+            settings,
+            store,
+            embedder,
+            manifest.images,
+            fetch=fetch,
+            progress=progress,
+            on_progress=on_progress,
         )
         rejects: list[Reject] = [*manifest.rejects, *emb.rejects]
         rejects.sort(key=lambda r: r.line)

@@ -177,8 +177,13 @@ def embed_missing(
     *,
     fetch: Fetch | None = None,
     progress: bool = False,
+    on_progress: Callable[[int, int], object] | None = None,
 ) -> EmbedResult:
-    """Embed every referenced image whose content is not embedded yet for this model."""
+    """Embed every referenced image whose content is not embedded yet for this model.
+
+    ``on_progress(done, total)`` is called after each image (e.g. an admin job's
+    progress); ``progress`` shows a bar when stderr is a TTY.
+    """
     t0 = time.perf_counter()
     model = embedder.name
     result = EmbedResult()
@@ -211,6 +216,7 @@ def embed_missing(
     workers = max(1, settings.decode_workers)
     with ThreadPoolExecutor(workers, thread_name_prefix="shoplens-decode") as pool:
         for update in _progress(len(refs), progress):
+            done = 0
             inflight: deque[tuple[int, Future[_Outcome]]] = deque()
             it = iter(enumerate(refs))
             while True:
@@ -236,6 +242,9 @@ def embed_missing(
                     if len(batch) >= batch_size:
                         flush()
                 update(1)
+                done += 1
+                if on_progress is not None:
+                    on_progress(done, len(refs))
             flush()
     if pending_sources:
         store.put_sources(pending_sources)

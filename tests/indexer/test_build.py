@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from shoplens.config import Settings
-from shoplens.errors import ManifestError, ModelMismatch, SnapshotError
-from shoplens.indexer.build import run_index
+from shoplens.errors import Conflict, ManifestError, ModelMismatch, SnapshotError
+from shoplens.indexer.build import run_index, run_lock
 from shoplens.indexer.live import LiveIndex
 from shoplens.indexer.snapshot import current_id, load_snapshot
 from shoplens.indexer.store import CatalogStore, photo_path
@@ -263,3 +263,14 @@ def test_unexpected_failure_on_one_image_is_a_reject(tmp_path: Path, settings: S
     assert (r.indexed, r.rejected) == (4, 1)
     assert r.rejects_sample[0]["line"] == 6
     assert "cannot be processed" in r.rejects_sample[0]["reason"]
+
+
+def test_one_run_at_a_time_and_progress(
+    tmp_path: Path, settings: Settings, hist: HistEmbedder
+) -> None:
+    manifest = write_catalog(tmp_path / "cat", 3, 2)
+    with run_lock(settings), pytest.raises(Conflict, match="another `shoplens index`"):
+        run_index(settings, manifest, embedder=hist)
+    seen: list[tuple[int, int]] = []
+    run_index(settings, manifest, embedder=hist, on_progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(i, 6) for i in range(1, 7)]
