@@ -73,8 +73,9 @@ def test_zip_upload_is_packed_and_kept(client: TestClient, ar_settings: Settings
     assert (ar_settings.assets_dir / f"{zip_sha}.zip").read_bytes() == data
 
 
-def test_invalid_upload_keeps_the_previous_asset(client: TestClient) -> None:
+def test_invalid_upload_keeps_the_previous_asset(client: TestClient, ar_settings: Settings) -> None:
     first = upload(client, "sku-2", box_glb()).json()
+    stored = sorted(p.name for p in ar_settings.assets_dir.iterdir() if p.is_file())
 
     def broken(doc: dict[str, Any], blob: bytes) -> tuple[dict[str, Any], bytes]:
         doc["accessors"][1]["count"] = 999_999
@@ -89,6 +90,9 @@ def test_invalid_upload_keeps_the_previous_asset(client: TestClient) -> None:
     again = client.get("/v1/products/sku-2/ar").json()
     assert again["glb_url"] == first["glb_url"]
     assert client.get(first["glb_url"]).status_code == 200
+    # Nothing of the refused upload was written (temporaries are gone too).
+    assert sorted(p.name for p in ar_settings.assets_dir.iterdir() if p.is_file()) == stored
+    assert list((ar_settings.assets_dir / "tmp").iterdir()) == []
 
 
 def test_unsupported_media_and_limits(client: TestClient, ar_settings: Settings) -> None:
