@@ -182,8 +182,20 @@ def run_index(
         write_atomic(settings.snapshots_dir / snapshot_id / "run_report.json", body)
         write_atomic(settings.data_dir / LAST_RUN, body)
         store.record_run(run_id, started, report.to_dict())
+        _prune_runs(run_dir)
     log.info("published snapshot %s: %s", snapshot_id, report.summary_line())
     return report
+
+
+KEEP_RUNS = 50
+
+
+def _prune_runs(run_dir: Path, keep: int = KEEP_RUNS) -> None:
+    """Keep the reports (and rejects files) of the last ``keep`` runs."""
+    reports = sorted(p for p in run_dir.glob("*.json"))
+    for old in reports[:-keep]:
+        old.unlink(missing_ok=True)
+        old.with_name(old.stem + ".rejects.csv").unlink(missing_ok=True)
 
 
 def last_run(settings: Settings) -> dict[str, Any] | None:
