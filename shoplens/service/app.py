@@ -25,6 +25,7 @@ from shoplens import __name__ as _pkg
 from shoplens.config import Settings
 from shoplens.models.base import ImageEmbedder, TextEmbedder
 from shoplens.service import handlers, home, images, ops, products, search
+from shoplens.service import openapi as openapi_doc
 from shoplens.service.limits import BodyLimitMiddleware
 from shoplens.service.metrics import Metrics
 from shoplens.service.renditions import Renditions
@@ -177,6 +178,7 @@ def create_app(
     for module in (search, products, images, ops, home):
         app.include_router(module.router)
     _include_ar_routes(app)
+    openapi_doc.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -85,5 +85,22 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
     put = paths["/v1/products/{product_id}"]["put"]
     assert {"401", "403", "201"} <= set(put["responses"])
     assert "SearchResponse" in spec["components"]["schemas"]
+    # Validation failures are answered 400 ErrorBody, and documented so.
+    assert "HTTPValidationError" not in client.get("/openapi.json").text
+    for path in ("/v1/products/{product_id}", "/v1/images/{image_id}"):
+        assert "400" in paths[path]["get"]["responses"]
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_cors_when_configured(make_client: AppFactory, data_dir: Path) -> None:
+    origin = "https://shop.example"
+    with make_client(data_dir, cors_origins=[origin]) as c:
+        r = c.options(
+            "/v1/search",
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+        )
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == origin
+        r = c.get("/healthz", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in r.headers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 
@@ -220,6 +221,32 @@ def test_upload_size_limits_are_413(make_client: AppFactory, data_dir: Path) -> 
         r = search(c, big + b"\0" * 60_000)
         assert r.status_code == 413
         assert r.json()["error"]["code"] == "too_large"
+
+
+def test_chunked_upload_over_the_request_limit_is_413(
+    make_client: AppFactory, data_dir: Path
+) -> None:
+    # No Content-Length: the body is counted as it arrives and reading stops at the limit.
+    boundary = "shoplensboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+
+    def body() -> Iterator[bytes]:
+        yield head
+        for _ in range(40):
+            yield b"\xff" * 4096
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    with make_client(data_dir, max_request_bytes=64 * 1024) as c:
+        r = c.post(
+            "/v1/search",
+            content=body(),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+    assert r.status_code == 413, r.text
+    assert r.json()["error"]["code"] == "too_large"
 
 
 def test_too_many_pixels_is_413(make_client: AppFactory, data_dir: Path) -> None:
