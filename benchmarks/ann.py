@@ -61,6 +61,8 @@ NOISE = 0.4  # norm of the isotropic noise
 SEED = 20251125
 RESULTS = Path(__file__).resolve().parent / "results"
 _GEN_CHUNK = 2048
+# Filtered searches measured: fraction of the collection allowed.
+FILTER_SELECTIVITY = (0.01, 0.1)
 _GT_CHUNK = 200_000
 
 
@@ -120,21 +122,51 @@ def make_base(path: Path, n: int, gen: Generator) -> NDArray[np.float32]:
     return base
 
 
+def _merge(
+    best: tuple[NDArray[np.float32], NDArray[np.int64]],
+    d: NDArray[np.float32],
+    i: NDArray[np.int64],
+    k: int,
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    all_s = np.concatenate([best[0], d], axis=1)
+    all_i = np.concatenate([best[1], i], axis=1)
+    top = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(all_s, top, 1), np.take_along_axis(all_i, top, 1)
+
+
+def _empty(m: int, k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    return np.full((m, k), -np.inf, dtype=np.float32), np.full((m, k), -1, dtype=np.int64)
+
+
 def exact_topk(
-    base: NDArray[np.float32], q: NDArray[np.float32], k: int, bench_q: int
-) -> tuple[NDArray[np.int64], float, float]:
-    """Exact top-k rows for ``q`` by chunks; plus flat-search seconds for the
-    first ``bench_q`` queries with 1 thread, batched and one at a time."""
+    base: NDArray[np.float32],
+    q: NDArray[np.float32],
+    k: int,
+    bench_q: int,
+    allowed: dict[str, NDArray[np.bool_]],
+    filtered_q: int,
+) -> tuple[NDArray[np.int64], dict[str, NDArray[np.int64]], float, float]:
+    """Exact top-k rows by chunks, for all of ``q`` and, per ``allowed`` mask,
+    for the first ``filtered_q`` queries restricted to the mask; plus the
+    flat-search seconds for ``bench_q`` queries, 1 thread, batched and singly."""
     n = base.shape[0]
-    best_s = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
-    best_i = np.full((q.shape[0], k), -1, dtype=np.int64)
+    best = _empty(q.shape[0], k)
+    best_f = {name: _empty(filtered_q, k) for name in allowed}
     batch_s = single_s = 0.0
     single_q = max(1, bench_q // 10)
     for s in range(0, n, _GT_CHUNK):
+        chunk = np.ascontiguousarray(base[s : s + _GT_CHUNK])
         flat = faiss.IndexFlatIP(base.shape[1])
-        flat.add(np.ascontiguousarray(base[s : s + _GT_CHUNK]))
+        flat.add(chunk)
         faiss.omp_set_num_threads(2)
         d, i = flat.search(q, k)
+        best = _merge(best, d, i + s, k)
+        for name, mask in allowed.items():
+            bits = np.packbits(mask[s : s + chunk.shape[0]], bitorder="little")
+            params = faiss.SearchParameters()
+            params.sel = faiss.IDSelectorBitmap(chunk.shape[0], faiss.swig_ptr(bits))
+            d, i = flat.search(q[:filtered_q], k, params=params)
+            best_f[name] = _merge(best_f[name], d, np.where(i >= 0, i + s, -1), k)
         faiss.omp_set_num_threads(1)
         t = time.perf_counter()
         flat.search(q[:bench_q], k)
@@ -143,14 +175,9 @@ def exact_topk(
         for j in range(single_q):
             flat.search(q[j : j + 1], k)
         single_s += (time.perf_counter() - t) * bench_q / single_q
-        del flat
-        all_s = np.concatenate([best_s, d], axis=1)
-        all_i = np.concatenate([best_i, i + s], axis=1)
-        top = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
-        best_s = np.take_along_axis(all_s, top, 1)
-        best_i = np.take_along_axis(all_i, top, 1)
+        del flat, chunk
     faiss.omp_set_num_threads(2)
-    return best_i, batch_s, single_s
+    return best[1], {name: b[1] for name, b in best_f.items()}, batch_s, single_s
 
 
 # ------------------------------------------------------------ measuring
@@ -197,7 +224,17 @@ def _qps_batch(idx: VectorIndex, q: NDArray[np.float32], threads: int) -> float:
 def measure_saved(directory: Path, queries: Path, truth: Path, qps_q: int) -> dict[str, Any]:
     """Run in a fresh process: load, then memory, speed and recall of the saved index."""
     q = np.load(queries)
-    gt_ids = np.load(truth)
+    # .npz: ground truth plus filtered cases; a bare .npy: unfiltered only.
+    filtered: dict[str, tuple[NDArray[np.int64], NDArray[np.int64]]] = {}
+    if truth.suffix == ".npz":
+        with np.load(truth) as z:
+            gt_ids = z["gt"]
+            for key in z.files:
+                if key.startswith("allowed_"):
+                    name = key.removeprefix("allowed_")
+                    filtered[name] = (z[key], z[f"gt_{name}"])
+    else:
+        gt_ids = np.load(truth)
     before = _rss()
     t = time.perf_counter()
     idx = VectorIndex.load(directory)
@@ -224,7 +261,24 @@ def measure_saved(directory: Path, queries: Path, truth: Path, qps_q: int) -> di
                         "qps_1thread": round(_qps_single(view, q[:qps_q], 1), 1),
                     }
                 )
+    filters = {}
+    for name, (rows, gt_f) in filtered.items():
+        faiss.omp_set_num_threads(1)
+        t = time.perf_counter()
+        found_f = np.concatenate(
+            [idx.search(q[j : j + 1], K, allowed_ids=rows)[1] for j in range(gt_f.shape[0])]
+        )
+        secs = time.perf_counter() - t
+        filters[name] = {
+            "allowed": int(rows.shape[0]),
+            "queries": int(gt_f.shape[0]),
+            "recall_at_10": round(_recall(found_f, gt_f), 4),
+            "all_k_returned": bool((found_f >= 0).all()),
+            "all_in_allowed": bool(np.isin(found_f, rows).all()),
+            "qps_1thread": round(gt_f.shape[0] / secs, 1),
+        }
     res = {
+        "filtered": filters,
         "load_s": round(load_s, 2),
         "recall_at_10": round(rec, 4),
         "qps_1thread": round(_qps_single(idx, q[:qps_q], 1), 1),
@@ -259,7 +313,12 @@ def run_size(n: int, nq: int, scratch: Path, gen: Generator, qps_q: int) -> dict
     log(f"data ready in {time.perf_counter() - t:.0f}s")
     t = time.perf_counter()
     bench_q = min(nq, 200)
-    truth, flat_batch_s, flat_single_s = exact_topk(base, q, K, bench_q)
+    frng = np.random.default_rng([SEED, n, 2])
+    allowed = {f"{sel:g}": frng.random(n) < sel for sel in FILTER_SELECTIVITY}
+    filtered_q = min(nq, 200)
+    truth, truth_f, flat_batch_s, flat_single_s = exact_topk(
+        base, q, K, bench_q, allowed, filtered_q
+    )
     log(f"ground truth in {time.perf_counter() - t:.0f}s")
     faiss.omp_set_num_threads(2)
     rss0 = _rss()
@@ -277,9 +336,13 @@ def run_size(n: int, nq: int, scratch: Path, gen: Generator, qps_q: int) -> dict
     written = idx.save(out_dir)
     save_s = time.perf_counter() - t
     del idx, base
-    qf, tf = scratch / f"queries_{n}.npy", scratch / f"truth_{n}.npy"
+    qf, tf = scratch / f"queries_{n}.npy", scratch / f"truth_{n}.npz"
     np.save(qf, q)
-    np.save(tf, truth)
+    arrays: dict[str, Any] = {"gt": truth}
+    for name, mask in allowed.items():
+        arrays[f"allowed_{name}"] = np.flatnonzero(mask).astype(np.int64)
+        arrays[f"gt_{name}"] = truth_f[name]
+    np.savez(tf, **arrays)
     log("measuring the saved index in a fresh process")
     child = subprocess.run(
         [
@@ -370,6 +433,20 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         )
     lines += ["", "## Why these index types", ""]
     lines += [f"- n={r['n']:,}: {r['reason']}" for r in results]
+    lines += [
+        "",
+        "## Filtered search (`allowed_ids`, random subset; 1 query per call, 1 thread)",
+        "",
+        "| n | allowed | recall@10 vs exact filtered | k always returned | QPS |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        for name, f in r.get("filtered", {}).items():
+            lines.append(
+                f"| {r['n']:,} | {float(name):.0%} ({f['allowed']:,}) "
+                f"| {f['recall_at_10']:.3f} | {f['all_k_returned'] and f['all_in_allowed']} "
+                f"| {f['qps_1thread']:,.0f} |"
+            )
     lines += ["", "## Search-knob sweep (recall@10 / QPS 1 thread)", ""]
     for r in results:
         if r["sweep"]:
@@ -400,6 +477,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "shoplens-ann")
     ap.add_argument("--measure", nargs=3, type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--keep-data", action="store_true", help="keep the generated base sets")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="where ann.json/ann.md go")
     args = ap.parse_args(argv)
     if args.measure:
         directory, queries, truth = args.measure
@@ -408,30 +486,35 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     args.scratch.mkdir(parents=True, exist_ok=True)
     gen = Generator()
-    results = []
     for n in sizes:
-        results.append(run_size(n, args.queries, args.scratch, gen, args.qps_queries))
+        res = run_size(n, args.queries, args.scratch, gen, args.qps_queries)
+        # Written after every size, merged with earlier runs by n, so a size
+        # run on its own (e.g. 1M in the background) lands in the same report.
+        report = write_results(args.out, res, args)
         if not args.keep_data:
             (args.scratch / f"base_{n}.npy").unlink(missing_ok=True)
+    print(report)
+
+
+def write_results(out: Path, res: dict[str, Any], args: argparse.Namespace) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "ann.json"
+    results = [res]
+    if path.exists():
+        old = json.loads(path.read_text())["results"]
+        results = sorted([r for r in old if r["n"] != res["n"]] + results, key=lambda r: r["n"])
     meta = {
-        "sizes": args.sizes,
+        "sizes": ",".join(str(r["n"]) for r in results),
         "queries": args.queries,
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "faiss": faiss.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    RESULTS.mkdir(exist_ok=True)
-    # Sizes run separately (e.g. 1M in the background) accumulate in one report.
-    path = RESULTS / "ann.json"
-    if path.exists():
-        done = {r["n"] for r in results}
-        old = json.loads(path.read_text())["results"]
-        results = sorted([r for r in old if r["n"] not in done] + results, key=lambda r: r["n"])
-        meta["sizes"] = ",".join(str(r["n"]) for r in results)
     path.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    (RESULTS / "ann.md").write_text(markdown(results, meta))
-    print(markdown(results, meta))
+    report = markdown(results, meta)
+    (out / "ann.md").write_text(report)
+    return report
 
 
 if __name__ == "__main__":

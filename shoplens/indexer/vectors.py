@@ -47,6 +47,8 @@ _STORE_FILE = "vectors.store.npy"
 _ROW_CHUNK = 65_536
 # Bound on the float32 scratch used when scoring candidates of a query batch.
 _SCRATCH_BYTES = 64 * 1024 * 1024
+# Largest allowed-id subset searched by brute force in the ANN tier (see __init__).
+_BRUTE_FORCE_MAX = 2048
 # Batches smaller than this search on one OpenMP thread: a request's query
 # gains nothing from a thread team, and on a few shared cores the team's
 # barriers cost more than the search whenever the service runs several
@@ -129,12 +131,15 @@ class VectorIndex:
                 else np.zeros((0, self.dim), dtype=np.float32)
             )
         self._store = store
-        # Below this many allowed ids a filtered query is answered by exact
-        # brute force over the subset: cheaper than an ANN scan that would skip
-        # ~all it reads, and exact by construction.
-        self._brute_max = max(4096, self.ntotal // 50)
+        # Up to this many allowed ids, an ANN index answers a filtered query by
+        # exact brute force over the subset: exact by construction and cheaper
+        # than an IVF scan that skips nearly all it reads. Above it, gathering
+        # the rows (2048 x 1280-d float32 = 10 MB per query) costs more than
+        # scanning with a selector. The flat index always scans with a
+        # selector: it scores only the allowed rows, in place.
+        self._brute_max = _BRUTE_FORCE_MAX if plan.kind == "ivfpq" else 0
         self.facts = facts
-        self.facts.setdefault("brute_force_max", self._brute_max)
+        self.facts["brute_force_max"] = self._brute_max
 
     # ------------------------------------------------------------------ build
     @classmethod

@@ -87,6 +87,11 @@ def test_exact_equals_numpy(data: Data) -> None:
     es, ei = brute(x[:5000], ids[:5000], q, 10)
     np.testing.assert_array_equal(i, ei)
     np.testing.assert_allclose(s, es, atol=1e-5)
+    keep = np.arange(0, 5000, 100)  # 1%: the flat index scans with a selector
+    s, i = idx.search(q, 10, allowed_ids=ids[keep])
+    es, ei = brute(x[keep], ids[keep], q, 10)
+    np.testing.assert_array_equal(i, ei)
+    np.testing.assert_allclose(s, es, atol=1e-5)
 
 
 @pytest.mark.parametrize("fixture", ["ann", "ann_mmap"])
@@ -118,6 +123,7 @@ def test_selective_filter_returns_k_exact(
     x, ids, q = data
     idx: VectorIndex = request.getfixturevalue(fixture)
     keep = np.random.default_rng(3).choice(len(ids), 200, replace=False)  # 1%
+    assert len(keep) <= idx.facts["brute_force_max"]
     s, i = idx.search(q, 10, allowed_ids=ids[keep])
     assert (i >= 0).all() and np.isin(i, ids[keep]).all()
     es, ei = brute(x[keep], ids[keep], q, 10)
@@ -142,12 +148,12 @@ def test_large_filter_uses_ann_and_still_returns_k(ann: VectorIndex, data: Data)
     x, ids, q = data
     # Above the brute-force threshold, so the IVF scan with a selector runs;
     # every other id, so the probed lists hold plenty.
-    keep = np.arange(0, len(ids), 2)
-    assert len(keep) > ann.facts["brute_force_max"]
-    _, i = ann.search(q, 10, allowed_ids=ids[keep])
-    assert (i >= 0).all() and np.isin(i, ids[keep]).all()
-    _, ei = brute(x[keep], ids[keep], q, 10)
-    assert recall(i, ei) >= 0.9
+    for keep in (np.arange(0, len(ids), 2), np.arange(0, len(ids), 7)):  # 50%, 14%
+        assert len(keep) > ann.facts["brute_force_max"]
+        _, i = ann.search(q, 10, allowed_ids=ids[keep])
+        assert (i >= 0).all() and np.isin(i, ids[keep]).all()
+        _, ei = brute(x[keep], ids[keep], q, 10)
+        assert recall(i, ei) >= 0.95
 
 
 def test_filter_with_unknown_and_few_ids_pads(ann: VectorIndex, data: Data) -> None:
