@@ -346,7 +346,7 @@ def test_ann_snapshot_filters_return_k(tmp_path: Path) -> None:
             ):
                 hits = live.search(q, 10, f)
                 assert len(hits) == 10
-                assert all(keep(h.product) for h in hits)  # type: ignore[no-untyped-call]
+                assert all(keep(h.product) for h in hits)
                 want = {pid for pid, _ in _truth(settings, q, 10, keep)}
                 agree += len(want & {h.product.product_id for h in hits})
         assert agree / (5 * 3 * 10) >= 0.8, agree  # recall@10 against brute force
