@@ -151,10 +151,14 @@ class VectorIndex:
         exact_max: int,
         memory_budget_mb: int,
         params: AnnParams | None = None,
+        scratch_dir: Path | None = None,
     ) -> VectorIndex:
         """Index ``vectors`` (n, d) L2-normalised under the caller's ``ids`` (n,).
 
         ``vectors`` may be a (float32 or float16) memmap: it is read in chunks.
+        When the re-rank vectors are too big for the memory budget they go to
+        an unlinked file in ``scratch_dir`` (default: the system temp dir; pick
+        a disk, not a tmpfs) until :meth:`save` copies them beside the index.
         """
         t0 = time.perf_counter()
         if vectors.ndim != 2:
@@ -184,7 +188,7 @@ class VectorIndex:
             index = _train_ann(vectors, plan)
             for s in range(0, n, _ROW_CHUNK):
                 index.add(np.ascontiguousarray(vectors[s : s + _ROW_CHUNK], dtype=np.float32))
-            store = _make_store(vectors, plan)
+            store = _make_store(vectors, plan, scratch_dir)
         facts = _facts(plan, index, n, d, exact_max, memory_budget_mb)
         facts["build_s"] = round(time.perf_counter() - t0, 3)
         return cls(index, ids64, store, plan, facts)
@@ -451,13 +455,13 @@ def _train_ann(vectors: NDArray[Any], plan: IndexPlan) -> faiss.Index:
     return index
 
 
-def _make_store(vectors: NDArray[Any], plan: IndexPlan) -> NDArray[Any]:
+def _make_store(vectors: NDArray[Any], plan: IndexPlan, scratch: Path | None) -> NDArray[Any]:
     n, d = vectors.shape
     if plan.rerank_store == "ram-f32":
         return np.array(vectors, dtype=np.float32, copy=True, order="C")
     # Unlinked temporary file: the mapping keeps it alive, the OS reclaims it
     # when the index is dropped, and nothing is left behind if the process dies.
-    fd, name = tempfile.mkstemp(prefix="shoplens-vectors-", suffix=".npy")
+    fd, name = tempfile.mkstemp(prefix="shoplens-vectors-", suffix=".npy", dir=scratch)
     os.close(fd)
     try:
         out = np.lib.format.open_memmap(name, mode="w+", dtype=np.float16, shape=(n, d))

@@ -23,6 +23,9 @@ IndexKind = Literal["flat", "ivfpq"]
 RerankStore = Literal["index", "ram-f32", "mmap-f16"]
 
 MB = 1024 * 1024
+# Below this, k-means has too few points for the IVF lists and the 16
+# centroids of each PQ sub-quantizer, and exact search is fast anyway.
+ANN_MIN_VECTORS = 1024
 
 
 @dataclass(frozen=True)
@@ -105,11 +108,16 @@ def plan_index(
         raise BadParameter(f"cannot index {n} vectors of dimension {dim}")
     flat_bytes = n * dim * 4 + n * 24
     budget = memory_budget_mb * MB
-    if n <= exact_max:
+    if n <= exact_max or n < ANN_MIN_VECTORS:
+        why = (
+            f"n={n} <= exact_max={exact_max}"
+            if n <= exact_max
+            else f"n={n} < {ANN_MIN_VECTORS} (too few to train IVF/PQ)"
+        )
         return IndexPlan(
             kind="flat",
             rerank_store="index",
-            reason=f"n={n} <= exact_max={exact_max}: exact inner-product search",
+            reason=f"{why}: exact inner-product search",
             est_resident_bytes=flat_bytes,
         )
     p = params or AnnParams()

@@ -71,12 +71,15 @@ def ann(data: Data) -> VectorIndex:
 
 
 @pytest.fixture(scope="module")
-def ann_mmap(
-    data: Data,
-) -> VectorIndex:
+def ann_mmap(data: Data, tmp_path_factory: pytest.TempPathFactory) -> VectorIndex:
     x, ids, _ = data
     params = AnnParams(rerank_store="mmap-f16")
-    return VectorIndex.build(x, ids, exact_max=1000, memory_budget_mb=1500, params=params)
+    scratch = tmp_path_factory.mktemp("scratch")
+    idx = VectorIndex.build(
+        x, ids, exact_max=1000, memory_budget_mb=1500, params=params, scratch_dir=scratch
+    )
+    assert not list(scratch.iterdir())  # the store's file is unlinked at once
+    return idx
 
 
 def test_exact_equals_numpy(data: Data) -> None:
@@ -168,7 +171,9 @@ def test_filter_with_unknown_and_few_ids_pads(ann: VectorIndex, data: Data) -> N
 
 def test_padding_when_fewer_than_k(data: Data) -> None:
     x, ids, q = data
-    idx = VectorIndex.build(x[:3], ids[:3], exact_max=100, memory_budget_mb=1500)
+    # Fewer vectors than an ANN index can be trained on: exact, whatever exact_max says.
+    idx = VectorIndex.build(x[:3], ids[:3], exact_max=0, memory_budget_mb=1500)
+    assert idx.facts["type"] == "flat-ip"
     s, i = idx.search(q[:4], 5)
     assert i.shape == (4, 5) and s.shape == (4, 5)
     assert (np.sort(i[:, :3], axis=1) == np.sort(ids[:3])).all()
