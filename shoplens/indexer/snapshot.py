@@ -5,6 +5,7 @@ Layout of ``data_dir/snapshots/``::
     CURRENT            the id of the live snapshot (replaced atomically)
     <id>/facts.json    model, dim, preprocessing, counts, index facts, catalog
                        seq at build, created_at, sha256 of every other file
+    <id>/idmap.npy     the int64 vector ids (= metadata-store image row ids)
     <id>/idmap.json    vector id -> image row (image_id, product_id, sha256)
     <id>/...           the vector index files (VectorIndex.save)
 
@@ -34,7 +35,8 @@ from shoplens.errors import ModelMismatch, SnapshotError
 from shoplens.indexer.store import CatalogStore, write_atomic
 
 FACTS = "facts.json"
-IDMAP = "idmap.json"
+IDMAP = "idmap.json"  # vector id -> image_id, product_id, sha256 (for people and tools)
+IDMAP_VIDS = "idmap.npy"  # the vector ids alone, what loading needs
 CURRENT = "CURRENT"
 KEEP_PREVIOUS = 2
 FORMAT_VERSION = 1
@@ -148,6 +150,8 @@ def build_snapshot(
             )
             files.update(index.save(tmp))
             index_facts = dict(index.facts)
+        with open(tmp / IDMAP_VIDS, "wb") as f:
+            np.save(f, np.array([im.vid for im in images], dtype=np.int64))
         idmap = {
             "vids": [im.vid for im in images],
             "image_ids": [im.image_id for im in images],
@@ -247,9 +251,8 @@ def load_snapshot_dir(path: Path, expected_model: str | None) -> Snapshot:
         if actual != digest:
             raise SnapshotError(f"snapshot {path.name}: file {name} is corrupt (checksum)")
     try:
-        idmap = json.loads((path / IDMAP).read_text(encoding="utf-8"))
-        vids = np.asarray(idmap["vids"], dtype=np.int64)
-    except (OSError, ValueError, KeyError) as exc:
+        vids = np.load(path / IDMAP_VIDS, allow_pickle=False).astype(np.int64, copy=False)
+    except (OSError, ValueError) as exc:
         raise SnapshotError(f"snapshot {path.name}: unreadable id map: {exc}") from exc
     index: SearchableIndex | None = None
     if int(facts["index"].get("ntotal", 0)) > 0:
