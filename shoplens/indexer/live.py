@@ -23,6 +23,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -405,6 +406,24 @@ def _query(vector: FloatArray, dim: int) -> FloatArray:
     return (q / n).astype(np.float32)
 
 
+def _product_vector(state: _State, product_id: str) -> FloatArray:
+    """Mean of the product's normalised image vectors, renormalised."""
+    pos = state.prod_pos.get(product_id)
+    if pos is None:
+        raise NotFound(f"product {product_id!r} does not exist")
+    parts: list[NDArray[np.float32]] = []
+    snap_sel = state.snap_vids[state.snap_prod == pos]
+    if len(snap_sel) and state.snapshot.index is not None:
+        parts.append(np.asarray(state.snapshot.index.reconstruct(snap_sel), np.float32))
+    ov_sel = state.ov_prod == pos
+    if ov_sel.any():
+        parts.append(state.ov_x[ov_sel])
+    if not parts:
+        raise NotFound(f"product {product_id!r} has no searchable image yet")
+    mean = l2_normalise(np.concatenate(parts)).mean(axis=0)
+    return _query(mean, state.snapshot.dim)
+
+
 class LiveIndex:
     """Snapshot + overlay of later catalog edits; see the module docstring."""
 
@@ -453,7 +472,7 @@ class LiveIndex:
         return self._cur.snapshot.id
 
     @property
-    def snapshot_facts(self) -> dict[str, object]:
+    def snapshot_facts(self) -> dict[str, Any]:
         return dict(self._cur.snapshot.facts)
 
     @property
@@ -522,21 +541,7 @@ class LiveIndex:
 
     def product_vector(self, product_id: str) -> FloatArray:
         """Mean of the product's normalised image vectors, renormalised."""
-        state = self._cur
-        pos = state.prod_pos.get(product_id)
-        if pos is None:
-            raise NotFound(f"product {product_id!r} does not exist")
-        parts: list[NDArray[np.float32]] = []
-        snap_sel = state.snap_vids[state.snap_prod == pos]
-        if len(snap_sel) and state.snapshot.index is not None:
-            parts.append(np.asarray(state.snapshot.index.reconstruct(snap_sel), np.float32))
-        ov_sel = state.ov_prod == pos
-        if ov_sel.any():
-            parts.append(state.ov_x[ov_sel])
-        if not parts:
-            raise NotFound(f"product {product_id!r} has no searchable image yet")
-        mean = l2_normalise(np.concatenate(parts)).mean(axis=0)
-        return _query(mean, state.snapshot.dim)
+        return _product_vector(self._cur, product_id)
 
     def similar(self, product_id: str, k: int, filters: SearchFilters) -> list[Hit]:
         """More like this: products nearest to the product's own images (itself excluded).
@@ -547,7 +552,7 @@ class LiveIndex:
         state = self._cur
         if k < 1:
             raise BadParameter("k must be at least 1")
-        q = self.product_vector(product_id)
+        q = _product_vector(state, product_id)
         f = SearchFilters(
             categories=filters.categories,
             in_stock=filters.in_stock,

@@ -334,7 +334,7 @@ def test_ann_snapshot_filters_return_k(tmp_path: Path) -> None:
     live = LiveIndex.open(settings, MODEL)
     rng = np.random.default_rng(3)
     try:
-        assert live.snapshot_facts["index"]["type"] != "flat-ip"  # type: ignore[index]
+        assert live.snapshot_facts["index"]["type"] != "flat-ip"
         agree = 0
         for seed in range(5):
             q = vecs[seed * 97] + 0.2 * rng.standard_normal(DIM).astype(np.float32)
