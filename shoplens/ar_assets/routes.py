@@ -20,7 +20,10 @@ from shoplens.service.auth import require_admin
 router = APIRouter(tags=["ar"])
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-STATIC_FILES = {"model-viewer.min.js": "text/javascript; charset=utf-8"}
+STATIC_FILES = {
+    "model-viewer.min.js": "text/javascript; charset=utf-8",
+    "meshopt_decoder.js": "text/javascript; charset=utf-8",
+}
 IMMUTABLE = "public, max-age=31536000, immutable"
 CHUNK = 1 << 16
 

@@ -28,9 +28,12 @@ def viewer_html(
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{t} in 3D</title>
+<link rel="icon" href="data:,">
 <script>
-  // Decoders for Draco/KTX2 would otherwise come from a third-party CDN; keep them on our origin.
+  // Decoders would otherwise come from a third-party CDN (Draco, KTX2) or not at all
+  // (meshopt, which the mobile variants use): keep them all on our origin.
   self.ModelViewerElement = Object.assign(self.ModelViewerElement || {{}}, {{
+    meshoptDecoderLocation: "/ar/static/meshopt_decoder.js",
     dracoDecoderLocation: "/ar/static/draco/",
     ktx2TranscoderLocation: "/ar/static/basis/",
   }});

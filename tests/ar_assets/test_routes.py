@@ -229,6 +229,8 @@ def test_viewer_page_and_script(client: TestClient) -> None:
     assert re.search(r"https?://(?!testserver)", html.replace(block["glb_mobile_url"], "")) is None
     js = client.get("/ar/static/model-viewer.min.js")
     assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+    assert 'meshoptDecoderLocation: "/ar/static/meshopt_decoder.js"' in html
+    assert client.get("/ar/static/meshopt_decoder.js").status_code == 200
     assert client.get("/ar/static/../routes.py").status_code == 404
     assert client.get("/ar/view/unknown").status_code == 404
 
