@@ -1,0 +1,109 @@
+"""GET /v1/search?q= end to end with an OpenCLIP model (tiny, randomly initialised).
+
+Random weights say nothing about quality; this checks the wiring: the service
+loads the text tower from the registry, embeds the query into the index's
+space and answers the same result shape as photo search.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from starlette.testclient import TestClient
+
+from shoplens.config import Settings
+from shoplens.demo import DEMO_DIR
+from tests.service.helpers import demo_photo, search
+
+torch = pytest.importorskip("torch")
+open_clip = pytest.importorskip("open_clip")
+
+TINY = {
+    "model_cfg": {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
+        "text_cfg": {
+            "context_length": 16,
+            "vocab_size": 49408,
+            "width": 32,
+            "heads": 2,
+            "layers": 2,
+        },
+    },
+    "preprocess_cfg": {
+        "mean": [0.48145466, 0.4578275, 0.40821073],
+        "std": [0.26862954, 0.26130258, 0.27577711],
+        "interpolation": "bicubic",
+        "resize_mode": "shortest",
+    },
+}
+PRODUCTS = ("banana", "kiwi", "lime", "cucumber", "oatly-oat-milk", "arla-standard-milk")
+
+
+@pytest.fixture(scope="module")
+def clip_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    from shoplens.indexer.build import run_index
+
+    folder = tmp_path_factory.mktemp("tiny-clip")
+    (folder / "open_clip_config.json").write_text(json.dumps(TINY))
+    torch.manual_seed(0)
+    model = open_clip.create_model(f"local-dir:{folder}", load_weights=False, pretrained_text=False)
+    torch.save(model.state_dict(), folder / "tiny.pt")
+    settings = Settings(
+        model="open_clip:tiny",
+        openclip_checkpoint=folder / "tiny.pt",
+        model_cache_dir=folder / "model-cache",
+        data_dir=folder / "data",
+        reload_interval_s=0.2,
+    )
+    manifest = folder / "manifest.csv"
+    manifest.write_text(
+        "product_id,title,category,price,currency,image\n"
+        + "".join(
+            f"{p},{p.replace('-', ' ').title()},{'Milk' if 'milk' in p else 'Produce'},"
+            f"{10 + i},EUR,{DEMO_DIR}/images/{p}.jpg\n"
+            for i, p in enumerate(PRODUCTS)
+        ),
+        encoding="utf-8",
+    )
+    run_index(settings, manifest)
+    return settings
+
+
+def test_text_search_with_an_openclip_model(clip_settings: Settings) -> None:
+    from shoplens.service.app import create_app
+
+    with TestClient(create_app(clip_settings)) as client:
+        r = client.get("/v1/search", params={"q": "a bunch of bananas", "k": 4})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["model"] == "open_clip:tiny"
+        assert len(body["results"]) == 4
+        assert len({x["product_id"] for x in body["results"]}) == 4
+        assert set(body["results"][0]) >= {"product_id", "score", "image_url", "ar"}
+        # Filters apply to text search too.
+        milk = client.get(
+            "/v1/search", params={"q": "milk", "category": "Milk", "max_price": 100}
+        ).json()["results"]
+        assert {x["product_id"] for x in milk} == {"oatly-oat-milk", "arla-standard-milk"}
+        # The same app still searches by photo (its own image tower).
+        top = search(client, demo_photo("kiwi")).json()["results"][0]
+        assert top["product_id"] == "kiwi"
+        assert 'shoplens_embed_seconds_count{kind="text"} 2.0' in client.get("/metrics").text
+
+
+def test_a_snapshot_from_another_model_is_refused(clip_settings: Settings) -> None:
+    from shoplens.service.app import create_app
+
+    # The default model (its export cached machine-wide) on a data dir indexed by another.
+    other = clip_settings.model_copy(
+        update={"model": "effnet-lite0", "model_cache_dir": Settings().model_cache_dir}
+    )
+    with TestClient(create_app(other)) as client:
+        r = client.get("/readyz")
+        assert r.status_code == 503
+        err = r.json()["error"]
+        assert err["code"] == "not_ready"
+        assert "open_clip:tiny" in err["message"], err
+        assert search(client, demo_photo("kiwi")).status_code == 503
