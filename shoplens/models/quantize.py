@@ -20,7 +20,9 @@ built under a temporary name and renamed into place, like every export.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -92,11 +94,19 @@ def int8_dir_for(fp32_dir: Path, cache_dir: Path) -> Path:
     return model_dir_for(cache_dir, int8_name(str(meta["name"])), str(meta["weights_sha256"]))
 
 
-def is_complete_int8(model_dir: Path) -> bool:
+def is_complete_int8(model_dir: Path, fp32_dir: Path | None = None) -> bool:
+    """A finished int8 folder of the current recipe (made from ``fp32_dir``'s export, if given).
+
+    A float32 model exported again (say with another pooling) has a new
+    ``created`` stamp, so an int8 model quantized from the old one is stale.
+    """
     if not is_complete(model_dir):
         return False
     try:
-        return read_meta(model_dir).get("quant_format") == QUANT_FORMAT
+        meta = read_meta(model_dir)
+        if meta.get("quant_format") != QUANT_FORMAT:
+            return False
+        return fp32_dir is None or meta.get("float32_created") == read_meta(fp32_dir).get("created")
     except ModelUnavailable:
         return False
 
@@ -116,7 +126,7 @@ def quantize_export(
     """
     fp32_dir = Path(fp32_dir)
     target = int8_dir_for(fp32_dir, cache_dir)
-    if is_complete_int8(target):
+    if is_complete_int8(target, fp32_dir):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     _sweep_stale(target)
@@ -132,6 +142,11 @@ def quantize_export(
         _write_json(tmp / META_FILE, meta)  # OnnxEmbedder needs it to verify
         cosine = _verify(fp32, tmp, inputs)
         _write_json(tmp / META_FILE, _meta(fp32.meta, len(inputs), cosine, started))
+        if target.exists():  # stale: older recipe or an older float32 export
+            old = target.with_name(f".{target.name}.old-{os.getpid()}-{time.time_ns()}")
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(target, old)
+            shutil.rmtree(old, ignore_errors=True)
         _publish(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -220,6 +235,7 @@ def _meta(
             "cosine_to_float32": None if cosine is None else round(cosine, 6),
         },
         float32_name=str(fp32_meta["name"]),
+        float32_created=fp32_meta.get("created"),
         quantize_seconds=None if started is None else round(time.perf_counter() - started, 2),
     )
     return meta

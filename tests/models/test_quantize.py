@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ from PIL import Image
 
 from shoplens.errors import ModelUnavailable
 from shoplens.models.base import ImageEmbedder
-from shoplens.models.onnx_embedder import MODEL_FILE, OnnxEmbedder
+from shoplens.models.onnx_embedder import META_FILE, MODEL_FILE, OnnxEmbedder
 from shoplens.models.quantize import (
     base_name,
     calibration_photos,
@@ -92,3 +94,21 @@ def test_cached_int8_is_reused(int8_dir: Path, embedder: ImageEmbedder) -> None:
 def test_no_calibration_photos_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable, match="calibration"):
         calibration_photos(tmp_path)
+
+
+def test_int8_of_an_older_float32_export_is_made_again(
+    int8_dir: Path, embedder: ImageEmbedder, tmp_path: Path
+) -> None:
+    assert isinstance(embedder, OnnxEmbedder)
+    fp32 = tmp_path / embedder.model_dir.name
+    shutil.copytree(embedder.model_dir, fp32)
+    cache = tmp_path / "cache"
+    shutil.copytree(int8_dir, cache / int8_dir.name)
+    assert is_complete_int8(cache / int8_dir.name, embedder.model_dir)
+    meta = json.loads((fp32 / META_FILE).read_text())
+    meta["created"] = "2099-01-01T00:00:00+00:00"  # as if exported again since
+    (fp32 / META_FILE).write_text(json.dumps(meta))
+    assert not is_complete_int8(cache / int8_dir.name, fp32)
+    again = quantize_export(fp32, cache, photos=calibration_photos()[:4])
+    assert again == cache / int8_dir.name
+    assert is_complete_int8(again, fp32)
