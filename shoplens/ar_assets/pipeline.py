@@ -43,11 +43,11 @@ def _reject(report: Report) -> InvalidAsset:
     return InvalidAsset(f"the 3D model is invalid: {report.first_error()}", report=report.to_dict())
 
 
-def _pack(g: Gltf | None, gltf_path: Path, out: Path, report: Report) -> None:
+def _pack(g: Gltf | None, gltf_path: Path, out: Path, report: Report) -> str:
     """glTF-Transform when available (it also tidies), else the pure-Python packer."""
     try:
         optimise.pack_gltf(gltf_path, out)
-        return
+        return "glTF-Transform"
     except optimise.PackFailed as exc:
         if tools.find_tools().gltf_transform is not None:
             report.error("PACK_FAILED", str(exc))
@@ -60,6 +60,7 @@ def _pack(g: Gltf | None, gltf_path: Path, out: Path, report: Report) -> None:
     except (pack.PackError, OSError, ValueError) as exc:
         report.error("PACK_FAILED", f"cannot pack the glTF into a GLB: {exc}")
         raise _reject(report) from exc
+    return "Shoplens' own packer (glTF-Transform is not installed)"
 
 
 def check_placement(placement: str) -> str:
@@ -103,14 +104,14 @@ def process(upload: Path, placement: str, max_bytes: int, workdir: Path) -> Proc
         if not report.ok:
             raise _reject(report)
         glb = workdir / "packed.glb"
-        _pack(checked.gltf, unpacked.gltf_path, glb, report)
+        packer = _pack(checked.gltf, unpacked.gltf_path, glb, report)
         packed_check = Report()
         if run_khronos(glb, packed_check) is not None and not packed_check.ok:
             report.error("PACK_INVALID", f"the packed GLB is invalid: {packed_check.first_error()}")
             raise _reject(report)
         report.info(
             "ZIP_PACKED",
-            "the zipped glTF was packed into one GLB by glTF-Transform; glb_url serves that "
+            f"the zipped glTF was packed into one GLB by {packer}; glb_url serves that "
             "GLB and the original zip is kept in the store",
         )
     else:

@@ -10,6 +10,7 @@ import logging
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,9 +45,14 @@ def check_variant(variant: str | None) -> str:
 
 
 class ArService:
+    # Each upload runs Node (a few hundred MB each for big models) and pxr: bound how
+    # many run at once so a burst of uploads queues instead of exhausting memory.
+    MAX_CONCURRENT_UPLOADS = 2
+
     def __init__(self, settings: Settings, store: AssetStore) -> None:
         self.settings = settings
         self.store = store
+        self._slots = threading.BoundedSemaphore(self.MAX_CONCURRENT_UPLOADS)
 
     @classmethod
     def open(cls, settings: Settings) -> ArService:
@@ -69,7 +75,7 @@ class ArService:
         name = check_variant(variant)
         tmp_root = self.settings.assets_dir / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=tmp_root, prefix="upload-") as tmp:
+        with self._slots, tempfile.TemporaryDirectory(dir=tmp_root, prefix="upload-") as tmp:
             done = process(upload, placement, self.settings.max_asset_bytes, Path(tmp))
             report = done.report
             stats = report.stats
