@@ -211,30 +211,33 @@ def view(
     ar: ArService = Depends(get_ar),
 ) -> HTMLResponse:
     block = ar.block(product_id, base_url(request), variant)
-    title = _product_title(request, product_id)
+    title, shop_url = _product_info(request, product_id)
     back = request.headers.get("referer") or "/"
     same_site = back.startswith(base_url(request) + "/") or (
         back.startswith("/") and not back.startswith("//")
     )
     if not same_site:
         back = "/"
+    if shop_url and shop_url.startswith(("https://", "http://")):
+        back = shop_url  # the product's own page in the shop
     return HTMLResponse(viewer_html(title, block, back, material_variant))
 
 
-def _product_title(request: Request, product_id: str) -> str:
-    """The catalog title when a live index is loaded (read-only), else the id."""
+def _product_info(request: Request, product_id: str) -> tuple[str, str | None]:
+    """(title, shop url) from the catalog when a live index is loaded (read-only)."""
     live = getattr(request.app.state, "live", None)
     if live is None:
         service = getattr(request.app.state, "service", None)
         live = getattr(getattr(service, "index", None), "live", None)
     if live is None:
-        return product_id
+        return product_id, None
     try:
         product, _images = live.product(product_id)
     except Exception:  # the catalog is optional here: any failure falls back to the id
-        return product_id
+        return product_id, None
     title = getattr(product, "title", None)
-    return str(title) if title else product_id
+    url = getattr(product, "url", None)
+    return (str(title) if title else product_id), (str(url) if url else None)
 
 
 @router.get("/ar/static/{name}", summary="model-viewer, served from our own origin")

@@ -252,3 +252,21 @@ def test_mobile_variant_is_valid_and_not_larger(client: TestClient, tmp_path: An
     result = run_khronos(p, rep)
     assert result is not None and result["issues"]["numErrors"] == 0
     assert tools.find_tools().validator is not None
+
+
+def test_viewer_uses_the_catalog_title_read_only(ar_settings: Settings) -> None:
+    class Product:
+        title = "Red <Box>"
+        url = "https://shop.example/red-box"
+
+    class Live:
+        def product(self, product_id: str) -> tuple[Product, list[object]]:
+            return Product(), []
+
+    app = make_app(ar_settings)
+    app.state.live = Live()
+    with TestClient(app) as c:
+        upload(c, "sku-11", box_glb())
+        html = c.get("/ar/view/sku-11").text
+    assert '<h1 id="title">Red &lt;Box&gt;</h1>' in html
+    assert 'href="https://shop.example/red-box"' in html
