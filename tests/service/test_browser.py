@@ -96,19 +96,25 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         driver.quit()
 
 
-def _wait_results(driver: Any, previous: str | None = None, timeout: float = 90) -> list[str]:
+def _answered(driver: Any) -> int:
+    return int(driver.execute_script("return document.body.dataset.answered || '0'"))
+
+
+def _wait_results(driver: Any, after: int, timeout: float = 90) -> list[str]:
+    """The product ids shown once the page has answered more than ``after`` requests."""
     from selenium.webdriver.support.ui import WebDriverWait
 
     def ready(d: Any) -> Any:
         # Read the grid in one script call: it is re-rendered under our feet.
-        ids, status, failed = d.execute_script(
+        answered, ids, status, failed = d.execute_script(
             "const s = document.getElementById('status');"
-            "return [[...document.querySelectorAll('.result')].map(e => e.dataset.productId),"
+            "return [Number(document.body.dataset.answered || 0),"
+            " [...document.querySelectorAll('.result')].map(e => e.dataset.productId),"
             " s.textContent, s.classList.contains('error')]"
         )
-        assert not failed, status
-        if not ids or (previous is not None and ids[0] == previous):
+        if answered <= after:
             return False
+        assert not failed, status
         return list(ids)
 
     ids: list[str] = WebDriverWait(driver, timeout).until(ready)
@@ -118,6 +124,7 @@ def _wait_results(driver: Any, previous: str | None = None, timeout: float = 90)
 def test_upload_a_photo_and_see_the_product_first(
     server: str, browser: Any, tmp_path: Path
 ) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -127,7 +134,7 @@ def test_upload_a_photo_and_see_the_product_first(
     file_input = driver.find_element(By.ID, "file")
     driver.execute_script("arguments[0].hidden = false;", file_input)
     file_input.send_keys(str(sample.path))
-    ids = _wait_results(driver)
+    ids = _wait_results(driver, after=0)
     assert ids[0] == sample.product_id
     assert len(ids) == 12
     # No demo product has a 3D model: no AR button may show.
@@ -153,22 +160,59 @@ def test_upload_a_photo_and_see_the_product_first(
     assert len(image.getcolors(maxcolors=1 << 20) or []) > 500  # photos, not flat boxes
 
     # One-tap sample photo.
+    n = _answered(driver)
     driver.find_element(By.CSS_SELECTOR, '[data-sample="banana.jpg"]').click()
-    ids = _wait_results(driver, previous=sample.product_id)
+    ids = _wait_results(driver, after=n)
     assert ids[0] == "banana"
 
     # "More like this" on the first result: the product itself is excluded.
+    n = _answered(driver)
     driver.find_element(By.CSS_SELECTOR, ".result .more").click()
-    ids = _wait_results(driver, previous="banana")
+    ids = _wait_results(driver, after=n)
     assert "banana" not in ids
 
-    # Filters: in stock only.
+    # Draw a region on the preview: only the product inside it is searched for.
+    both = Image.new("RGB", (396, 198), "white")
+    both.paste(Image.open(demo.DEMO_DIR / "images" / "banana.jpg"), (0, 0))
+    both.paste(Image.open(demo.DEMO_DIR / "images" / "oatly-oat-milk.jpg"), (198, 0))
+    composite = tmp_path / "two-products.jpg"
+    both.save(composite, quality=92)
+    file_input = driver.find_element(By.ID, "file")
+    driver.execute_script("arguments[0].hidden = false;", file_input)
+    n = _answered(driver)
+    file_input.send_keys(str(composite))
+    _wait_results(driver, after=n)
+    preview = driver.find_element(By.ID, "preview")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", preview)
+    w, h = preview.size["width"], preview.size["height"]
+    (
+        ActionChains(driver)
+        .move_to_element_with_offset(preview, 2, -h // 2 + 2)  # top edge, just right of centre
+        .click_and_hold()
+        .move_by_offset(w // 2 - 6, h // 2)
+        .move_by_offset(0, h // 2 - 6)
+        .release()
+        .perform()
+    )
+    region = driver.execute_script("return document.getElementById('box').hidden ? null : 'drawn'")
+    assert region == "drawn"
+    n = _answered(driver)
+    driver.find_element(By.ID, "search").click()
+    assert _wait_results(driver, after=n)[0] == "oatly-oat-milk"
+    sent = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(u => u.includes('/v1/search?')).pop()"
+    )
+    x, y, w_, h_ = (float(v) for v in sent.split("crop=")[1].split("&")[0].split("%2C"))
+    assert 0.45 < x < 0.55 and y < 0.05 and x + w_ > 0.95 and h_ > 0.9, sent
+
+    # Filters: in stock only (the drawn region still applies).
     driver.find_element(By.CSS_SELECTOR, "details.filters summary").click()
     driver.find_element(By.ID, "in-stock").click()
+    n = _answered(driver)
     driver.find_element(By.ID, "search").click()
-    WebDriverWait(driver, 60).until(
-        lambda d: d.execute_script(
-            "const s = [...document.querySelectorAll('.result .stock')].map(e => e.textContent);"
-            "return s.length > 0 && s.every(t => t === 'In stock')"
-        )
+    assert _wait_results(driver, after=n)
+    stock = driver.execute_script(
+        "return [...document.querySelectorAll('.result .stock')].map(e => e.textContent)"
     )
+    assert stock and set(stock) == {"In stock"}

@@ -2,7 +2,7 @@
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
-  const state = { photo: null, region: null, categories: new Set() };
+  const state = { photo: null, region: null, categories: new Set(), answered: 0 };
 
   const preview = $("preview");
   const stage = $("stage");
@@ -82,6 +82,8 @@
       setStatus("Could not reach the server: " + e.message, true);
     } finally {
       searchButton.disabled = !state.photo;
+      // Count of answered requests: lets scripts (and tests) wait for the next answer.
+      document.body.dataset.answered = String(++state.answered);
     }
   }
 
