@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from shoplens.errors import InvalidAsset
-
 if TYPE_CHECKING:
     from shoplens.ar_assets.service import ArService
     from shoplens.config import Settings
@@ -41,15 +39,11 @@ def add(
     if not file.is_file():
         raise NotFound(f"no such file: {file}")
     ar, settings = _service(data_dir)
-    try:
-        row, report = ar.ingest(
-            product_id, file, original_name=file.name, placement=placement, variant=variant
-        )
-    except InvalidAsset as exc:
-        rep = exc.details.get("report", {})
-        for e in rep.get("errors", [])[:10]:
-            typer.echo(f"  error {e['code']}: {e['message']} {e.get('pointer', '')}", err=True)
-        raise
+    # A refused model raises InvalidAsset: shoplens.cli prints its one-line message
+    # (the first error, its JSON pointer and how many more) and exits non-zero.
+    row, report = ar.ingest(
+        product_id, file, original_name=file.name, placement=placement, variant=variant
+    )
     block = ar.block(product_id, base_url_from_settings(settings), row.variant)
     typer.echo(json.dumps(block, indent=2))
     typer.echo(f"report: {report.summary()}")

@@ -99,8 +99,9 @@ def test_cli_ar_add(tmp_path: Path) -> None:
     bad.write_bytes(good.read_bytes()[:100])
     r = _cli("add", "sku-cli", str(bad), "--data-dir", str(data))
     assert r.returncode != 0
-    last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("shoplens: error: the 3D model is invalid: GLB_")
+    lines = [ln for ln in r.stderr.strip().splitlines() if " INFO " not in ln]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("shoplens: error: the 3D model is invalid: GLB_")
     assert "Traceback" not in r.stderr
     # The first model is still attached.
     ar = ArService.open(Settings(data_dir=data))
