@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,20 +74,41 @@ def export_to_cache(embedder: TorchEmbedder, cache_dir: Path) -> Path:
     if is_complete(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_stale(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared by every user
-    try:
-        started = time.perf_counter()
-        _write_export(embedder, tmp)
-        cosine = _verify(embedder, tmp)
-        meta = _meta(embedder, cosine, time.perf_counter() - started)
-        _write_json(tmp / META_FILE, meta)
-        _publish(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    # Processes starting together on a fresh machine (indexer, service, test
+    # workers) queue here, and all but the first find the export done.
+    with _export_lock(target):
+        if is_complete(target):
+            return target
+        _sweep_stale(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared by every user
+        try:
+            started = time.perf_counter()
+            _write_export(embedder, tmp)
+            cosine = _verify(embedder, tmp)
+            meta = _meta(embedder, cosine, time.perf_counter() - started)
+            _write_json(tmp / META_FILE, meta)
+            _publish(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     log.info("exported %s to %s (torch vs ORT cosine %.6f)", embedder.name, target, cosine)
     return target
+
+
+@contextlib.contextmanager
+def _export_lock(target: Path) -> Iterator[None]:
+    """An advisory lock per export folder (a no-op where fcntl does not exist)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the rename in _publish still keeps readers safe
+        yield
+        return
+    with (target.parent / f".{target.name}.lock").open("a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _write_export(embedder: TorchEmbedder, out: Path) -> None:
@@ -186,7 +208,11 @@ def _fsync_dir(path: Path) -> None:
 def _sweep_stale(target: Path) -> None:
     """Remove temp folders of exports that were killed long ago."""
     now = time.time()
-    for leftover in target.parent.glob(f".{target.name}.*"):
+    leftovers = [
+        *target.parent.glob(f".{target.name}.tmp-*"),
+        *target.parent.glob(f".{target.name}.old-*"),
+    ]
+    for leftover in leftovers:
         with contextlib.suppress(OSError):
             if now - leftover.stat().st_mtime > _STALE_TMP_S:
                 shutil.rmtree(leftover, ignore_errors=True)

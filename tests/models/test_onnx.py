@@ -108,7 +108,7 @@ def test_export_happens_once_then_is_reused(tmp_path: Path) -> None:
     again = (second / "model.onnx").stat()
     assert (again.st_ino, again.st_mtime_ns) == (stamp.st_ino, stamp.st_mtime_ns)
     # Nothing half-made is left beside it.
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(f".{first.name}")] == []
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name] == []
     images = [Image.new("RGB", (50, 40), (10 * i, 100, 200)) for i in range(3)]
     onnx_vectors = OnnxEmbedder(first).embed(images)
     assert np.sum(onnx_vectors * tiny.embed(images), axis=1).min() > 0.999
@@ -138,3 +138,11 @@ def test_stale_temp_folders_are_swept(tmp_path: Path) -> None:
     os.utime(leftover, (0, 0))
     export_to_cache(tiny, tmp_path)
     assert not leftover.exists()
+
+
+def test_concurrent_exports_agree(tmp_path: Path) -> None:
+    tiny = _tiny_embedder(3)
+    with ThreadPoolExecutor(2) as pool:
+        dirs = list(pool.map(lambda _: export_to_cache(tiny, tmp_path), range(2)))
+    assert dirs[0] == dirs[1] and is_complete(dirs[0])
+    assert [p for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
