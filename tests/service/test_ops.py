@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from tests.service.conftest import AppFactory
@@ -104,3 +106,24 @@ def test_cors_when_configured(make_client: AppFactory, data_dir: Path) -> None:
         assert r.headers["access-control-allow-origin"] == origin
         r = c.get("/healthz", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in r.headers
+
+
+def test_unexpected_errors_are_500_in_the_contract_shape(
+    make_client: AppFactory, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A bug (not client input) in some handler: answered 500 internal_error and logged.
+    with make_client(data_dir) as c:
+        app = c.app
+        assert isinstance(app, FastAPI)
+
+        @app.get("/v1/boom")
+        async def boom() -> None:
+            raise RuntimeError("a bug")
+
+        r = c.get("/v1/boom")
+    assert r.status_code == 500
+    assert r.json() == {
+        "error": {"code": "internal_error", "message": "an unexpected error happened on the server"}
+    }
+    assert "a bug" not in r.text
+    assert any("unexpected error on GET /v1/boom" in rec.message for rec in caplog.records)
