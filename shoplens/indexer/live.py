@@ -299,6 +299,12 @@ def _product_mask(state: _State, f: SearchFilters) -> _B | None:
     return mask
 
 
+_NO_CANDIDATES: tuple[NDArray[np.float32], _I64, _I32] = (
+    np.zeros(0, np.float32),
+    np.zeros(0, np.int64),
+    np.zeros(0, np.int32),
+)
+
 # Below this share of allowed snapshot vectors, FAISS is given the allowed ids;
 # above it, an unfiltered search is widened and filtered afterwards (cheaper
 # than building an id selector over most of the index for every query).
@@ -307,8 +313,8 @@ _POST_FILTER_MIN_SHARE = 0.25
 
 def _snapshot_candidates(
     state: _State, q: FloatArray, k: int, mask: _B | None, min_score: float
-) -> list[tuple[float, int, int]]:
-    """``(score, vid, product position)`` of the best allowed snapshot images, best first.
+) -> tuple[NDArray[np.float32], _I64, _I32]:
+    """``(scores, vids, product positions)`` of the best allowed snapshot images, best first.
 
     Widens the search until k distinct products are among the allowed hits
     (several images per product), the index is exhausted, or scores fall
@@ -317,11 +323,11 @@ def _snapshot_candidates(
     """
     index = state.snapshot.index
     if index is None or not len(state.snap_vids) or index.ntotal == 0:
-        return []
+        return _NO_CANDIDATES
     sel = None if mask is None else mask[state.snap_prod]
     n_allowed = len(state.snap_vids) if sel is None else int(sel.sum())
     if n_allowed == 0:
-        return []
+        return _NO_CANDIDATES
     ntotal = index.ntotal
     share = n_allowed / ntotal
     per_product = max(1, len(state.all_vids) // max(1, len(state.prod_pos)))
@@ -346,54 +352,37 @@ def _snapshot_candidates(
         distinct = len(np.unique(prods[keep]))
         below = len(s_row) > 0 and float(s_row[-1]) < min_score
         if distinct >= k or n >= limit or below:
-            return list(
-                zip(
-                    s_row[keep].tolist(),
-                    id_row[keep].tolist(),
-                    prods[keep].tolist(),
-                    strict=True,
-                )
-            )
+            return s_row[keep], id_row[keep], prods[keep].astype(np.int32)
         n = min(limit, n * 4)
 
 
 def _search_state(state: _State, q: FloatArray, k: int, f: SearchFilters) -> list[Hit]:
     mask = _product_mask(state, f)
     min_score = -np.inf if f.min_score is None else float(f.min_score)
-    cands: list[tuple[float, int, int]] = []  # (score, vid, product position)
-
-    cands.extend(_snapshot_candidates(state, q, k, mask, min_score))
+    scores, vids, prods = _snapshot_candidates(state, q, k, mask, min_score)  # best first
 
     if len(state.ov_vids):
         sel = np.ones(len(state.ov_vids), np.bool_) if mask is None else mask[state.ov_prod]
         if sel.any():
-            s = state.ov_x[sel] @ q
-            cands.extend(
-                zip(
-                    s.tolist(),
-                    state.ov_vids[sel].tolist(),
-                    state.ov_prod[sel].tolist(),
-                    strict=True,
-                )
-            )
+            scores = np.concatenate([scores, (state.ov_x[sel] @ q).astype(np.float32)])
+            vids = np.concatenate([vids, state.ov_vids[sel]])
+            prods = np.concatenate([prods, state.ov_prod[sel]])
+            order = np.argsort(-scores, kind="stable")
+            scores, vids, prods = scores[order], vids[order], prods[order]
 
-    cands.sort(key=lambda c: -c[0])
-    hits: list[Hit] = []
-    seen: set[int] = set()
-    for score, vid, ppos in cands:
-        if score < min_score or len(hits) >= k:
-            break
-        if ppos in seen:
-            continue
-        seen.add(ppos)
-        hits.append(
-            Hit(
-                product=state.products[ppos],
-                image_id=state.image_id_by_vid[vid],
-                score=float(np.clip(score, -1.0, 1.0)),
-            )
+    keep = scores >= min_score
+    scores, vids, prods = scores[keep], vids[keep], prods[keep]
+    # One hit per product: its first (best) image in the ranking.
+    _, first = np.unique(prods, return_index=True)
+    best = np.sort(first)[:k]
+    return [
+        Hit(
+            product=state.products[int(prods[i])],
+            image_id=state.image_id_by_vid[int(vids[i])],
+            score=float(np.clip(scores[i], -1.0, 1.0)),
         )
-    return hits
+        for i in best
+    ]
 
 
 def _query(vector: FloatArray, dim: int) -> FloatArray:
