@@ -94,10 +94,13 @@ def make_mobile(src: Path, workdir: Path, triangles: int, report: Report) -> Mob
     if size >= original:
         report.info("MOBILE_NOT_SMALLER", f"optimised {size} B >= original {original} B")
         return Mobile(None, original, errors)
+    simplified = ""
+    if triangles > MAX_TRIANGLES:
+        simplified = f", simplified to {report.stats.get('mobile_triangles')} triangles"
     report.info(
         "MOBILE_OPTIMISED",
         f"mobile variant {size} B (original {original} B): meshopt geometry, WebP textures "
-        f"<= {MOBILE_TEXTURE_PX} px, 0 Khronos errors",
+        f"<= {MOBILE_TEXTURE_PX} px{simplified}, 0 Khronos errors",
     )
     return Mobile(out, size, errors)
 
