@@ -69,6 +69,7 @@ def run(folder: Path) -> list[dict[str, Any]]:
                 usdz_check=s.get("usdz_check"),
                 usdz_bytes=s.get("usdz_bytes"),
                 mobile_khronos_errors=s.get("mobile_khronos_errors"),
+                mobile_triangles=s.get("mobile_triangles"),
                 warnings=sorted({w.code for w in report.warnings}),
                 material_variants=stored.material_variants,
             )
