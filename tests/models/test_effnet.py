@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from shoplens.errors import ModelUnavailable
+from shoplens.models.base import preprocess
+from shoplens.models.effnet import EFFNET_SPECS, build_classifier, pair_state_dict
 from tests.models.conftest import IMAGENET_CLASSES
 
-torch = pytest.importorskip("torch")
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
-
-from shoplens.models.base import preprocess  # noqa: E402
-from shoplens.models.effnet import (  # noqa: E402
-    EFFNET_SPECS,
-    build_classifier,
-    pair_state_dict,
-)
 
 
 @pytest.fixture(scope="module")
