@@ -22,6 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shoplens import __name__ as _pkg
+from shoplens.ar_assets import routes as ar_routes
+from shoplens.ar_assets.service import ArService
 from shoplens.config import Settings
 from shoplens.models.base import ImageEmbedder, TextEmbedder
 from shoplens.service import handlers, home, images, ops, products, search
@@ -29,7 +31,7 @@ from shoplens.service import openapi as openapi_doc
 from shoplens.service.limits import BodyLimitMiddleware
 from shoplens.service.metrics import Metrics
 from shoplens.service.renditions import Renditions
-from shoplens.service.state import ArBlocks, IndexHolder, ServiceState
+from shoplens.service.state import IndexHolder, ServiceState
 
 log = logging.getLogger(__name__)
 
@@ -95,24 +97,6 @@ def _load_text_embedder(settings: Settings) -> TextEmbedder | None:
     return encoder
 
 
-def _open_ar(settings: Settings) -> ArBlocks | None:
-    try:
-        from shoplens.ar_assets.service import ArService
-    except ImportError:
-        log.info('the AR part is not installed: results carry "ar": null')
-        return None
-    ar: ArBlocks = ArService.open(settings)
-    return ar
-
-
-def _include_ar_routes(app: FastAPI) -> None:
-    try:
-        from shoplens.ar_assets.routes import router as ar_router
-    except ImportError:
-        return
-    app.include_router(ar_router)
-
-
 async def _reload_loop(holder: IndexHolder, interval_s: float) -> None:
     """Pick up newly published snapshots (or the first one) without a restart."""
     while True:
@@ -144,7 +128,7 @@ def create_app(
             text_model = await run_in_threadpool(_load_text_embedder, settings)
         holder = IndexHolder(settings, image_model.name, metrics)
         await run_in_threadpool(holder.poll)
-        ar = await run_in_threadpool(_open_ar, settings)
+        ar = await run_in_threadpool(ArService.open, settings)
         state = ServiceState(
             settings=settings,
             embedder=image_model,
@@ -177,7 +161,7 @@ def create_app(
     handlers.install(app)
     for module in (search, products, images, ops, home):
         app.include_router(module.router)
-    _include_ar_routes(app)
+    app.include_router(ar_routes.router)
     openapi_doc.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)

@@ -91,7 +91,7 @@ class ServiceState:
     index: IndexHolder
     metrics: Metrics
     renditions: Renditions
-    ar: ArBlocks | None
+    ar: ArBlocks
     rate: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def base_url(self, request: Request) -> str:
@@ -102,7 +102,7 @@ class ServiceState:
         return f"{self.base_url(request)}/v1/images/{image_id}"
 
     def ar_blocks(self, request: Request, product_ids: list[str]) -> dict[str, dict[str, Any]]:
-        if self.ar is None or not product_ids:
+        if not product_ids:
             return {}
         return self.ar.blocks(product_ids, self.base_url(request))
 

@@ -75,6 +75,8 @@
       }
       const body = await response.json();
       render(body.results);
+      // Phones: the grid is below the photo; bring the answer into view.
+      status.scrollIntoView({ block: "start", behavior: "smooth" });
       setStatus(body.results.length
         ? body.results.length + " products in " + Math.round(body.took_ms) + " ms"
         : "No product matches these filters.");
