@@ -42,12 +42,26 @@ def search_params(
     min_score: Annotated[
         float | None, Query(ge=-1.0, le=1.0, description="drop results scoring below this")
     ] = None,
+    attr: Annotated[
+        list[str] | None,
+        Query(
+            description="another manifest column must equal a value, 'name:value' "
+            "(repeatable; all must match), e.g. attr=brand:acme",
+            examples=["brand:acme"],
+        ),
+    ] = None,
 ) -> SearchParams:
     _finite("min_price", min_price)
     _finite("max_price", max_price)
     if min_price is not None and max_price is not None and min_price > max_price:
         raise BadParameter(f"min_price ({min_price}) is greater than max_price ({max_price})")
     categories = tuple(c.strip() for c in category or () if c.strip())
+    attributes: dict[str, str] = {}
+    for item in attr or ():
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise BadParameter(f"attr must be 'name:value', e.g. attr=brand:acme (got {item!r})")
+        attributes[name.strip()] = value.strip()
     return SearchParams(
         k=k,
         filters=SearchFilters(
@@ -56,6 +70,7 @@ def search_params(
             min_price=min_price,
             max_price=max_price,
             min_score=min_score,
+            attributes=attributes,
         ),
     )
 

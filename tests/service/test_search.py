@@ -123,6 +123,20 @@ def test_one_percent_filter_still_returns_k(client: TestClient) -> None:
     assert len(more) == 3  # never padded with products that fail the filter
 
 
+def test_attribute_filter(client: TestClient) -> None:
+    acme = search(client, demo_photo("banana"), attr="brand:acme", k=20).json()["results"]
+    assert len(acme) == 20 and all(x["product_id"].startswith("synthetic-") for x in acme)
+    r = client.post(
+        "/v1/search?attr=brand:grocer&attr=brand:acme",  # the last value for a name wins
+        files={"image": ("q.jpg", demo_photo("banana"), "image/jpeg")},
+    )
+    assert all(x["product_id"].startswith("synthetic-") for x in r.json()["results"])
+    none = search(client, demo_photo("banana"), attr="brand:nobody").json()["results"]
+    assert none == []
+    bad = search(client, demo_photo("banana"), attr="brand")
+    assert bad.status_code == 400 and "attr" in bad.json()["error"]["message"]
+
+
 def test_combined_filters(client: TestClient) -> None:
     results = search(
         client,
