@@ -21,7 +21,26 @@ mo="$root/node_modules/meshoptimizer"
 cp "$mo/meshopt_decoder.cjs" "$dst/meshopt_decoder.js"
 cp "$mo/LICENSE.md" "$dst/LICENSE.meshoptimizer"
 mo_version="$(node -p "require('$mo/package.json').version")"
+
+# Draco and KTX2 (Basis) decoders for original uploads that use them: model-viewer
+# would fetch them from www.gstatic.com; we serve three.js' copies (the release
+# model-viewer is built against) from /ar/static/draco/ and /ar/static/basis/.
+three_version="$(node -p "require('$src/package.json').peerDependencies.three.replace(/^[^0-9]*/, '')")"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+(cd "$work" && npm pack "three@$three_version" --silent >/dev/null && tar xzf three-*.tgz)
+libs="$work/package/examples/jsm/libs"
+mkdir -p "$dst/draco" "$dst/basis"
+cp "$libs/draco/gltf/draco_decoder.wasm" "$libs/draco/gltf/draco_wasm_wrapper.js" "$dst/draco/"
+cp "$libs/draco/README.md" "$dst/draco/README.md"
+cp "$libs/basis/basis_transcoder.js" "$libs/basis/basis_transcoder.wasm" "$dst/basis/"
+cp "$libs/basis/README.md" "$dst/basis/README.md"
+cp "$work/package/LICENSE" "$dst/LICENSE.three"
 version="$(node -p "require('$src/package.json').version")"
-printf '@google/model-viewer %s (Apache-2.0, see LICENSE.model-viewer)\nmeshoptimizer %s meshopt_decoder (MIT, see LICENSE.meshoptimizer)\n' \
-  "$version" "$mo_version" > "$dst/VERSION.txt"
+printf '%s\n' \
+  "@google/model-viewer $version (Apache-2.0, see LICENSE.model-viewer)" \
+  "meshoptimizer $mo_version meshopt_decoder (MIT, see LICENSE.meshoptimizer)" \
+  "three $three_version examples/jsm/libs draco/gltf + basis (Draco and Basis Universal:" \
+  "  Apache-2.0, see draco/README.md and basis/README.md; three.js: MIT, LICENSE.three)" \
+  > "$dst/VERSION.txt"
 echo "vendored model-viewer $version into $dst"

@@ -20,9 +20,14 @@ from shoplens.service.auth import require_admin
 router = APIRouter(tags=["ar"])
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+JS = "text/javascript; charset=utf-8"
 STATIC_FILES = {
-    "model-viewer.min.js": "text/javascript; charset=utf-8",
-    "meshopt_decoder.js": "text/javascript; charset=utf-8",
+    "model-viewer.min.js": JS,
+    "meshopt_decoder.js": JS,
+    "draco/draco_wasm_wrapper.js": JS,
+    "draco/draco_decoder.wasm": "application/wasm",
+    "basis/basis_transcoder.js": JS,
+    "basis/basis_transcoder.wasm": "application/wasm",
 }
 IMMUTABLE = "public, max-age=31536000, immutable"
 CHUNK = 1 << 16
@@ -240,16 +245,25 @@ def _product_info(request: Request, product_id: str) -> tuple[str, str | None]:
     return (str(title) if title else product_id), (str(url) if url else None)
 
 
-@router.get("/ar/static/{name}", summary="model-viewer, served from our own origin")
-def static(name: str) -> Response:
-    if name not in STATIC_FILES or not (STATIC_DIR / name).is_file():
-        raise NotFound("no such static file")
+def _static(name: str) -> Response:
     path = STATIC_DIR / name
-    with open(path, "rb") as f:
-        body = f.read()
+    if name not in STATIC_FILES or not path.is_file():
+        raise NotFound("no such static file")
     return Response(
-        body, media_type=STATIC_FILES[name], headers={"Cache-Control": "public, max-age=86400"}
+        path.read_bytes(),
+        media_type=STATIC_FILES[name],
+        headers={"Cache-Control": "public, max-age=86400"},
     )
+
+
+@router.get("/ar/static/{name}", summary="model-viewer and decoders, served from our own origin")
+def static(name: str) -> Response:
+    return _static(name)
+
+
+@router.get("/ar/static/{group}/{name}", include_in_schema=False)
+def static_decoder(group: str, name: str) -> Response:
+    return _static(f"{group}/{name}")
 
 
 __all__ = ["get_ar", "invalid_asset_response", "router"]

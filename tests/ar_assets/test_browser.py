@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from shoplens.ar_assets import tools
 from shoplens.config import Settings
 
 from .conftest import make_app
@@ -56,6 +57,11 @@ def server(tmp_path: Path) -> Iterator[str]:
     model = tmp_path / "box.glb"
     model.write_bytes(box_glb(texture=checker_png(256)))
     app.state.ar.ingest("box-1", model, placement="floor")
+    plain = tmp_path / "plain.glb"
+    plain.write_bytes(box_glb(texture=checker_png(256), size=0.4))
+    draco = tmp_path / "draco.glb"
+    tools.gltf_transform(["draco", str(plain), str(draco)])
+    app.state.ar.ingest("draco-box", draco, placement="floor")
     if (SHARED_AR / "WaterBottle.glb").is_file():
         # Its mobile variant is meshopt + WebP: the decoder must come from the bundle.
         app.state.ar.ingest("bottle", SHARED_AR / "WaterBottle.glb", placement="table")
@@ -137,3 +143,30 @@ def test_viewer_loads_and_shows_the_model(server: str, driver: Any, product: str
     # Every script and model came from our own origin.
     urls = d.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert urls and all(u.startswith(server) for u in urls), urls
+
+
+SWAP_SRC_JS = """
+const [url, done] = [arguments[0], arguments[arguments.length - 1]];
+const mv = document.querySelector('model-viewer');
+const timer = setTimeout(() => done('timeout'), 25000);
+mv.addEventListener('load', () => { clearTimeout(timer); done('load'); }, {once: true});
+mv.addEventListener('error', (e) => { clearTimeout(timer); done('error: ' + e.detail.type); });
+mv.src = url;
+"""
+
+
+def test_draco_original_loads_with_our_decoder(server: str, driver: Any) -> None:
+    """An original that is Draco-compressed decodes with the decoder we serve, not gstatic's."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server}/v1/products/draco-box/ar") as resp:
+        block = json.load(resp)
+    d = driver
+    d.get(f"{server}/ar/view/draco-box")
+    assert d.execute_async_script(WAIT_LOAD_JS) == "load"
+    if block["glb_mobile_url"] != block["glb_url"]:  # the page showed the meshopt variant
+        assert d.execute_async_script(SWAP_SRC_JS, block["glb_url"]) == "load"
+    urls = d.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert f"{server}/ar/static/draco/draco_decoder.wasm" in urls, urls
+    assert all(u.startswith(server) for u in urls), urls

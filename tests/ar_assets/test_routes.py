@@ -231,6 +231,10 @@ def test_viewer_page_and_script(client: TestClient) -> None:
     assert js.status_code == 200 and "javascript" in js.headers["content-type"]
     assert 'meshoptDecoderLocation: "/ar/static/meshopt_decoder.js"' in html
     assert client.get("/ar/static/meshopt_decoder.js").status_code == 200
+    wasm = client.get("/ar/static/draco/draco_decoder.wasm")
+    assert wasm.status_code == 200 and wasm.headers["content-type"] == "application/wasm"
+    assert client.get("/ar/static/basis/basis_transcoder.js").status_code == 200
+    assert client.get("/ar/static/draco/README.md").status_code == 404
     assert client.get("/ar/static/../routes.py").status_code == 404
     assert client.get("/ar/view/unknown").status_code == 404
 
