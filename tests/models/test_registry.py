@@ -113,3 +113,15 @@ def test_serving_needs_no_torch_once_exported(embedder: ImageEmbedder, tmp_path:
     # With nothing cached, the message says how to get the export done.
     assert "pip install 'shoplens[export]'" in done.stdout
     assert "shoplens models export" in done.stdout
+
+
+def test_int8_variant_loads_through_the_registry(embedder: ImageEmbedder) -> None:
+    # Quantized once per machine (like the float32 export), then reused.
+    int8 = registry.load_embedder(Settings(model="effnet-lite0-int8"))
+    assert isinstance(int8, OnnxEmbedder) and isinstance(embedder, OnnxEmbedder)
+    assert (int8.name, int8.dim) == ("effnet-lite0-int8", 1280)
+    assert int8.model_dir.parent == embedder.model_dir.parent
+    assert registry.cached_model_dir("effnet-lite0-int8", Settings()) == int8.model_dir
+    with pytest.raises(ModelUnavailable, match="ONNX Runtime only"):
+        registry.load_torch_embedder("effnet-lite0-int8", Settings())
+    assert "effnet-lite0-int8" in {m.name for m in registry.available_models()}
