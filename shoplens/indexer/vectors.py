@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from shoplens.errors import BadParameter, NotFound, SnapshotError
 from shoplens.indexer import vectors_files as vf
 from shoplens.indexer.vectors_plan import AnnParams, IndexPlan, plan_index
+from shoplens.indexer.vectors_store import DiskRows, RamRows, RowStore
 
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
@@ -107,7 +108,7 @@ class VectorIndex:
         self,
         index: faiss.Index,
         ids: I64,
-        store: NDArray[Any] | None,
+        store: RowStore | None,
         plan: IndexPlan,
         facts: dict[str, Any],
     ) -> None:
@@ -121,9 +122,8 @@ class VectorIndex:
         # IndexPreTransform reports its input dimension, so this holds with PCA too.
         self.dim = int(index.d)
         if store is None:
-            # The flat index holds the float32 vectors: view them, don't copy.
             flat: Any = index  # faiss' stubs omit IndexFlat.get_xb
-            store = (
+            store = RamRows(
                 faiss.rev_swig_ptr(flat.get_xb(), self.ntotal * self.dim).reshape(
                     self.ntotal, self.dim
                 )
@@ -276,9 +276,8 @@ class VectorIndex:
         files[_IDS_FILE] = {"sha256": sha, "size": size}
         if self._plan.rerank_store != "index":
             store = self._store
-            chunks = (store[s : s + _ROW_CHUNK] for s in range(0, self.ntotal, _ROW_CHUNK))
             sha, size = vf.write_npy_chunks(
-                directory / _STORE_FILE, store.dtype, tuple(store.shape), chunks
+                directory / _STORE_FILE, store.dtype, store.shape, store.chunks(_ROW_CHUNK)
             )
             files[_STORE_FILE] = {"sha256": sha, "size": size}
         body = {
@@ -302,11 +301,11 @@ class VectorIndex:
             facts = dict(body["facts"])
             index = faiss.read_index(str(directory / _INDEX_FILE))
             ids = np.load(directory / _IDS_FILE, allow_pickle=False)
-            store: NDArray[Any] | None = None
+            store: RowStore | None = None
             if plan.rerank_store == "ram-f32":
-                store = np.load(directory / _STORE_FILE, allow_pickle=False)
-            elif plan.rerank_store == "mmap-f16":
-                store = np.load(directory / _STORE_FILE, mmap_mode="r", allow_pickle=False)
+                store = RamRows(np.load(directory / _STORE_FILE, allow_pickle=False))
+            elif plan.rerank_store == "disk-f16":
+                store = DiskRows(directory / _STORE_FILE)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
             raise SnapshotError(f"vector index in {directory} cannot be read: {e}") from e
         n = int(facts["ntotal"])
@@ -344,11 +343,7 @@ class VectorIndex:
         return np.unique(self._order[pos_c[known]])
 
     def _gather(self, rows: I64) -> F32:
-        # Sorted reads touch a memory-mapped store page by page instead of at random.
-        order = np.argsort(rows, kind="stable")
-        out = np.empty((rows.shape[0], self.dim), dtype=np.float32)
-        out[order] = self._store[rows[order]]
-        return out
+        return self._store.rows(rows)
 
     def _brute_force(self, q: F32, rows: I64, k: int) -> tuple[F32, I64]:
         vecs = self._gather(rows)
@@ -455,31 +450,25 @@ def _train_ann(vectors: NDArray[Any], plan: IndexPlan) -> faiss.Index:
     return index
 
 
-def _make_store(vectors: NDArray[Any], plan: IndexPlan, scratch: Path | None) -> NDArray[Any]:
+def _make_store(vectors: NDArray[Any], plan: IndexPlan, scratch: Path | None) -> RowStore:
     n, d = vectors.shape
     if plan.rerank_store == "ram-f32":
-        return np.array(vectors, dtype=np.float32, copy=True, order="C")
-    # Unlinked temporary file: the mapping keeps it alive, the OS reclaims it
-    # when the index is dropped, and nothing is left behind if the process dies.
+        return RamRows(np.array(vectors, dtype=np.float32, copy=True, order="C"))
     fd, name = tempfile.mkstemp(prefix="shoplens-vectors-", suffix=".npy", dir=scratch)
     os.close(fd)
     try:
-        out = np.lib.format.open_memmap(name, mode="w+", dtype=np.float16, shape=(n, d))
-        for s in range(0, n, _ROW_CHUNK):
-            out[s : s + _ROW_CHUNK] = vectors[s : s + _ROW_CHUNK]
-        out.flush()
-        del out
-        store: NDArray[Any] = np.load(name, mmap_mode="r")
+        chunks = (vectors[s : s + _ROW_CHUNK] for s in range(0, n, _ROW_CHUNK))
+        vf.write_npy_chunks(Path(name), np.dtype(np.float16), (n, d), chunks)
+        return DiskRows(Path(name), unlink=True)
     finally:
-        os.unlink(name)
-    return store
+        Path(name).unlink(missing_ok=True)
 
 
 def _facts(
     plan: IndexPlan, index: faiss.Index, n: int, d: int, exact_max: int, budget_mb: int
 ) -> dict[str, Any]:
     serialized = int(faiss.serialize_index(index).nbytes) if plan.kind == "ivfpq" else n * d * 4
-    store_bytes = {"index": 0, "ram-f32": n * d * 4, "mmap-f16": n * d * 2}[plan.rerank_store]
+    store_bytes = {"index": 0, "ram-f32": n * d * 4, "disk-f16": n * d * 2}[plan.rerank_store]
     resident = serialized + n * 24 + (store_bytes if plan.rerank_store == "ram-f32" else 0)
     params: dict[str, Any] = {"rerank_store": plan.rerank_store}
     if plan.kind == "ivfpq":

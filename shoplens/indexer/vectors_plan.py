@@ -16,11 +16,12 @@ IndexKind = Literal["flat", "ivfpq"]
 # Where the full vectors used for exact re-ranking live:
 #   "index"     - inside the flat FAISS index (exact tier, nothing extra);
 #   "ram-f32"   - a float32 array in RAM: exact scores, used when it fits the budget;
-#   "mmap-f16"  - a float16 .npy memory-mapped from disk: only the rows that
-#                 re-ranking touches become resident, so 1M x 1280-d (2.6 GB on
-#                 disk) stays within a ~1.5 GB budget. Scores are then exact up
-#                 to float16 rounding of the stored vector (|error| < 1e-3).
-RerankStore = Literal["index", "ram-f32", "mmap-f16"]
+#   "disk-f16"  - a float16 .npy on disk whose rows re-ranking reads with
+#                 pread (see vectors_store): 1M x 1280-d is 2.6 GB on disk and
+#                 nothing of it in the process, so it fits a ~1.5 GB budget;
+#                 hot rows stay in the (shared, reclaimable) page cache. Scores
+#                 are exact up to float16 rounding of the stored vector (< 1e-3).
+RerankStore = Literal["index", "ram-f32", "disk-f16"]
 
 MB = 1024 * 1024
 # Below this, k-means has too few points for the IVF lists and the 16
@@ -92,7 +93,7 @@ def default_nlist(n: int) -> int:
 
 
 def default_nprobe(nlist: int) -> int:
-    return max(1, min(nlist, math.ceil(nlist / 32)))
+    return max(1, min(nlist, math.ceil(nlist / 64)))
 
 
 def plan_index(
@@ -142,11 +143,11 @@ def plan_index(
             f"fit the {memory_budget_mb} MB budget: re-rank from RAM (exact scores)"
         )
     else:
-        store = "mmap-f16"
+        store = "disk-f16"
         why = (
             f"float32 vectors ({f32_bytes / MB:.0f} MB) do not fit the {memory_budget_mb} MB "
             f"budget next to the ANN structures ({ann_bytes / MB:.0f} MB): re-rank from "
-            "float16 vectors memory-mapped from disk (only touched rows become resident)"
+            "float16 vectors read from disk (page cache, not process memory)"
         )
     resident = ann_bytes + (f32_bytes if store == "ram-f32" else 0)
     reason = (

@@ -71,9 +71,9 @@ def ann(data: Data) -> VectorIndex:
 
 
 @pytest.fixture(scope="module")
-def ann_mmap(data: Data, tmp_path_factory: pytest.TempPathFactory) -> VectorIndex:
+def ann_disk(data: Data, tmp_path_factory: pytest.TempPathFactory) -> VectorIndex:
     x, ids, _ = data
-    params = AnnParams(rerank_store="mmap-f16")
+    params = AnnParams(rerank_store="disk-f16")
     scratch = tmp_path_factory.mktemp("scratch")
     idx = VectorIndex.build(
         x, ids, exact_max=1000, memory_budget_mb=1500, params=params, scratch_dir=scratch
@@ -97,7 +97,7 @@ def test_exact_equals_numpy(data: Data) -> None:
     np.testing.assert_allclose(s, es, atol=1e-5)
 
 
-@pytest.mark.parametrize("fixture", ["ann", "ann_mmap"])
+@pytest.mark.parametrize("fixture", ["ann", "ann_disk"])
 def test_ann_recall_and_exact_scores(
     fixture: str,
     request: pytest.FixtureRequest,
@@ -117,7 +117,7 @@ def test_ann_recall_and_exact_scores(
     assert np.all(np.diff(s, axis=1) <= 1e-7)
 
 
-@pytest.mark.parametrize("fixture", ["ann", "ann_mmap"])
+@pytest.mark.parametrize("fixture", ["ann", "ann_disk"])
 def test_selective_filter_returns_k_exact(
     fixture: str,
     request: pytest.FixtureRequest,
@@ -130,7 +130,7 @@ def test_selective_filter_returns_k_exact(
     s, i = idx.search(q, 10, allowed_ids=ids[keep])
     assert (i >= 0).all() and np.isin(i, ids[keep]).all()
     es, ei = brute(x[keep], ids[keep], q, 10)
-    if fixture == "ann":  # float16 rounding may swap near-ties in the mmap store
+    if fixture == "ann":  # float16 rounding may swap near-ties in the disk store
         np.testing.assert_array_equal(i, ei)
     np.testing.assert_allclose(s, es, atol=1e-5 if fixture == "ann" else 2e-3)
 
@@ -191,14 +191,14 @@ def test_empty_index(tmp_path: Path) -> None:
     assert VectorIndex.load(tmp_path).ntotal == 0
 
 
-def test_reconstruct(ann_mmap: VectorIndex, data: Data) -> None:
+def test_reconstruct(ann_disk: VectorIndex, data: Data) -> None:
     x, ids, _ = data
-    np.testing.assert_allclose(ann_mmap.reconstruct(ids[[7, 3]]), x[[7, 3]], atol=1e-3)
+    np.testing.assert_allclose(ann_disk.reconstruct(ids[[7, 3]]), x[[7, 3]], atol=1e-3)
     with pytest.raises(NotFound):
-        ann_mmap.reconstruct(np.array([-5]))
+        ann_disk.reconstruct(np.array([-5]))
 
 
-@pytest.mark.parametrize("fixture", ["ann", "ann_mmap"])
+@pytest.mark.parametrize("fixture", ["ann", "ann_disk"])
 def test_save_load_round_trip(
     fixture: str,
     request: pytest.FixtureRequest,
@@ -220,9 +220,9 @@ def test_save_load_round_trip(
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
 def test_corrupt_files_raise_snapshot_error(
-    damage: str, tmp_path: Path, ann_mmap: VectorIndex
+    damage: str, tmp_path: Path, ann_disk: VectorIndex
 ) -> None:
-    written = ann_mmap.save(tmp_path)
+    written = ann_disk.save(tmp_path)
     assert len(written) == 4  # faiss index, ids, float16 store, manifest
     for name in written:
         d = tmp_path / name
@@ -241,13 +241,13 @@ def test_corrupt_files_raise_snapshot_error(
     VectorIndex.load(tmp_path)
 
 
-def test_concurrent_searches_agree(ann_mmap: VectorIndex, data: Data) -> None:
+def test_concurrent_searches_agree(ann_disk: VectorIndex, data: Data) -> None:
     _, ids, q = data
     allowed = [None, ids[::100], ids[::2]]
-    want = [ann_mmap.search(q[j : j + 1], 10, allowed[j % 3]) for j in range(len(q))]
+    want = [ann_disk.search(q[j : j + 1], 10, allowed[j % 3]) for j in range(len(q))]
 
     def one(j: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        return ann_mmap.search(q[j : j + 1], 10, allowed[j % 3])
+        return ann_disk.search(q[j : j + 1], 10, allowed[j % 3])
 
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(one, list(range(len(q))) * 3))
