@@ -1,1 +1,17 @@
-"""models part of Shoplens."""
+"""models part of Shoplens: image bytes -> L2-normalised float32 vectors.
+
+What the other parts call:
+
+- :mod:`shoplens.models.decode`: ``decode_image(data, *, max_pixels, crop,
+  draft_size)``, ``sniff_format``, ``SUPPORTED_FORMATS``, ``Crop``,
+  ``parse_crop``, ``encode_jpeg``, ``encode_webp``.
+- :mod:`shoplens.models.registry`: ``load_embedder(settings)`` (ONNX Runtime,
+  exported on first use), ``load_text_embedder(settings)``,
+  ``load_torch_embedder(name, settings)``, ``export_model(name, settings)``,
+  ``available_models(settings)``, ``cached_model_dir(name, settings)``.
+- :mod:`shoplens.models.base`: ``ImageEmbedder`` / ``TextEmbedder`` protocols,
+  ``PreprocessConfig``, ``preprocess``, ``preprocess_batch``, ``l2_normalise``.
+
+Torch, timm and open_clip are imported only inside the functions that export
+or run eager models, so serving needs none of them once a model is exported.
+"""

@@ -62,3 +62,13 @@ def test_preprocessing_is_the_tf_lite_one() -> None:
     cfg = EFFNET_SPECS["effnet-lite0"].preprocess_config
     assert (cfg.resize, cfg.crop, cfg.interpolation) == (256, 224, "bicubic")
     assert cfg.mean == cfg.std == (0.5, 0.5, 0.5)
+
+
+@pytest.mark.parametrize("name", ["effnet-lite1", "effnet-lite2"])
+def test_bigger_lite_models_load_and_classify(name: str, photos: dict[str, Image.Image]) -> None:
+    spec = EFFNET_SPECS[name]
+    network = build_classifier(spec)  # every tensor paired and shape-checked
+    x = torch.from_numpy(preprocess(photos["granny-smith.jpg"], spec.preprocess_config))[None]
+    assert x.shape[-1] == spec.input_size
+    with torch.inference_mode():
+        assert int(network(x)[0].argmax()) == IMAGENET_CLASSES["granny-smith.jpg"]
