@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from shoplens.errors import BadParameter, NotFound, SnapshotError
 from shoplens.indexer.vectors import VectorIndex
 from shoplens.indexer.vectors_plan import AnnParams
+from shoplens.indexer.vectors_store import f16_bits_to_f32
 
 DIM = 64
 Data = tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.float32]]
@@ -265,3 +266,10 @@ def test_bad_input(ann: VectorIndex) -> None:
         VectorIndex.build(
             np.ones((2, 4), np.float32), np.array([1, 1]), exact_max=9, memory_budget_mb=9
         )
+
+
+def test_float16_decode_is_exact() -> None:
+    bits = np.arange(2**16, dtype=np.uint32).astype(np.uint16)
+    finite = np.isfinite(bits.view(np.float16))
+    want = bits[finite].view(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(f16_bits_to_f32(bits[finite]), want)
