@@ -115,6 +115,11 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         doc = json.loads(raw.decode("utf-8").rstrip(" \x00"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise GltfFormatError("INVALID_JSON", f"the glTF JSON does not parse: {exc}") from exc
+    except RecursionError:
+        # Hostile nesting ([[[[...]]]]) blows the decoder's stack: a 422, never a 500.
+        raise GltfFormatError(
+            "JSON_TOO_DEEP", "the glTF JSON is nested too deeply to be a real asset"
+        ) from None
     if not isinstance(doc, dict):
         raise GltfFormatError("INVALID_JSON_ROOT", "the glTF JSON root is not an object")
     asset = doc.get("asset")
