@@ -229,6 +229,9 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
         except json.JSONDecodeError as exc:
             yield n, {"__error__": f"not valid JSON: {exc.msg}"}
             continue
+        except RecursionError:  # [[[[...]]]] deeper than the decoder's stack
+            yield n, {"__error__": "not valid JSON: nested too deeply"}
+            continue
         if not isinstance(obj, dict):
             yield n, {"__error__": "not a JSON object"}
             continue
