@@ -43,6 +43,8 @@ def parse_meta(product_id: str, text: str) -> ProductRecord:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadParameter(f"meta: not valid JSON ({exc.msg} at position {exc.pos})") from None
+    except RecursionError:  # [[[[...]]]]: a 400, never a 500
+        raise BadParameter("meta: not valid JSON (nested too deeply)") from None
     if not isinstance(raw, dict):
         raise BadParameter("meta: must be a JSON object of manifest columns")
     given = raw.get("product_id")
