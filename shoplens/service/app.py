@@ -26,10 +26,12 @@ from shoplens.ar_assets import routes as ar_routes
 from shoplens.ar_assets.service import ArService
 from shoplens.config import Settings
 from shoplens.models.base import ImageEmbedder, TextEmbedder
-from shoplens.service import handlers, home, images, ops, products, search
+from shoplens.service import admin, handlers, home, images, ops, products, search
 from shoplens.service import openapi as openapi_doc
 from shoplens.service.limits import BodyLimitMiddleware
 from shoplens.service.metrics import Metrics
+from shoplens.service.middleware import RequestIdMiddleware
+from shoplens.service.ratelimit import RateLimitMiddleware
 from shoplens.service.renditions import Renditions
 from shoplens.service.state import IndexHolder, ServiceState
 
@@ -142,10 +144,12 @@ def create_app(
         )
         app.state.service = state
         app.state.ar = ar
+        jobs = await run_in_threadpool(admin.start_jobs, app.state, state)
         reloader = asyncio.create_task(_reload_loop(holder, settings.reload_interval_s))
         try:
             yield {}
         finally:
+            await run_in_threadpool(jobs.stop)
             reloader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reloader
@@ -162,17 +166,22 @@ def create_app(
     for module in (search, products, images, ops, home):
         app.include_router(module.router)
     app.include_router(ar_routes.router)
+    app.include_router(admin.router)
     openapi_doc.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Added innermost first: request id > CORS > metrics > rate limit > body limit > app.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
         )
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 

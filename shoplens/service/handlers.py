@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from shoplens.errors import ShoplensError
+from shoplens.service.middleware import current_request_id
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,11 @@ _HTTP_CODES = {
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+    error: dict[str, str] = {"code": code, "message": message}
+    rid = current_request_id()
+    if rid is not None:
+        error["request_id"] = rid
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> str:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from shoplens.errors import BadParameter, RateLimited
+from shoplens.errors import BadParameter
 from shoplens.indexer.types import SearchFilters
 from shoplens.service.state import ServiceState, get_state
 
@@ -79,18 +78,6 @@ SearchParamsDep = Annotated[SearchParams, Depends(search_params)]
 
 
 def rate_limit(request: Request, state: Annotated[ServiceState, Depends(get_state)]) -> None:
-    """Token bucket per client address: bursts up to the per-minute limit, refilled
-    continuously (no window edge where twice the limit gets through). Off when 0."""
-    limit = state.settings.rate_limit_per_minute
-    if limit <= 0:
-        return
-    client = request.client.host if request.client else "unknown"
-    now = time.monotonic()
-    tokens, last = state.rate.get(client, (float(limit), now))
-    tokens = min(float(limit), tokens + (now - last) * limit / 60.0)
-    if len(state.rate) > 10_000:  # forget idle clients rather than grow without bound
-        state.rate.clear()
-    if tokens < 1.0:
-        state.rate[client] = (tokens, now)
-        raise RateLimited(f"more than {limit} searches a minute from this address; retry shortly")
-    state.rate[client] = (tokens - 1.0, now)
+    """Kept for the routes that name it; the limit itself is
+    :class:`shoplens.service.ratelimit.RateLimitMiddleware`, per client for every route
+    (health, metrics and static files exempt), so counting here too would halve it."""

@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["bad_parameter"], description="stable snake_case code")
     message: str = Field(description="a sentence a person can act on")
+    request_id: str | None = Field(
+        None, description="the answer's X-Request-ID, to find its access-log line"
+    )
 
 
 class ErrorBody(BaseModel):
