@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,20 @@ class Settings(BaseSettings):
     exact_index_max: int = 50_000
     # Memory budget for the vector index, used to pick the index type at scale.
     index_memory_budget_mb: int = 1500
+    # Where decoding + embedding run: this process, or a Ray cluster (docs/ray.md).
+    index_engine: Literal["local", "ray"] = "local"
+    # Ray cluster address ("ray://head:10001", "auto"); None starts a local Ray.
+    ray_address: str | None = None
+    ray_actors: int = 2
+    ray_threads_per_actor: int = 1
+    # Ship local paths instead of bytes: only when every worker sees the same files.
+    ray_paths_on_workers: bool = False
+
+    # Remote (http/https) manifest images.
+    fetch_max_connections: int = 8
+    fetch_connect_timeout_s: float = 5.0
+    fetch_read_timeout_s: float = 20.0
+    fetch_retries: int = 3
 
     # Upload limits.
     max_request_bytes: int = 25 * 1024 * 1024
@@ -64,3 +79,8 @@ class Settings(BaseSettings):
     @property
     def assets_dir(self) -> Path:
         return self.data_dir / "ar"
+
+    @property
+    def fetch_cache_dir(self) -> Path:
+        """Downloaded manifest images with their validators (ETag/Last-Modified)."""
+        return self.data_dir / "cache" / "fetch"

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shoplens.config import Settings
 from shoplens.errors import Conflict, ManifestError
@@ -20,6 +20,9 @@ from shoplens.indexer.pipeline import Fetch, embed_missing
 from shoplens.indexer.snapshot import build_snapshot, new_snapshot_id, read_facts
 from shoplens.indexer.store import CatalogStore, NewImage, write_atomic
 from shoplens.models.base import ImageEmbedder
+
+if TYPE_CHECKING:
+    from shoplens.indexer.fetch_hook import FetchHook
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +104,32 @@ def run_index(
         embedder = load_embedder(settings)
     run_id = new_snapshot_id()
     with run_lock(settings), CatalogStore(settings.db_path) as store:
-        emb = embed_missing(
-            settings,
-            store,
-            embedder,
-            manifest.images,
-            fetch=fetch,
-            progress=progress,
-            on_progress=on_progress,
-        )
+        if settings.index_engine == "ray":
+            from shoplens.indexer.ray_engine import embed_missing_ray
+
+            emb = embed_missing_ray(
+                settings,
+                store,
+                embedder,
+                manifest.images,
+                fetch=fetch,
+                progress=progress,
+                on_progress=on_progress,
+                ray_address=settings.ray_address,
+                actors=settings.ray_actors,
+                threads_per_actor=settings.ray_threads_per_actor,
+                paths_on_workers=settings.ray_paths_on_workers,
+            )
+        else:
+            emb = embed_missing(
+                settings,
+                store,
+                embedder,
+                manifest.images,
+                fetch=fetch,
+                progress=progress,
+                on_progress=on_progress,
+            )
         rejects: list[Reject] = [*manifest.rejects, *emb.rejects]
         rejects.sort(key=lambda r: r.line)
         partial = manifest.partial | {r.product_id for r in emb.rejects if r.product_id}
@@ -185,6 +205,21 @@ def run_index(
         _prune_runs(run_dir)
     log.info("published snapshot %s: %s", snapshot_id, report.summary_line())
     return report
+
+
+@contextmanager
+def remote_fetch(settings: Settings) -> Iterator[FetchHook]:
+    """The fetch hook for http(s) manifest rows, configured by ``settings.fetch_*``.
+
+    Downloads are cached in ``settings.fetch_cache_dir`` (a rerun revalidates
+    with ETag/Last-Modified); closing cancels what is still in flight.
+    """
+    from shoplens.indexer.fetch import FetchConfig, RemoteFetcher
+    from shoplens.indexer.fetch_hook import FetchHook
+
+    config = FetchConfig.from_settings(settings)
+    with RemoteFetcher(settings.fetch_cache_dir, config) as fetcher, FetchHook(fetcher) as hook:
+        yield hook
 
 
 KEEP_RUNS = 50

@@ -28,7 +28,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -350,6 +350,7 @@ def embed_missing_ray(
     *,
     fetch: Fetch | None = None,
     progress: bool = False,
+    on_progress: Callable[[int, int], object] | None = None,
     ray_address: str | None = None,
     actors: int = 1,
     threads_per_actor: int = 1,
@@ -367,6 +368,7 @@ def embed_missing_ray(
     ``fetch``, prefetching when it has a ``prefetch`` method) and ships the
     bytes. ``paths_on_workers=True`` ships local paths instead -- only when
     every worker sees the manifest's files at the same paths.
+    ``on_progress(done, total)`` is called after each committed result batch.
     """
     from shoplens.indexer.manifest import Reject
     from shoplens.indexer.pipeline import REMOTE_UNSUPPORTED, EmbedResult
@@ -514,7 +516,11 @@ def embed_missing_ray(
                 prefix = "" if reason.startswith("cannot read") else f"image {refs[pos].source}: "
                 reject(pos, prefix + reason)
         result.batches += 1
+        if on_progress is not None:  # per result batch (rows settled so far, of all rows)
+            on_progress(result.indexed + result.unchanged + len(result.rejects), len(refs))
     if unchanged_sources:
         store.put_sources(unchanged_sources)
+    if on_progress is not None:
+        on_progress(len(refs), len(refs))
     result.seconds = time.perf_counter() - t0
     return result

@@ -1,0 +1,124 @@
+"""Admin operations: re-index jobs (``POST /v1/admin/reindex``, ``GET /v1/admin/jobs/{id}``).
+
+The job runner (:class:`shoplens.indexer.jobs.JobRunner`) lives on
+``app.state.jobs``; :func:`start_jobs` builds it in the app's lifespan with the
+service's loaded model, so a job embeds with exactly the model that serves.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from shoplens.errors import NotReady
+from shoplens.indexer.jobs import JobRunner
+from shoplens.service.auth import require_admin
+from shoplens.service.schemas import ErrorBody, error_responses
+from shoplens.service.state import ServiceState
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "Another re-index job is queued or running"}
+}
+
+
+class ReindexRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    manifest: str = Field(
+        min_length=1, description="path of a catalog manifest on the server's file system"
+    )
+    prune: bool = Field(default=False, description="delete products absent from the manifest")
+
+
+class JobCreated(BaseModel):
+    job_id: str
+
+
+class JobProgress(BaseModel):
+    done: int = Field(description="manifest images processed by the current attempt")
+    total: int | None = Field(description="manifest images (null until the manifest is read)")
+    rate_per_s: float | None
+    eta_s: float | None
+    phase: str = Field(description="queued, starting, embedding, building index, done, ...")
+
+
+class JobCounts(BaseModel):
+    indexed: int
+    unchanged: int
+    rejected: int
+    removed: int
+
+
+class JobReject(BaseModel):
+    line: int
+    product_id: str | None
+    reason: str
+
+
+class JobResponse(BaseModel):
+    job_id: str
+    state: Literal["queued", "running", "succeeded", "failed", "interrupted"]
+    manifest: str
+    prune: bool
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    attempts: int = Field(description="runs of this job (a restarted service resumes it)")
+    progress: JobProgress
+    counts: JobCounts | None = Field(description="what the run did; null until it succeeded")
+    rejects: list[JobReject] = Field(description="the first rejected rows (at most 100)")
+    rejects_total: int
+    rejects_path: str | None = Field(description="the server-side file listing every reject")
+    seconds: float | None
+    error: str | None
+    snapshot_id: str | None = Field(description="the snapshot the job published")
+
+
+def start_jobs(app_state: Any, state: ServiceState) -> JobRunner:
+    """Build and start the job runner (resuming unfinished jobs); kept on ``app.state.jobs``."""
+
+    def swap_in(snapshot_id: str) -> None:
+        state.index.poll()
+
+    runner = JobRunner(state.settings, state.embedder, on_success=swap_in)
+    runner.start()
+    app_state.jobs = runner
+    return runner
+
+
+def get_jobs(request: Request) -> JobRunner:
+    runner: JobRunner | None = getattr(request.app.state, "jobs", None)
+    if runner is None:
+        raise NotReady("the job runner is not started")
+    return runner
+
+
+JobsDep = Annotated[JobRunner, Depends(get_jobs)]
+
+
+@router.post(
+    "/reindex",
+    status_code=202,
+    response_model=JobCreated,
+    summary="Re-index the catalog from a manifest (a background job)",
+    responses={**error_responses(400, 401, 403), **_CONFLICT},
+)
+async def reindex(body: ReindexRequest, jobs: JobsDep) -> JobCreated:
+    job_id = await run_in_threadpool(jobs.submit, body.manifest, body.prune)
+    return JobCreated(job_id=job_id)
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobResponse,
+    summary="A re-index job: state, progress, counts, rejects",
+    responses=error_responses(401, 403, 404),
+)
+async def get_job(job_id: str, jobs: JobsDep) -> JobResponse:
+    job = await run_in_threadpool(jobs.get, job_id)
+    return JobResponse.model_validate(job)
