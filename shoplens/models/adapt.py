@@ -8,10 +8,11 @@ to every query vector at search time. Queries are never used to fit it.
 The method (``"lda"``) is supervised whitening: whiten the *within-product*
 covariance (shrunk towards a scaled identity so it stays well conditioned),
 then rotate onto the principal axes of the product means in that whitened
-space and keep the leading ``dim`` of them. Directions along which photos of
+space and keep the leading ``dim`` of them (by default ``n_products - 1``,
+classic LDA). Directions along which photos of
 one product vary (lighting, background, viewpoint) are damped; directions that
 separate products are kept. It is closed form (two symmetric eigendecomposi-
-tions, numpy only) and takes about a second for a few thousand 1280-d vectors.
+tions, numpy only) and takes a few seconds for a few thousand 1280-d vectors.
 Applying it is one matrix product, microseconds per query.
 
 When the catalog cannot teach anything (fewer than two products, or fewer
@@ -174,7 +175,7 @@ def fit_adaptation(
     min_images_per_product: float = 2.0,
     shrinkage: float = 0.2,
     beta: float = 1.0,
-    dim: int | None = None,
+    dim: int | str | None = "auto",
 ) -> Adaptation | None:
     """Fit a projection on catalog vectors and their product ids.
 
@@ -201,6 +202,10 @@ def fit_adaptation(
         return None
     index = {p: i for i, p in enumerate(names)}
     labels = np.fromiter((index[p] for p in product_ids), dtype=np.int64, count=n)
+    if dim == "auto":
+        dim = max(len(names) - 1, 32)
+    elif dim is not None and not isinstance(dim, int):
+        raise AdaptationError(f"dim must be an int, 'auto' or None, got {dim!r}")
     t0 = time.perf_counter()
     mean, matrix = _fit_lda(
         _l2n(x).astype(np.float64),
@@ -211,7 +216,7 @@ def fit_adaptation(
         dim=dim,
     )
     seconds = time.perf_counter() - t0
-    params: dict[str, Any] = {"shrinkage": shrinkage, "beta": beta, "dim": dim}
+    params: dict[str, Any] = {"shrinkage": shrinkage, "beta": beta, "dim": int(matrix.shape[1])}
     facts = {
         "kind": method,
         "params": params,
