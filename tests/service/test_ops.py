@@ -122,8 +122,8 @@ def test_unexpected_errors_are_500_in_the_contract_shape(
 
         r = c.get("/v1/boom")
     assert r.status_code == 500
-    assert r.json() == {
-        "error": {"code": "internal_error", "message": "an unexpected error happened on the server"}
-    }
+    error = r.json()["error"]
+    assert error["code"] == "internal_error"
+    assert error["message"] == "an unexpected error happened on the server"
     assert "a bug" not in r.text
     assert any("unexpected error on GET /v1/boom" in rec.message for rec in caplog.records)
