@@ -61,6 +61,10 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Libraries' own INFO chatter (FAISS probing CPU features, HTTP requests) is
+    # not what an operator reads a command's output for.
+    for name in ("faiss", "faiss.loader", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         app()
     except ShoplensError as exc:

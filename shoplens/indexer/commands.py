@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -41,6 +42,7 @@ def _quiet_libraries() -> None:
     """FAISS logs its CPU-feature probing at INFO; a command's output is not the place."""
     import logging
 
+    logging.getLogger("faiss").setLevel(logging.WARNING)
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 
@@ -57,6 +59,11 @@ def hit_dict(hit: Hit) -> dict[str, Any]:
         "in_stock": p.in_stock,
         "image_id": hit.image_id,
     }
+
+
+class Engine(StrEnum):
+    local = "local"
+    ray = "ray"
 
 
 def _age(created_at: str) -> str:
@@ -84,14 +91,31 @@ def index(
     model: Annotated[
         str | None, typer.Option("--model", help="Embedding model (default: configured).")
     ] = None,
+    engine: Annotated[
+        Engine | None,
+        typer.Option(
+            "--engine", help="Where decoding + embedding run (default: configured, local)."
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address", help="Ray cluster address, e.g. ray://head:10001 (--engine ray)."
+        ),
+    ] = None,
     data_dir: _DataDir = None,
 ) -> None:
     """Index a catalog manifest (incremental, resumable) and publish a snapshot."""
-    from shoplens.indexer.build import run_index
+    from shoplens.indexer.build import remote_fetch, run_index
 
-    settings = _settings(data_dir)
+    settings = _settings(
+        data_dir,
+        index_engine=None if engine is None else engine.value,
+        ray_address=ray_address,
+    )
     _quiet_libraries()
-    report = run_index(settings, manifest, prune=prune, model=model, progress=True)
+    with remote_fetch(settings) as hook:
+        report = run_index(settings, manifest, prune=prune, model=model, progress=True, fetch=hook)
     typer.echo(report.summary_line())
     if report.rejects_path:
         typer.echo(f"rejected rows are listed in {report.rejects_path}", err=True)
@@ -154,9 +178,10 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     data_dir: _DataDir = None,
 ) -> None:
-    """Show the live snapshot (model, counts, index type, age) and the last run."""
+    """Show the live snapshot (model, counts, index type, age), the last run and the last job."""
     from shoplens.errors import SnapshotError
     from shoplens.indexer.build import last_run
+    from shoplens.indexer.jobs import latest_job
     from shoplens.indexer.snapshot import current_id, read_facts
 
     settings = _settings(data_dir)
@@ -165,8 +190,9 @@ def status(
         raise SnapshotError(f"no index in {settings.data_dir}: run `shoplens index MANIFEST`")
     facts = read_facts(settings.snapshots_dir / cur)
     run = last_run(settings)
+    job = latest_job(settings)
     if as_json:
-        typer.echo(json.dumps({"snapshot": facts, "last_run": run}, indent=2))
+        typer.echo(json.dumps({"snapshot": facts, "last_run": run, "last_job": job}, indent=2))
         return
     c = facts.get("counts", {})
     created = str(facts.get("created_at", ""))
@@ -185,8 +211,26 @@ def status(
             f"{run.get('unchanged')}, rejected {run.get('rejected')}, removed "
             f"{run.get('removed')} in {run.get('seconds')}s"
         )
+    if job:
+        lines.append(_job_line(job))
     typer.echo("\n".join(lines))
     sys.stdout.flush()
+
+
+def _job_line(job: dict[str, Any]) -> str:
+    """``last job   ID STATE: ...`` -- counts when done, progress while running, else the error."""
+    head = f"last job   {job['job_id']} {job['state']}"
+    counts = job.get("counts")
+    if counts:
+        return (
+            f"{head}: indexed {counts['indexed']}, unchanged {counts['unchanged']}, "
+            f"rejected {counts['rejected']}, removed {counts['removed']} "
+            f"(finished {job.get('finished_at')})"
+        )
+    if job.get("error"):
+        return f"{head}: {job['error']}"
+    p = job.get("progress") or {}
+    return f"{head}: {p.get('done', 0)}/{p.get('total') or '?'} images ({job['manifest']})"
 
 
 def register(app: typer.Typer) -> None:
