@@ -510,12 +510,20 @@ def validate(path: Path, placement: str, file_bytes: int, *, khronos: bool = Tru
     report = Report()
     g = _load(path, report)
     if g is not None:
-        _check_views_and_accessors(g, report)
-        _check_references(g, report)
-        _check_extensions(g, report)
-        base = None if path.suffix.lower() == ".glb" else path.parent
-        sizes = _check_images(g, base, report)
-        _measure(g, sizes, file_bytes, placement, report)
+        try:
+            _check_views_and_accessors(g, report)
+            _check_references(g, report)
+            _check_extensions(g, report)
+            base = None if path.suffix.lower() == ".glb" else path.parent
+            sizes = _check_images(g, base, report)
+            _measure(g, sizes, file_bytes, placement, report)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            # Hostile JSON of the wrong shape (a dict where a list belongs...) that a
+            # check above did not foresee: a 422 naming it, never a 500.
+            report.error(
+                "JSON_UNEXPECTED_SHAPE",
+                f"the glTF JSON has an unexpected structure ({type(exc).__name__}: {exc})",
+            )
     uri_errors = any(e.code.startswith("URI_") for e in report.errors)
     if khronos and not uri_errors:
         # Never let the validator resolve URIs we refused (it would read them).
