@@ -300,7 +300,9 @@ def _resized(image: Image.Image, max_side: int | None) -> Image.Image:
 def encode_jpeg(image: Image.Image, *, max_side: int | None, quality: int = 85) -> bytes:
     """Re-encode from pixels as a baseline JPEG (no EXIF: strips GPS and the like)."""
     out = io.BytesIO()
-    _resized(image, max_side).save(out, "JPEG", quality=quality, optimize=True)
+    # comment=b"": Pillow would otherwise copy the source's text comment (JPEG COM,
+    # PNG tEXt "comment") into the new file, so sent metadata would survive.
+    _resized(image, max_side).save(out, "JPEG", quality=quality, optimize=True, comment=b"")
     return out.getvalue()
 
 
