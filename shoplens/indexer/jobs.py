@@ -28,6 +28,7 @@ from typing import Any
 
 from shoplens.config import Settings
 from shoplens.errors import BadParameter, Conflict, NotFound, ShoplensError
+from shoplens.indexer.build import run_lock
 from shoplens.models.base import ImageEmbedder
 
 log = logging.getLogger(__name__)
@@ -105,18 +106,15 @@ class JobStore:
                 raise
             self._conn.execute("COMMIT")
 
+    def check_idle(self) -> None:
+        """:class:`Conflict` while a job is queued or running."""
+        with self._lock:
+            _raise_if_active(self._conn)
+
     def create(self, manifest: str, prune: bool) -> str:
         """A new ``queued`` job; :class:`Conflict` while another is queued or running."""
         with self._tx() as c:
-            row = c.execute(
-                f"SELECT job_id, state FROM jobs WHERE state IN {ACTIVE!r} "
-                "ORDER BY created_at LIMIT 1"
-            ).fetchone()
-            if row is not None:
-                raise Conflict(
-                    f"re-index job {row[0]} is {row[1]}; one job runs at a time, "
-                    "wait for it to finish"
-                )
+            _raise_if_active(c)
             job_id = new_job_id()
             c.execute(
                 "INSERT INTO jobs (job_id, state, manifest, prune, created_at, progress) "
@@ -197,6 +195,16 @@ class JobStore:
                     job_id,
                 ),
             )
+
+
+def _raise_if_active(conn: sqlite3.Connection) -> None:
+    row = conn.execute(
+        f"SELECT job_id, state FROM jobs WHERE state IN {ACTIVE!r} ORDER BY created_at LIMIT 1"
+    ).fetchone()
+    if row is not None:
+        raise Conflict(
+            f"re-index job {row[0]} is {row[1]}; one job runs at a time, wait for it to finish"
+        )
 
 
 def _row_dict(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -335,8 +343,9 @@ class JobRunner:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
-            if self._thread.is_alive():
+            if self._thread.is_alive():  # it still uses the store: leave it open
                 log.warning("re-index job still finishing; it will be resumed on the next start")
+                return
         self.store.close()
 
     def submit(self, manifest: str, prune: bool) -> str:
@@ -345,6 +354,10 @@ class JobRunner:
         if not path.is_file():
             what = "does not exist" if not path.exists() else "is not a file"
             raise BadParameter(f"manifest {manifest} {what} (on the server's file system)")
+        self.store.check_idle()
+        # A `shoplens index` holding the data dir: say so now rather than fail the job.
+        with run_lock(self.settings):
+            pass
         job_id = self.store.create(str(path.resolve()), prune)
         log.info("queued re-index job %s for %s (prune=%s)", job_id, path, prune)
         self._wake.set()

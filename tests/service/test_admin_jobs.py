@@ -78,6 +78,19 @@ def test_bad_requests(client: TestClient, tmp_path: Path) -> None:
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
 
 
+def test_a_cli_run_on_the_data_dir_is_a_conflict(
+    client: TestClient, data_dir: Path, tmp_path: Path
+) -> None:
+    from shoplens.indexer.build import run_lock
+
+    manifest = generated_manifest(tmp_path / "cat", range(9500, 9501))
+    with run_lock(Settings(data_dir=data_dir)):  # what `shoplens index` holds while it runs
+        r = client.post("/v1/admin/reindex", json={"manifest": str(manifest)}, headers=AUTH)
+    assert r.status_code == 409 and "shoplens index" in r.json()["error"]["message"], r.text
+    job = wait_job(_get(client), _reindex(client, manifest), 120, finished)
+    assert job["state"] == "succeeded" and job["counts"]["indexed"] == 1
+
+
 def test_job_indexes_reports_and_matches_the_cli(
     make_client: AppFactory,
     data_dir: Path,
