@@ -131,7 +131,12 @@ def _run(model: Any, images: list[Image.Image], cfg: PreprocessConfig, bs: int) 
 
 
 def extract(
-    grocery: Path, cache: Path, backbone: str = "lite0", n_aug: int = 4, bs: int = 32
+    grocery: Path,
+    cache: Path,
+    backbone: str = "lite0",
+    n_aug: int = 4,
+    bs: int = 32,
+    iconic_aug: int = 8,
 ) -> None:
     torch.set_num_threads(2)
     cache.mkdir(parents=True, exist_ok=True)
@@ -140,31 +145,65 @@ def extract(
     model = load_backbone(backbone)
     cfg = preprocess_config(backbone)
     big = PreprocessConfig(resize=round(cfg.resize * 8 / 7), crop=round(cfg.crop * 8 / 7))
-    timings: dict[str, float] = {}
-    for split in ("catalog", "queries_val"):
-        rows = read_rows(grocery / f"{split}.csv")
-        images = [Image.open(grocery / r["image"]).convert("RGB") for r in rows]
-        flipped = [im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in images]
+    rows = {s: read_rows(grocery / f"{s}.csv") for s in ("catalog", "queries_val")}
+    images = {
+        s: [Image.open(grocery / r["image"]).convert("RGB") for r in rs] for s, rs in rows.items()
+    }
+    timings_path = out / "timings.json"
+    timings: dict[str, float] = (
+        json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    )
+
+    def flip(ims: list[Image.Image]) -> list[Image.Image]:
+        return [im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in ims]
+
+    def run_pass(split: str, key: str, ims: list[Image.Image]) -> None:
+        if (out / f"{split}_{key}.npy").exists():
+            return
         t0 = time.perf_counter()
-        maps = _run(model, images, cfg, bs)
-        timings[f"{split}_plain_s"] = time.perf_counter() - t0
-        timings[f"{split}_ms_per_image"] = 1000 * timings[f"{split}_plain_s"] / len(images)
-        for k, v in maps.items():
-            np.save(out / f"{split}_{k}.npy", v)
-        fl = _run(model, flipped, cfg, bs)
-        np.save(out / f"{split}_flip_final.npy", fl["final"])
-        if backbone == "lite0":
-            bigmaps = _run(model, images, big, bs)
-            np.save(out / f"{split}_big_final.npy", bigmaps["final"])
-        if split == "catalog" and n_aug:
-            rng = np.random.default_rng(0)
-            for a in range(n_aug):
-                aug = [augment(im, rng) for im in images]
-                am = _run(model, aug, cfg, bs)
-                for k, v in pooled(am["final"]).items():
-                    np.save(out / f"catalog_aug{a}_{k}.npy", v.astype(np.float32))
-        print(split, {k: round(v, 2) for k, v in timings.items()}, flush=True)
-    (out / "timings.json").write_text(json.dumps(timings, indent=2))
+        maps = _run(model, ims, big if key.startswith("big") else cfg, bs)
+        if key == "final":
+            timings[f"{split}_ms_per_image"] = 1000 * (time.perf_counter() - t0) / len(ims)
+            for k, v in maps.items():
+                np.save(out / f"{split}_{k}.npy", v)
+        else:
+            np.save(out / f"{split}_{key}.npy", maps["final"])
+        timings_path.write_text(json.dumps(timings, indent=2))
+        print(split, key, round(time.perf_counter() - t0, 1), "s", flush=True)
+
+    # Most useful first, so variants can start early; a pass whose file
+    # exists is skipped (the extraction can be resumed).
+    run_pass("catalog", "final", images["catalog"])
+    run_pass("queries_val", "final", images["queries_val"])
+    run_pass("queries_val", "flip_final", flip(images["queries_val"]))
+    run_pass("catalog", "flip_final", flip(images["catalog"]))
+    # Augmented copies of the iconic images alone: can they stand in for photos
+    # when a catalog has one studio image per product?
+    iconic = [
+        im
+        for im, r in zip(images["catalog"], rows["catalog"], strict=True)
+        if "/iconic/" in r["image"]
+    ]
+    rng_i = np.random.default_rng(1)
+    for a in range(iconic_aug):
+        aug_i = [augment(im, rng_i) for im in iconic]
+        if not (out / f"iconic_aug{a}_avg.npy").exists():
+            np.save(
+                out / f"iconic_aug{a}_avg.npy", pooled(_run(model, aug_i, cfg, bs)["final"])["avg"]
+            )
+    rng = np.random.default_rng(0)
+    for a in range(n_aug):
+        aug = [augment(im, rng) for im in images["catalog"]]  # drawn even when cached
+        if (out / f"catalog_aug{a}_avg.npy").exists():
+            continue
+        t0 = time.perf_counter()
+        am = _run(model, aug, cfg, bs)
+        for k, v in pooled(am["final"]).items():
+            np.save(out / f"catalog_aug{a}_{k}.npy", v.astype(np.float32))
+        print("catalog aug", a, round(time.perf_counter() - t0, 1), "s", flush=True)
+    if backbone == "lite0":
+        run_pass("queries_val", "big_final", images["queries_val"])
+        run_pass("catalog", "big_final", images["catalog"])
 
 
 def main() -> None:
@@ -173,8 +212,9 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--backbone", default="lite0", choices=sorted(BACKBONES))
     ap.add_argument("--n-aug", type=int, default=4)
+    ap.add_argument("--iconic-aug", type=int, default=8)
     args = ap.parse_args()
-    extract(args.grocery, args.cache, args.backbone, args.n_aug)
+    extract(args.grocery, args.cache, args.backbone, args.n_aug, iconic_aug=args.iconic_aug)
 
 
 if __name__ == "__main__":
