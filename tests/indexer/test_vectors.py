@@ -273,3 +273,21 @@ def test_float16_decode_is_exact() -> None:
     finite = np.isfinite(bits.view(np.float16))
     want = bits[finite].view(np.float16).astype(np.float32)
     np.testing.assert_array_equal(f16_bits_to_f32(bits[finite]), want)
+
+
+def test_dense_ids_lookup_matches_sparse(data: Data) -> None:
+    """Dense ids use a direct id -> row table, sparse ids binary search: same answers."""
+    x, _, q = data
+    dense = np.random.default_rng(4).permutation(3000).astype(np.int64)
+    sparse = dense * 10**9
+    a = VectorIndex.build(x[:3000], dense, exact_max=10_000, memory_budget_mb=100)
+    b = VectorIndex.build(x[:3000], sparse, exact_max=10_000, memory_budget_mb=100)
+    allowed = np.array([5, 17, 17, 2999, 3000, -1, 123456], dtype=np.int64)
+    sa, ia = a.search(q, 4, allowed_ids=allowed)
+    sb, ib = b.search(q, 4, allowed_ids=np.where(allowed >= 0, allowed * 10**9, -1))
+    np.testing.assert_array_equal(sa, sb)
+    np.testing.assert_array_equal(np.where(ia >= 0, ia * 10**9, -1), ib)
+    assert set(ia[0, :3]) == {5, 17, 2999} and ia[0, 3] == -1
+    np.testing.assert_array_equal(a.reconstruct(dense[:5]), b.reconstruct(sparse[:5]))
+    with pytest.raises(NotFound):
+        a.reconstruct(np.array([3000]))
