@@ -17,6 +17,9 @@ import numpy.typing as npt
 GLB_MAGIC = b"glTF"
 CHUNK_JSON = 0x4E4F534A
 CHUNK_BIN = 0x004E4942
+# Values in the JSON (array items, object members, all levels). Real assets have
+# thousands; millions only make every later check slow. A data: URI counts as one.
+MAX_JSON_ITEMS = 500_000
 
 COMPONENT_DTYPES: dict[int, str] = {
     5120: "i1",
@@ -110,6 +113,23 @@ def split_glb(data: bytes) -> tuple[bytes, bytes | None]:
     return chunks[0][1], bin_chunk
 
 
+def _too_many_items(doc: Any, limit: int) -> bool:
+    """True when the JSON holds more than ``limit`` values (iterative: no recursion)."""
+    count = 0
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            count += len(node)
+            stack.extend(v for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            count += len(node)
+            stack.extend(v for v in node if isinstance(v, dict | list))
+        if count > limit:
+            return True
+    return False
+
+
 def parse_json(raw: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(raw.decode("utf-8").rstrip(" \x00"))
@@ -122,6 +142,10 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(doc, dict):
         raise GltfFormatError("INVALID_JSON_ROOT", "the glTF JSON root is not an object")
+    if _too_many_items(doc, MAX_JSON_ITEMS):
+        raise GltfFormatError(
+            "JSON_TOO_LARGE", f"the glTF JSON holds more than {MAX_JSON_ITEMS:,} values"
+        )
     asset = doc.get("asset")
     if not isinstance(asset, dict) or not str(asset.get("version", "")).startswith("2."):
         raise GltfFormatError(
