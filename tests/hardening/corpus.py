@@ -438,7 +438,7 @@ def malformed_3d() -> list[Case]:
     doc, blob = models.box()
     js = json.dumps(doc).encode()
     deep = json.dumps({**doc, "extras": "X"}).replace('"X"', "[" * 50_000 + "]" * 50_000)
-    wide = {**doc, "extras": {f"k{i}": i for i in range(200_000)}}
+    wide = {**doc, "extras": {f"key-{i:07d}": i for i in range(600_000)}}  # > 8 MiB
     gltf_zip = models.gltf_zip()
     cases: list[Case] = [
         ("empty", b""),
