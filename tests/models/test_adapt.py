@@ -116,3 +116,26 @@ def test_rejects_bad_input() -> None:
         fit_adaptation(catalog, ids, method="nope")
     with pytest.raises(AdaptationError):
         fit_adaptation(catalog, ids, shrinkage=1.5)
+
+
+@pytest.mark.slow  # importing torch + timm alone takes 15-20 s on the shared CPU
+def test_multi_layer_embedder_matches_the_studied_descriptor() -> None:
+    torch = pytest.importorskip("torch")
+    timm = pytest.importorskip("timm")
+    from shoplens.models.pooling import MultiLayerEmbedder
+
+    torch.manual_seed(0)
+    backbone = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    emb = MultiLayerEmbedder(backbone).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        out = emb(x).numpy()
+        h = backbone.bn1(backbone.conv_stem(x))
+        taps = {}
+        for i, stage in enumerate(backbone.blocks):
+            h = stage(h)
+            taps[i] = h.mean(dim=(2, 3)).numpy()
+        head = backbone.bn2(backbone.conv_head(h)).clamp(min=0).mean(dim=(2, 3)).numpy()
+    want = _l2n(np.hstack([_l2n(head), _l2n(taps[5]), _l2n(taps[4])]))
+    assert emb.dim == 1280 + 192 + 112 == out.shape[1]
+    np.testing.assert_allclose(out, want, atol=1e-5)

@@ -1,0 +1,61 @@
+"""Descriptor heads the ONNX export can wrap around a timm EfficientNet backbone.
+
+:class:`MultiLayerEmbedder` is the descriptor the catalog adaptation
+(:mod:`shoplens.models.adapt`) works best on (``benchmarks/results/quality.md``):
+the usual average-pooled last feature map, concatenated with the average-pooled
+outputs of the two preceding stages, each part L2-normalised so that none
+dominates by scale. For EfficientNet-Lite0 that is 1280 + 192 + 112 = 1584
+dimensions, at no extra inference cost (the stages are computed anyway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _l2n(x: torch.Tensor) -> torch.Tensor:
+    return nn.functional.normalize(x, dim=1, eps=1e-12)
+
+
+class MultiLayerEmbedder(nn.Module):
+    """``concat[l2n(avg(head)), l2n(avg(blocks[i])) for i in taps]``, L2-normalised.
+
+    ``backbone`` is a timm EfficientNet(-Lite) (``conv_stem``, ``bn1``,
+    ``blocks``, ``conv_head``, ``bn2``); ``taps`` are block-stage indices whose
+    outputs (the raw linear-bottleneck maps, no activation) are average-pooled.
+    """
+
+    def __init__(self, backbone: Any, taps: Sequence[int] = (5, 4)) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.taps = tuple(int(t) for t in taps)
+        n_blocks = len(backbone.blocks)
+        if any(not 0 <= t < n_blocks for t in self.taps):
+            raise ValueError(f"taps {self.taps} outside the {n_blocks} block stages")
+
+    @property
+    def dim(self) -> int:
+        stages = self.backbone.blocks
+        widths = [int(self.backbone.num_features)]
+        widths += [int(_out_channels(stages[t])) for t in self.taps]
+        return sum(widths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.backbone
+        x = b.bn1(b.conv_stem(x))
+        pooled: dict[int, torch.Tensor] = {}
+        for i, stage in enumerate(b.blocks):
+            x = stage(x)
+            if i in self.taps:
+                pooled[i] = _l2n(x.mean(dim=(2, 3)))
+        head = _l2n(b.bn2(b.conv_head(x)).clamp(min=0).mean(dim=(2, 3)))
+        return _l2n(torch.cat([head, *(pooled[t] for t in self.taps)], dim=1))
+
+
+def _out_channels(stage: nn.Module) -> int:
+    convs = [m for m in stage.modules() if isinstance(m, nn.Conv2d)]
+    return int(convs[-1].out_channels)
