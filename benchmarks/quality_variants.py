@@ -353,17 +353,18 @@ def run(grocery: Path, cache: Path) -> list[Row]:
                 note=f"{1 + len(iaug)}x catalog inference",
                 catalog_ids=ic_ids,
             )
-    finetune = RESULTS / "quality_finetune.json"
-    if finetune.exists():
-        st.rows.extend(Row(**r) for r in json.loads(finetune.read_text()))
     return st.rows
 
 
 def write(rows: list[Row], out: Path) -> None:
+    """quality_variants.json, then the table in quality.md (+ fine-tune rows if present)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "quality_variants.json").write_text(
         json.dumps([asdict(r) for r in rows], indent=2) + "\n"
     )
+    finetune = out / "quality_finetune.json"
+    if finetune.exists():
+        rows = rows + [Row(**r) for r in json.loads(finetune.read_text())]
     lines = [
         "| variant | R@1 | R@5 | R@10 | query extra ms | index MB | fit s | catalog-split R@1 |",
         "|---|---:|---:|---:|---|---:|---:|---:|",
@@ -387,8 +388,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--grocery", type=Path, default=DEFAULT_GROCERY)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument(
+        "--table-only",
+        action="store_true",
+        help="rebuild quality.md from the stored quality_variants.json (no recomputation)",
+    )
     args = ap.parse_args()
-    write(run(args.grocery, args.cache), RESULTS)
+    if args.table_only:
+        stored = json.loads((RESULTS / "quality_variants.json").read_text())
+        write([Row(**r) for r in stored], RESULTS)
+    else:
+        write(run(args.grocery, args.cache), RESULTS)
 
 
 if __name__ == "__main__":
