@@ -75,11 +75,16 @@ def preprocess(image: Image.Image, cfg: PreprocessConfig) -> FloatArray:
     left = (w - cfg.crop) // 2
     top = (h - cfg.crop) // 2
     image = image.crop((left, top, left + cfg.crop, top + cfg.crop))
-    arr: FloatArray = np.asarray(image, dtype=np.float32) * np.float32(1.0 / 255.0)
-    mean: FloatArray = np.asarray(cfg.mean, dtype=np.float32)
-    std: FloatArray = np.asarray(cfg.std, dtype=np.float32)
-    arr = (arr - mean) / std
-    return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
+    # Channels first while still uint8 (a cheap copy), then normalise each
+    # channel plane with scalars: broadcasting a length-3 mean/std over the
+    # last axis of HWC made numpy spend more time than the resize. Same float32
+    # operations in the same order, so the result is bit for bit the same.
+    chw = np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
+    arr: FloatArray = chw.astype(np.float32)
+    arr *= np.float32(1.0 / 255.0)
+    arr -= np.asarray(cfg.mean, dtype=np.float32)[:, None, None]
+    arr /= np.asarray(cfg.std, dtype=np.float32)[:, None, None]
+    return arr
 
 
 def preprocess_batch(images: Sequence[Image.Image], cfg: PreprocessConfig) -> FloatArray:
