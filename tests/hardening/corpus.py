@@ -14,7 +14,7 @@ import stat
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PIL import Image
@@ -398,7 +398,7 @@ def _set(path: str, value: Any) -> Callable[[Doc, bytes], tuple[Doc, bytes | Non
     return fn
 
 
-def _zip(entries: list[tuple[str | zipfile.ZipInfo, bytes]]) -> bytes:
+def _zip(entries: Sequence[tuple[str | zipfile.ZipInfo, bytes]]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in entries:

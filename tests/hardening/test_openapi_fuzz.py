@@ -22,6 +22,7 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from shoplens.config import Settings
@@ -175,7 +176,7 @@ def fuzz_client(
     data_dir = tmp_path_factory.mktemp("fuzz") / "data"
     shutil.copytree(hardening_built, data_dir)
     app = create_app(
-        Settings(data_dir=data_dir, admin_token=ADMIN_TOKEN, reload_interval_s=0.5),
+        Settings(data_dir=data_dir, admin_token=SecretStr(ADMIN_TOKEN), reload_interval_s=0.5),
         embedder=embedder,
     )
     with TestClient(app, raise_server_exceptions=False) as c:

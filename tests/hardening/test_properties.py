@@ -88,7 +88,7 @@ def test_crop_parser(text: str) -> None:
     assert 0 <= left < right <= 640 and 0 <= top < bottom <= 480
 
 
-CELL = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+CELL = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
 JSON_VALUE = st.recursive(
     st.none() | st.booleans() | st.floats() | st.integers() | CELL,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(CELL, inner, max_size=3),
