@@ -27,7 +27,7 @@ def _finite(name: str, value: float | None) -> float | None:
     return value
 
 
-def search_params(
+async def search_params(
     k: K = 10,
     category: Annotated[
         list[str] | None,
@@ -74,10 +74,11 @@ def search_params(
     )
 
 
+# async although it never awaits: a plain def dependency costs a thread-pool round trip.
 SearchParamsDep = Annotated[SearchParams, Depends(search_params)]
 
 
-def rate_limit(request: Request, state: Annotated[ServiceState, Depends(get_state)]) -> None:
+async def rate_limit(request: Request, state: Annotated[ServiceState, Depends(get_state)]) -> None:
     """Kept for the routes that name it; the limit itself is
     :class:`shoplens.service.ratelimit.RateLimitMiddleware`, per client for every route
     (health, metrics and static files exempt), so counting here too would halve it."""

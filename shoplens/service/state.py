@@ -107,11 +107,20 @@ class ServiceState:
         return self.ar.blocks(product_ids, self.base_url(request))
 
 
-def get_state(request: Request) -> ServiceState:
+# The dependencies below are ``async def`` although they never await: FastAPI
+# runs a plain ``def`` dependency on the thread pool, a round trip between
+# threads per dependency per request for what is an attribute look-up.
+
+
+def state_of(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.service
     return state
 
 
-def get_live(request: Request) -> LiveIndex:
+async def get_state(request: Request) -> ServiceState:
+    return state_of(request)
+
+
+async def get_live(request: Request) -> LiveIndex:
     """The live index; 503 ``not_ready`` until a snapshot is loaded."""
-    return get_state(request).index.require()
+    return state_of(request).index.require()
