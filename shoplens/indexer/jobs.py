@@ -350,9 +350,13 @@ class JobRunner:
 
     def submit(self, manifest: str, prune: bool) -> str:
         """Queue a job for ``manifest`` (a file on this machine); its id."""
-        path = Path(manifest).expanduser()
-        if not path.is_file():
-            what = "does not exist" if not path.exists() else "is not a file"
+        try:
+            path = Path(manifest).expanduser()
+            is_file, exists = path.is_file(), path.exists()
+        except (OSError, RuntimeError) as exc:  # ENAMETOOLONG, ~nosuchuser: a 400, not a 500
+            raise BadParameter(f"manifest path cannot be used: {exc}") from None
+        if not is_file:
+            what = "does not exist" if not exists else "is not a file"
             raise BadParameter(f"manifest {manifest} {what} (on the server's file system)")
         self.store.check_idle()
         # A `shoplens index` holding the data dir: say so now rather than fail the job.
