@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     exact_index_max: int = 50_000
     # Memory budget for the vector index, used to pick the index type at scale.
     index_memory_budget_mb: int = 1500
+    # Catalog adaptation (shoplens.models.adapt): "lda" fits a projection on the
+    # catalog's own product ids at every snapshot build and searches in that
+    # space (grocery val Recall@1 0.56 -> ~0.76, benchmarks/results/quality.md);
+    # it needs several photos per product and falls back to the plain features
+    # otherwise. SHOPLENS_ADAPTATION=none turns it off (from the next index run).
+    adaptation: Literal["lda", "none"] = "lda"
     # Where decoding + embedding run: this process, or a Ray cluster (docs/ray.md).
     index_engine: Literal["local", "ray"] = "local"
     # Ray cluster address ("ray://head:10001", "auto"); None starts a local Ray.

@@ -14,6 +14,13 @@ How: the searchable state is one immutable :class:`_State` (snapshot index +
 a small exact "overlay" of vectors added after the snapshot + the current
 catalog metadata as numpy filter columns). Writers build a new state and swap
 the reference; readers take the reference once per call.
+
+Catalog adaptation: when the snapshot carries one (``Snapshot.adaptation``,
+see ``shoplens.indexer.snapshot``), the snapshot index holds *adapted*
+vectors. Callers still pass raw model vectors to :meth:`LiveIndex.search`;
+the query, and every overlay vector (images added after the snapshot, read
+raw from the embeddings cache), go through the snapshot's adaptation here.
+A newly swapped-in snapshot rebuilds the overlay with its own adaptation.
 """
 
 from __future__ import annotations
@@ -79,7 +86,8 @@ class _State:
     snap_vids: _I64
     snap_prod: _I32
     snap_masked: bool
-    # Overlay: vectors of images added after the snapshot (exact search).
+    # Overlay: vectors of images added after the snapshot (exact search), in
+    # the snapshot's index space (adapted when the snapshot has an adaptation).
     ov_vids: _I64
     ov_prod: _I32
     ov_x: NDArray[np.float32]
@@ -115,14 +123,7 @@ def _build_state(store: CatalogStore, snapshot: Snapshot) -> _State:
     rest = [im for im, s in zip(images, in_snap, strict=True) if not s]
     vecs = store.get_embeddings(snapshot.model, [im.sha256 for im in rest]) if rest else {}
     ov_imgs = [im for im in rest if im.sha256 in vecs]
-    dim = snapshot.dim
-    ov_x = (
-        l2_normalise(np.stack([vecs[im.sha256] for im in ov_imgs]))
-        if ov_imgs
-        else np.zeros((0, dim), np.float32)
-    )
-    if ov_x.shape[1] != dim:
-        raise SnapshotError(f"stored embeddings have dimension {ov_x.shape[1]}, index has {dim}")
+    ov_x = _overlay_vectors(snapshot, [vecs[im.sha256] for im in ov_imgs])
 
     searchable = snap_imgs + ov_imgs
     order = np.argsort(np.array([im.vid for im in searchable], dtype=np.int64), kind="stable")
@@ -149,6 +150,18 @@ def _build_state(store: CatalogStore, snapshot: Snapshot) -> _State:
         ov_prod=np.array([prod_pos[im.product_id] for im in ov_imgs], dtype=np.int32),
         ov_x=ov_x,
     )
+
+
+def _overlay_vectors(snapshot: Snapshot, raw: list[NDArray[np.float32]]) -> NDArray[np.float32]:
+    """Raw model vectors from the embeddings cache -> the snapshot's index space."""
+    if not raw:
+        return np.zeros((0, snapshot.index_dim), np.float32)
+    x = np.stack(raw).astype(np.float32, copy=False)
+    if x.shape[1] != snapshot.dim:
+        raise SnapshotError(
+            f"stored embeddings have dimension {x.shape[1]}, the model has {snapshot.dim}"
+        )
+    return snapshot.to_index_space(x)
 
 
 # Above this many touched products a full rebuild is cheaper than patching.
@@ -226,11 +239,7 @@ def _refresh(store: CatalogStore, state: _State) -> _State:
     ov_prod = np.concatenate(
         [state.ov_prod[keep_o], np.array([prod_pos[im.product_id] for im in ov_add], np.int32)]
     )
-    new_x = (
-        l2_normalise(np.stack([vecs[im.sha256] for im in ov_add]))
-        if ov_add
-        else np.zeros((0, state.snapshot.dim), np.float32)
-    )
+    new_x = _overlay_vectors(state.snapshot, [vecs[im.sha256] for im in ov_add])
     ov_x = np.concatenate([state.ov_x[keep_o], new_x]).astype(np.float32, copy=False)
 
     vids = np.concatenate([snap_vids, ov_vids])
@@ -396,7 +405,11 @@ def _query(vector: FloatArray, dim: int) -> FloatArray:
 
 
 def _product_vector(state: _State, product_id: str) -> FloatArray:
-    """Mean of the product's normalised image vectors, renormalised."""
+    """Mean of the product's image vectors in the index space, renormalised.
+
+    The snapshot index and the overlay both hold index-space (adapted) vectors,
+    so this is the query ``similar`` searches with, not a model vector.
+    """
     pos = state.prod_pos.get(product_id)
     if pos is None:
         raise NotFound(f"product {product_id!r} does not exist")
@@ -410,6 +423,19 @@ def _product_vector(state: _State, product_id: str) -> FloatArray:
     if not parts:
         raise NotFound(f"product {product_id!r} has no searchable image yet")
     mean = l2_normalise(np.concatenate(parts)).mean(axis=0)
+    return _query(mean, state.snapshot.index_dim)
+
+
+def _raw_product_vector(store: CatalogStore, state: _State, product_id: str) -> FloatArray:
+    """Mean of the product's normalised *model* vectors (embeddings cache), renormalised."""
+    if product_id not in state.prod_pos:
+        raise NotFound(f"product {product_id!r} does not exist")
+    imgs = state.images_by_product.get(product_id, [])
+    shas = [im.sha256 for im in imgs if im.vid in state.image_id_by_vid]
+    vecs = store.get_embeddings(state.snapshot.model, shas) if shas else {}
+    if not vecs:
+        raise NotFound(f"product {product_id!r} has no searchable image yet")
+    mean = l2_normalise(np.stack(list(vecs.values())).astype(np.float32)).mean(axis=0)
     return _query(mean, state.snapshot.dim)
 
 
@@ -466,7 +492,13 @@ class LiveIndex:
 
     @property
     def dim(self) -> int:
+        """The model dimension: what ``search`` and ``upsert_product``'s embedder take."""
         return self._cur.snapshot.dim
+
+    @property
+    def index_dim(self) -> int:
+        """The dimension of the searched space (the adaptation's output, else ``dim``)."""
+        return self._cur.snapshot.index_dim
 
     @property
     def store(self) -> CatalogStore:
@@ -518,25 +550,35 @@ class LiveIndex:
             return False
 
     def search(self, vector: FloatArray, k: int, filters: SearchFilters) -> list[Hit]:
-        """Top-k distinct products for an L2-normalised query vector.
+        """Top-k distinct products for a query vector in the *model* space (``dim``).
 
+        The vector is normalised and, when the snapshot has a catalog
+        adaptation, projected with it before searching. Scores are cosine
+        similarities in [-1, 1] in the searched (adapted) space, so they are
+        comparable within one snapshot, not across adapted and plain ones.
         Returns k hits whenever at least k products pass the filters, however
         selective the filter is.
         """
         state = self._cur
         if k < 1:
             raise BadParameter("k must be at least 1")
-        return _search_state(state, _query(vector, state.snapshot.dim), k, filters)
+        q = state.snapshot.to_index_space(_query(vector, state.snapshot.dim))[0]
+        return _search_state(state, q, k, filters)
 
     def product_vector(self, product_id: str) -> FloatArray:
-        """Mean of the product's normalised image vectors, renormalised."""
-        return _product_vector(self._cur, product_id)
+        """Mean of the product's normalised *model* vectors, renormalised (``dim``-d).
+
+        Raw model space, like the vectors ``search`` takes: ``search(product_vector(p))``
+        is valid. (``similar`` averages in the adapted space instead.)
+        """
+        return _raw_product_vector(self._store, self._cur, product_id)
 
     def similar(self, product_id: str, k: int, filters: SearchFilters) -> list[Hit]:
         """More like this: products nearest to the product's own images (itself excluded).
 
-        The query is the mean of the product's normalised image vectors,
-        renormalised: it favours what all its photos share over any one shot.
+        The query is the mean of the product's normalised image vectors in the
+        searched (adapted) space, renormalised: it favours what all its photos
+        share over any one shot.
         """
         state = self._cur
         if k < 1:

@@ -7,7 +7,14 @@ Layout of ``data_dir/snapshots/``::
                        seq at build, created_at, sha256 of every other file
     <id>/idmap.npy     the int64 vector ids (= metadata-store image row ids)
     <id>/idmap.json    vector id -> image row (image_id, product_id, sha256)
+    <id>/adapt/...     the catalog adaptation (shoplens.models.adapt), when one
+                       was fitted: the index holds adapted vectors and every
+                       query goes through the same projection
     <id>/...           the vector index files (VectorIndex.save)
+
+Dimensions: ``facts["dim"]`` is the model's (what query vectors and the
+embeddings cache have); ``facts["index_dim"]`` is the searched space's, the
+adaptation's output dimension (equal to ``dim`` without an adaptation).
 
 A snapshot is written as ``<id>.tmp/``, fsynced, renamed to ``<id>/``; only then
 does CURRENT move. A reader therefore sees the old snapshot or the whole new
@@ -33,6 +40,7 @@ from numpy.typing import NDArray
 from shoplens.config import Settings
 from shoplens.errors import ModelMismatch, SnapshotError
 from shoplens.indexer.store import CatalogStore, write_atomic
+from shoplens.models.adapt import Adaptation, AdaptationError, fit_adaptation
 
 FACTS = "facts.json"
 IDMAP = "idmap.json"  # vector id -> image_id, product_id, sha256 (for people and tools)
@@ -40,6 +48,12 @@ IDMAP_VIDS = "idmap.npy"  # the vector ids alone, what loading needs
 CURRENT = "CURRENT"
 KEEP_PREVIOUS = 2
 FORMAT_VERSION = 1
+ADAPT_DIR = "adapt"
+# The adaptation is fitted on at most this many images (a deterministic random
+# sample above it): the fit holds a float64 copy of what it learns from.
+ADAPT_FIT_MAX_IMAGES = 200_000
+# Rows projected per step when adapting the catalog (bounds temporary copies).
+_ADAPT_CHUNK = 65_536
 
 
 class SearchableIndex(Protocol):
@@ -72,6 +86,8 @@ class Snapshot:
     facts: dict[str, Any]
     index: SearchableIndex | None  # None when the catalog was empty
     vids: NDArray[np.int64]  # every vector id in the index, sorted
+    # The projection the index's vectors went through (None: plain model space).
+    adaptation: Adaptation | None = None
 
     @property
     def model(self) -> str:
@@ -83,7 +99,23 @@ class Snapshot:
 
     @property
     def dim(self) -> int:
+        """The model's dimension: what query vectors and stored embeddings have."""
         return int(self.facts["dim"])
+
+    @property
+    def index_dim(self) -> int:
+        """The dimension of the searched (adapted) space."""
+        return self.adaptation.dim_out if self.adaptation is not None else self.dim
+
+    def to_index_space(self, vectors: NDArray[np.float32]) -> NDArray[np.float32]:
+        """``(n, dim)`` model vectors -> ``(n, index_dim)`` L2-normalised search vectors."""
+        x = np.asarray(vectors, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None, :]
+        if self.adaptation is None:
+            out: NDArray[np.float32] = _l2n(x)
+            return out
+        return self.adaptation.apply(x)
 
 
 def _sha256_file(path: Path) -> str:
@@ -92,6 +124,55 @@ def _sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _l2n(x: NDArray[np.float32]) -> NDArray[np.float32]:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    out: NDArray[np.float32] = (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    return out
+
+
+def _fit(
+    settings: Settings, vectors: NDArray[np.float32], product_ids: list[str]
+) -> tuple[Adaptation | None, dict[str, Any] | None, str | None]:
+    """``(adaptation, facts, reason it is off)`` for the snapshot's catalog."""
+    if settings.adaptation == "none":
+        return None, None, "turned off (settings.adaptation = 'none', SHOPLENS_ADAPTATION)"
+    n = len(product_ids)
+    n_products = len(set(product_ids))
+    x, pids = vectors, product_ids
+    if n > ADAPT_FIT_MAX_IMAGES:
+        rows = np.sort(np.random.default_rng(0).choice(n, size=ADAPT_FIT_MAX_IMAGES, replace=False))
+        x, pids = vectors[rows], [product_ids[i] for i in rows]
+    t0 = time.perf_counter()
+    adaptation = fit_adaptation(x, pids, method=settings.adaptation)
+    seconds = time.perf_counter() - t0
+    if adaptation is None:
+        return (
+            None,
+            None,
+            f"too few photos per product to learn from ({n} images of {n_products} "
+            "products; needs at least 2 products and 2 images per product on average)",
+        )
+    facts = {
+        "kind": adaptation.kind,
+        "dir": ADAPT_DIR,
+        "dim_in": adaptation.dim_in,
+        "dim_out": adaptation.dim_out,
+        "params": adaptation.params,
+        "fit_seconds": round(seconds, 3),
+        "n_images": int(adaptation.facts.get("n_images", len(pids))),
+        "n_products": int(adaptation.facts.get("n_products", n_products)),
+        "sampled": len(pids) < n,
+    }
+    return adaptation, facts, None
+
+
+def _adapt_rows(adaptation: Adaptation, vectors: NDArray[np.float32]) -> NDArray[np.float32]:
+    out = np.empty((vectors.shape[0], adaptation.dim_out), dtype=np.float32)
+    for s in range(0, vectors.shape[0], _ADAPT_CHUNK):
+        out[s : s + _ADAPT_CHUNK] = adaptation.apply(vectors[s : s + _ADAPT_CHUNK])
+    return out
 
 
 def _fsync_dir(path: Path) -> None:
@@ -126,7 +207,13 @@ def build_snapshot(
     extra_files: dict[str, bytes] | None = None,
     build_facts: dict[str, Any] | None = None,
 ) -> str:
-    """Build a snapshot of every live image embedded with ``model`` and publish it."""
+    """Build a snapshot of every live image embedded with ``model`` and publish it.
+
+    With ``settings.adaptation == "lda"`` a catalog adaptation is fitted on the
+    live image vectors and their product ids, stored in the snapshot, and the
+    index is built on the adapted vectors. The embeddings cache keeps the raw
+    model vectors; the adaptation is refitted at every build.
+    """
     seq, images, vectors = store.live_vectors(model)
     snap_id = new_snapshot_id()
     root = settings.snapshots_dir
@@ -136,12 +223,22 @@ def build_snapshot(
     try:
         files: dict[str, str] = {}
         index_facts: dict[str, Any] = {"type": "empty", "params": {}, "ntotal": 0}
+        adapt_facts: dict[str, Any] | None = None
+        adapt_reason: str | None = "empty catalog"
+        index_dim = dim
         if vectors is not None:
             if vectors.shape[1] != dim:
                 raise SnapshotError(
                     f"stored embeddings have dimension {vectors.shape[1]}, model {model} has {dim}"
                 )
             ids = np.array([im.vid for im in images], dtype=np.int64)
+            adaptation, adapt_facts, adapt_reason = _fit(
+                settings, vectors, [im.product_id for im in images]
+            )
+            if adaptation is not None:
+                adaptation.save(tmp / ADAPT_DIR)
+                vectors = _adapt_rows(adaptation, vectors)
+                index_dim = adaptation.dim_out
             index = _vector_index_cls().build(
                 vectors,
                 ids,
@@ -173,6 +270,7 @@ def build_snapshot(
             "id": snap_id,
             "model": model,
             "dim": dim,
+            "index_dim": index_dim,
             "preprocess": preprocess,
             "counts": {
                 "vectors": len(images),
@@ -180,6 +278,8 @@ def build_snapshot(
                 "products": len({im.product_id for im in images}),
             },
             "index": index_facts,
+            "adaptation": adapt_facts,
+            **({"adaptation_reason": adapt_reason} if adapt_facts is None else {}),
             "catalog_seq": seq,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "build": build_facts or {},
@@ -264,9 +364,36 @@ def load_snapshot_dir(path: Path, expected_model: str | None) -> Snapshot:
             raise SnapshotError(f"snapshot {path.name}: cannot load the index: {exc}") from exc
         if index is None or index.ntotal != len(vids):
             raise SnapshotError(f"snapshot {path.name}: index and id map disagree")
+    adaptation: Adaptation | None = None
+    adapt_facts = facts.get("adaptation")
+    if isinstance(adapt_facts, dict):
+        adaptation = _load_adaptation(path, facts, str(adapt_facts.get("dir", ADAPT_DIR)))
+    if index is not None and index.dim != (adaptation.dim_out if adaptation else facts["dim"]):
+        raise SnapshotError(f"snapshot {path.name}: index and adaptation dimensions disagree")
     return Snapshot(
-        id=path.name, path=path, facts=facts, index=index, vids=np.sort(vids).astype(np.int64)
+        id=path.name,
+        path=path,
+        facts=facts,
+        index=index,
+        vids=np.sort(vids).astype(np.int64),
+        adaptation=adaptation,
     )
+
+
+def _load_adaptation(path: Path, facts: dict[str, Any], sub: str) -> Adaptation:
+    # Its files were checksum-verified with every other file listed in facts.json.
+    if not any(name.startswith(sub + "/") for name in facts["files"]):
+        raise SnapshotError(f"snapshot {path.name}: the adaptation files are not listed")
+    try:
+        adaptation = Adaptation.load(path / sub)
+    except AdaptationError as exc:
+        raise SnapshotError(f"snapshot {path.name}: {exc.message}") from exc
+    if adaptation.dim_in != int(facts["dim"]):
+        raise SnapshotError(
+            f"snapshot {path.name}: the adaptation expects dimension {adaptation.dim_in}, "
+            f"the model has {facts['dim']}"
+        )
+    return adaptation
 
 
 def load_snapshot(settings: Settings, expected_model: str | None) -> Snapshot:

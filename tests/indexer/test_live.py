@@ -15,7 +15,7 @@ from shoplens.config import Settings
 from shoplens.errors import BadParameter, NotFound, SnapshotError
 from shoplens.indexer.build import run_index
 from shoplens.indexer.live import LiveIndex
-from shoplens.indexer.snapshot import build_snapshot
+from shoplens.indexer.snapshot import build_snapshot, load_snapshot
 from shoplens.indexer.store import CatalogStore, NewImage
 from shoplens.indexer.types import ProductRecord, SearchFilters
 from tests.indexer.helpers import HistEmbedder, image_bytes, write_catalog
@@ -73,10 +73,17 @@ def _synthetic(
 
 
 def _truth(settings: Settings, q: np.ndarray, k: int, keep: object) -> list[tuple[str, float]]:
-    """Brute force: product score = max over its live images."""
+    """Brute force: product score = max over its live images.
+
+    In the published snapshot's search space: through its catalog adaptation
+    when it has one (the default), like ``LiveIndex.search``.
+    """
+    snap = load_snapshot(settings, MODEL)
+    q = snap.to_index_space(q)[0]
     with CatalogStore(settings.db_path) as store:
         _, products, images = store.load_catalog()
-        emb = store.get_embeddings(MODEL, [im.sha256 for im in images])
+        raw = store.get_embeddings(MODEL, [im.sha256 for im in images])
+    emb = dict(zip(raw, snap.to_index_space(np.stack(list(raw.values()))), strict=True))
     byid = {p.product_id: p for p in products}
     best: dict[str, float] = {}
     for im in images:
