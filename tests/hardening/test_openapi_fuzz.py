@@ -282,3 +282,17 @@ def test_zz_fuzz_summary(fuzz_client: TestClient, capsys: pytest.CaptureFixture[
             print(f"  {n:5d}  {op}")
         print(f"  answers: {dict(sorted(STATUSES.items()))}")
     assert not any(s >= 500 for s in STATUSES)
+
+
+@pytest.mark.parametrize(
+    "manifest", ["é" * 300, "a" * 5000, "~nosuchuser-shoplens/m.csv", "/etc/\x00passwd"]
+)
+def test_reindex_hostile_manifest_paths_are_400(fuzz_client: TestClient, manifest: str) -> None:
+    """Regressions the fuzzer found: these answered 500 (ENAMETOOLONG, unknown ~user)."""
+    r = fuzz_client.post(
+        "/v1/admin/reindex",
+        json={"manifest": manifest},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "bad_parameter"
