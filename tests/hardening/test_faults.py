@@ -155,9 +155,13 @@ def test_sigkill_service_during_writes(
 
 
 @pytest.mark.slow
-def test_sigkill_service_during_writes_many_rounds(data_dir: Path, tmp_path: Path) -> None:
+def test_sigkill_service_during_writes_many_rounds(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     done = _kill_rounds(data_dir, tmp_path, rounds=8, seed=7)
     counts = _check_after_restart(data_dir, tmp_path, done)
+    with capsys.disabled():
+        print(f"\nSIGKILL x8 during writes: sent {done['sent']}, {counts}")
     assert counts["lost"] == 0
 
 
