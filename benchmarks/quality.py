@@ -2,16 +2,20 @@
 
 ``python -m benchmarks.quality [--data-dir D] [--grocery G] [--model NAME]``
 
-Indexes ``catalog.csv`` with ``run_index`` (cold, then an incremental re-run
-that must embed nothing), sends every ``queries_val.csv`` photo through
-decode -> embed -> ``LiveIndex.search`` and reports product-level
-Recall@1/5/10 (the README's protocol) plus indexing images/s. Writes
-``benchmarks/results/quality_baseline.json`` and ``.md``.
+Indexes ``catalog.csv`` with ``run_index`` and ``adaptation="none"`` (cold,
+then an incremental re-run that must embed nothing): the *baseline*. Then a
+second incremental run with the default ``adaptation="lda"`` (embeds nothing,
+fits the catalog adaptation into the new snapshot): the *default* pipeline.
+Every ``queries_val.csv`` photo goes through decode -> embed (once) ->
+``LiveIndex.search`` against both snapshots; reports product-level
+Recall@1/5/10 (the README's protocol) of each, their ratio, and indexing
+images/s. Writes ``benchmarks/results/quality_default.json`` and ``.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -37,10 +41,43 @@ from shoplens.models.decode import decode_image
 from shoplens.models.registry import load_embedder
 
 
+def evaluate(
+    settings: Settings, model: str, queries: list[dict[str, str]], vecs: list[Any]
+) -> dict[str, Any]:
+    """Recall of the published snapshot for pre-embedded query vectors."""
+    live = LiveIndex.open(settings, model)
+    hits: list[dict[int, bool]] = []
+    per_product: dict[str, list[bool]] = {}
+    search_s = 0.0
+    try:
+        for row, vec in zip(queries, vecs, strict=True):
+            t = time.perf_counter()
+            ranked = live.search(vec, max(KS), SearchFilters())
+            search_s += time.perf_counter() - t
+            h = recall_at_k([r.product.product_id for r in ranked], row["product_id"])
+            hits.append(h)
+            per_product.setdefault(row["product_id"], []).append(h[1])
+        facts = live.snapshot_facts
+    finally:
+        live.close()
+    worst = sorted(per_product.items(), key=lambda kv: float(np.mean(kv[1])))[:5]
+    return {
+        "adaptation": settings.adaptation,
+        "snapshot_adaptation": facts.get("adaptation"),
+        "adaptation_reason": facts.get("adaptation_reason"),
+        "index_dim": facts.get("index_dim", facts.get("dim")),
+        "recall": mean_recall(hits),
+        "search_ms_mean": round(1000 * search_s / max(1, len(queries)), 3),
+        "index": facts.get("index", {}),
+        "worst_products_r1": {k: round(float(np.mean(v)), 3) for k, v in worst},
+    }
+
+
 def run(grocery: Path, data_dir: Path, model: str | None, name: str) -> dict[str, Any]:
-    settings = Settings(data_dir=data_dir)
+    settings = Settings(data_dir=data_dir, adaptation="none")
     if model:
         settings = settings.model_copy(update={"model": model})
+    default = settings.model_copy(update={"adaptation": Settings().adaptation})
     t = time.perf_counter()
     embedder = load_embedder(settings)
     load_s = time.perf_counter() - t
@@ -51,40 +88,46 @@ def run(grocery: Path, data_dir: Path, model: str | None, name: str) -> dict[str
     assert warm.indexed == 0, "the incremental re-run embedded images again"
 
     queries = read_csv(grocery / "queries_val.csv")
-    live = LiveIndex.open(settings, embedder.name)
-    hits: list[dict[int, bool]] = []
-    per_product: dict[str, list[bool]] = {}
-    embed_s = search_s = 0.0
-    try:
-        for row in queries:
-            data = (grocery / row["image"]).read_bytes()
-            t = time.perf_counter()
-            img = decode_image(
-                data,
-                max_pixels=settings.max_image_pixels,
-                draft_size=embedder.preprocess_config.resize,
-            )
-            vec = embedder.embed([img])[0]
-            t2 = time.perf_counter()
-            ranked = live.search(vec, max(KS), SearchFilters())
-            search_s += time.perf_counter() - t2
-            embed_s += t2 - t
-            h = recall_at_k([r.product.product_id for r in ranked], row["product_id"])
-            hits.append(h)
-            per_product.setdefault(row["product_id"], []).append(h[1])
-        facts = live.snapshot_facts
-    finally:
-        live.close()
+    vecs = []
+    embed_s = 0.0
+    for row in queries:
+        data = (grocery / row["image"]).read_bytes()
+        t = time.perf_counter()
+        img = decode_image(
+            data,
+            max_pixels=settings.max_image_pixels,
+            draft_size=embedder.preprocess_config.resize,
+        )
+        vecs.append(embedder.embed([img])[0])
+        embed_s += time.perf_counter() - t
+    baseline = evaluate(settings, embedder.name, queries, vecs)
+
+    adapted = run_index(default, catalog, embedder=embedder)
+    assert adapted.indexed == 0, "the adapted re-run embedded images again"
+    snap_facts = default.snapshots_dir / adapted.snapshot_id / "facts.json"
+    default_result = evaluate(default, embedder.name, queries, vecs)
+    default_result["index_seconds"] = adapted.seconds
+    default_result["snapshot_facts_adaptation"] = json.loads(snap_facts.read_text()).get(
+        "adaptation"
+    )
 
     n = len(queries)
-    worst = sorted(per_product.items(), key=lambda kv: float(np.mean(kv[1])))[:5]
+    ratio = {
+        k: round(default_result["recall"][k] / max(baseline["recall"][k], 1e-9), 4)
+        for k in baseline["recall"]
+    }
     return {
         "benchmark": name,
         "model": embedder.name,
         "dim": embedder.dim,
         "catalog": {"images": cold.vectors, "products": cold.products},
         "queries": n,
-        "recall": mean_recall(hits),
+        # The default pipeline's numbers (settings.adaptation default) first.
+        "adaptation": default.adaptation,
+        "recall": default_result["recall"],
+        "baseline": baseline,
+        "default": default_result,
+        "ratio_default_over_baseline": ratio,
         "indexing": {
             "cold": {
                 "indexed": cold.indexed,
@@ -100,10 +143,9 @@ def run(grocery: Path, data_dir: Path, model: str | None, name: str) -> dict[str
         },
         "query_ms": {
             "decode_embed_mean": round(1000 * embed_s / max(1, n), 2),
-            "search_mean": round(1000 * search_s / max(1, n), 3),
+            "search_mean_baseline": baseline["search_ms_mean"],
+            "search_mean_default": default_result["search_ms_mean"],
         },
-        "index": facts.get("index", {}),
-        "worst_products_r1": {k: round(float(np.mean(v)), 3) for k, v in worst},
         "settings": {
             "batch_size": settings.batch_size,
             "decode_workers": settings.decode_workers,
@@ -114,28 +156,46 @@ def run(grocery: Path, data_dir: Path, model: str | None, name: str) -> dict[str
 
 
 def markdown(r: dict[str, Any]) -> str:
-    rec = r["recall"]
+    b, d = r["baseline"]["recall"], r["default"]["recall"]
+    ratio = r["ratio_default_over_baseline"]
     ix = r["indexing"]
     inc = ix["incremental"]
-    return f"""# Grocery photo -> product search baseline
+    ad = r["default"]["snapshot_adaptation"] or {}
+    ad_line = (
+        f"`{ad.get('kind')}` {ad.get('dim_in')} -> {ad.get('dim_out')}-d, fitted on "
+        f"{ad.get('n_images')} images / {ad.get('n_products')} products in "
+        f"{ad.get('fit_seconds')} s"
+        if ad
+        else f"none ({r['default']['adaptation_reason']})"
+    )
+    return f"""# Grocery photo -> product search: default pipeline vs plain features
 
 Model `{r["model"]}` (dim {r["dim"]}), catalog {r["catalog"]["images"]} images /
 {r["catalog"]["products"]} products (`catalog.csv`), {r["queries"]} val queries
 (`queries_val.csv`), product-level recall (README protocol), through the real
-pipeline (`run_index` -> snapshot -> `LiveIndex.search`).
+pipeline (`run_index` -> snapshot -> `LiveIndex.search`), both rows in one run
+with the same query vectors.
 
-| metric | value |
+Default pipeline: `adaptation={r["default"]["adaptation"]}`, snapshot adaptation: {ad_line}.
+Baseline: `adaptation={r["baseline"]["adaptation"]}` (SHOPLENS_ADAPTATION=none).
+
+| pipeline | Recall@1 | Recall@5 | Recall@10 | index dim | search ms (mean) |
+|---|---:|---:|---:|---:|---:|
+| baseline (`adaptation=none`) | {b["R@1"]:.4f} | {b["R@5"]:.4f} | {b["R@10"]:.4f} \
+| {r["baseline"]["index_dim"]} | {r["baseline"]["search_ms_mean"]} |
+| default (`adaptation={r["default"]["adaptation"]}`) | {d["R@1"]:.4f} | {d["R@5"]:.4f} \
+| {d["R@10"]:.4f} | {r["default"]["index_dim"]} | {r["default"]["search_ms_mean"]} |
+| ratio default / baseline | {ratio["R@1"]:.3f} | {ratio["R@5"]:.3f} | {ratio["R@10"]:.3f} | | |
+
+| indexing | value |
 |---|---:|
-| Recall@1 | {rec["R@1"]:.4f} |
-| Recall@5 | {rec["R@5"]:.4f} |
-| Recall@10 | {rec["R@10"]:.4f} |
-| indexing, cold (images/s) | {ix["cold"]["images_per_s"]} ({ix["cold"]["seconds"]} s) |
-| indexing, incremental re-run (images/s) | {inc["images_per_s"]} ({inc["seconds"]} s) |
+| cold (images/s) | {ix["cold"]["images_per_s"]} ({ix["cold"]["seconds"]} s) |
+| incremental re-run (images/s) | {inc["images_per_s"]} ({inc["seconds"]} s) |
+| incremental re-run + adaptation fit (s) | {r["default"].get("index_seconds")} |
 | query decode+embed (ms, mean) | {r["query_ms"]["decode_embed_mean"]} |
-| query search (ms, mean) | {r["query_ms"]["search_mean"]} |
 
-Index: `{r["index"].get("type")}`. Settings: {r["settings"]}. Machine: {r["machine"]}.
-Timings are on a shared machine and vary with its load.
+Index: `{r["default"]["index"].get("type")}`. Settings: {r["settings"]}.
+Machine: {r["machine"]}. Timings are on a shared machine and vary with its load.
 """
 
 
@@ -144,7 +204,7 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, default=None, help="default: a temporary dir")
     ap.add_argument("--grocery", type=Path, default=DEFAULT_GROCERY)
     ap.add_argument("--model", default=None)
-    ap.add_argument("--name", default="quality_baseline")
+    ap.add_argument("--name", default="quality_default")
     args = ap.parse_args()
     if not (args.grocery / "catalog.csv").is_file():
         raise SystemExit(f"no grocery data at {args.grocery} (use --grocery)")
