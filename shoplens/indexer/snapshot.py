@@ -145,7 +145,11 @@ def _fit(
         rows = np.sort(np.random.default_rng(0).choice(n, size=ADAPT_FIT_MAX_IMAGES, replace=False))
         x, pids = vectors[rows], [product_ids[i] for i in rows]
     t0 = time.perf_counter()
-    adaptation = fit_adaptation(x, pids, method=settings.adaptation)
+    fingerprint = _fit_fingerprint(settings.adaptation, x, pids)
+    adaptation = _previous_fit(settings, fingerprint)
+    reused = adaptation is not None
+    if adaptation is None:
+        adaptation = fit_adaptation(x, pids, method=settings.adaptation)
     seconds = time.perf_counter() - t0
     if adaptation is None:
         return (
@@ -164,8 +168,38 @@ def _fit(
         "n_images": int(adaptation.facts.get("n_images", len(pids))),
         "n_products": int(adaptation.facts.get("n_products", n_products)),
         "sampled": len(pids) < n,
+        "fingerprint": fingerprint,
+        "reused": reused,
     }
     return adaptation, facts, None
+
+
+def _fit_fingerprint(method: str, vectors: NDArray[np.float32], product_ids: list[str]) -> str:
+    """Hash of everything a fit learns from: the same inputs give the same adaptation."""
+    h = hashlib.sha256(f"{method}\n{vectors.shape}\n".encode())
+    h.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+    h.update("\n".join(product_ids).encode())
+    return h.hexdigest()
+
+
+def _previous_fit(settings: Settings, fingerprint: str) -> Adaptation | None:
+    """The published snapshot's adaptation when it was fitted on exactly these inputs.
+
+    A re-run with nothing changed would otherwise spend most of its time
+    refitting (two eigendecompositions of a d x d matrix) to the same result.
+    """
+    current = current_id(settings)
+    if current is None:
+        return None
+    folder = settings.snapshots_dir / current
+    try:
+        facts = json.loads((folder / FACTS).read_text(encoding="utf-8"))
+        previous = facts.get("adaptation") or {}
+        if previous.get("fingerprint") != fingerprint:
+            return None
+        return Adaptation.load(folder / str(previous.get("dir", ADAPT_DIR)))
+    except (OSError, ValueError, AttributeError, AdaptationError):
+        return None  # unreadable: fit again
 
 
 def _adapt_rows(adaptation: Adaptation, vectors: NDArray[np.float32]) -> NDArray[np.float32]:
