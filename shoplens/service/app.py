@@ -170,7 +170,11 @@ def create_app(
     openapi_doc.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Added innermost first: request id > CORS > metrics > rate limit > body limit > app.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        max_asset_bytes=settings.max_asset_bytes,
+    )
     app.add_middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if settings.cors_origins:

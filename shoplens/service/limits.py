@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shoplens.errors import TooLarge
@@ -16,25 +18,39 @@ class BodyLimitMiddleware:
     which the error handlers map to the contract's 413 body.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    # 3D models are legitimately bigger than photos: their upload route gets the
+    # asset cap (plus room for the multipart envelope) instead of the request cap.
+    _ASSET_UPLOAD = re.compile(r"^/v1/products/[^/]+/ar/?$")
+    _ENVELOPE = 1_048_576
+
+    def __init__(self, app: ASGIApp, max_bytes: int, max_asset_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_asset_bytes = max_asset_bytes
+
+    def _limit_for(self, scope: Scope) -> tuple[int, str]:
+        if (
+            self.max_asset_bytes is not None
+            and scope.get("method") == "PUT"
+            and self._ASSET_UPLOAD.match(scope.get("path", ""))
+        ):
+            limit = max(self.max_bytes, self.max_asset_bytes + self._ENVELOPE)
+            return limit, "SHOPLENS_MAX_ASSET_BYTES"
+        return self.max_bytes, "SHOPLENS_MAX_REQUEST_BYTES"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        message = (
-            f"the request body is larger than {self.max_bytes / 1_048_576:.1f} MiB "
-            "(SHOPLENS_MAX_REQUEST_BYTES)"
-        )
+        max_bytes, setting = self._limit_for(scope)
+        message = f"the request body is larger than {max_bytes / 1_048_576:.1f} MiB ({setting})"
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared > self.max_bytes:
+                if declared > max_bytes:
                     response = error_response(413, TooLarge.code, message)
                     await response(scope, receive, send)
                     return
@@ -45,7 +61,7 @@ class BodyLimitMiddleware:
             msg = await receive()
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     raise TooLarge(message)
             return msg
 
