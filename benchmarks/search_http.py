@@ -12,7 +12,10 @@
    (bounded by count and time): p50/p95/p99 latency and requests/s.
    The baseline configuration is the float32 model (``effnet-lite0``) with
    every other setting at its default; the candidate is the configured
-   default. Ratios are candidate / baseline from the same run.
+   model, or ``--env SHOPLENS_MODEL=effnet-lite0-int8`` (plus any other
+   ``--env KEY=VALUE``). Ratios are candidate / baseline from the same run;
+   server CPU per request (from /proc) is the figure other processes on a
+   shared machine do not change.
 4. Breaks one request down, in-process on the same photos: decode, preprocess,
    inference, search, serialisation; plus what the service's own ``took_ms``
    leaves out (upload, multipart parsing, HTTP, response encoding).
@@ -175,9 +178,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     default_model = args.env.get("SHOPLENS_MODEL", Settings().model)
     configs: list[tuple[str, str, dict[str, str]]] = [
-        ("baseline", BASELINE_MODEL, {"SHOPLENS_MODEL": BASELINE_MODEL}),
+        (f"baseline {BASELINE_MODEL}", BASELINE_MODEL, {"SHOPLENS_MODEL": BASELINE_MODEL}),
     ]
-    configs.append(("default", default_model, {"SHOPLENS_MODEL": default_model, **args.env}))
+    configs.append((default_model, default_model, {"SHOPLENS_MODEL": default_model, **args.env}))
     indexes = {}
     for _, model, _ in configs:
         if model not in indexes:
@@ -211,6 +214,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "indexes": indexes,
         "stages_ms": breakdown,
         "servers": servers,
+        "candidate": configs[-1][0],
         "ratios_default_vs_baseline": ratios,
         "machine": machine(),
     }
@@ -242,7 +246,7 @@ def markdown(res: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        "Default vs baseline (same run):",
+        f"{res['candidate']} vs baseline (same run):",
         "",
         "| concurrency | req/s x | p50 x faster | p95 x faster |",
         "|---:|---:|---:|---:|",
