@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -120,9 +121,16 @@ class AssetStore:
     def put_file(self, src: Path, sha: str, ext: str) -> Path:
         """Copy ``src`` to its content address atomically (tmp + fsync + rename)."""
         final = self.path(sha, ext)
-        if final.is_file() and final.stat().st_size == src.stat().st_size:
-            return final
-        tmp = self.files_dir / f".tmp-{os.getpid()}-{time.monotonic_ns()}-{sha[:12]}.{ext}"
+        try:
+            # stat() alone, not is_file() then stat(): a concurrent garbage
+            # collection may remove the file between two calls.
+            if final.stat().st_size == src.stat().st_size:
+                return final
+        except FileNotFoundError:
+            pass
+        tmp = self.files_dir / (
+            f".tmp-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}-{sha[:12]}.{ext}"
+        )
         try:
             with open(src, "rb") as fin, open(tmp, "wb") as fout:
                 while chunk := fin.read(1 << 20):
