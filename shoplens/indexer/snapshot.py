@@ -40,7 +40,8 @@ from numpy.typing import NDArray
 from shoplens.config import Settings
 from shoplens.errors import ModelMismatch, SnapshotError
 from shoplens.indexer.store import CatalogStore, write_atomic
-from shoplens.models.adapt import Adaptation, AdaptationError, fit_adaptation
+from shoplens.models.adapt import Adaptation, AdaptationError, fit_adaptation, head_only
+from shoplens.models.effnet import head_dims
 
 FACTS = "facts.json"
 IDMAP = "idmap.json"  # vector id -> image_id, product_id, sha256 (for people and tools)
@@ -133,9 +134,33 @@ def _l2n(x: NDArray[np.float32]) -> NDArray[np.float32]:
 
 
 def _fit(
-    settings: Settings, vectors: NDArray[np.float32], product_ids: list[str]
+    settings: Settings, vectors: NDArray[np.float32], product_ids: list[str], *, model: str
 ) -> tuple[Adaptation | None, dict[str, Any] | None, str | None]:
     """``(adaptation, facts, reason it is off)`` for the snapshot's catalog."""
+    adaptation, facts, reason = _fit_learnt(settings, vectors, product_ids)
+    head = head_dims(model)
+    if adaptation is None and head is not None and settings.adaptation != "none":
+        # Nothing to learn from: a multi-layer descriptor falls back to its head
+        # features, which generalise better from a single studio photo.
+        fallback = head_only(vectors.shape[1], head)
+        return (
+            fallback,
+            {
+                "kind": fallback.kind,
+                "dir": ADAPT_DIR,
+                "dim_in": fallback.dim_in,
+                "dim_out": fallback.dim_out,
+                "params": fallback.params,
+                "fallback_because": reason,
+            },
+            None,
+        )
+    return adaptation, facts, reason
+
+
+def _fit_learnt(
+    settings: Settings, vectors: NDArray[np.float32], product_ids: list[str]
+) -> tuple[Adaptation | None, dict[str, Any] | None, str | None]:
     if settings.adaptation == "none":
         return None, None, "turned off (settings.adaptation = 'none', SHOPLENS_ADAPTATION)"
     n = len(product_ids)
@@ -267,7 +292,7 @@ def build_snapshot(
                 )
             ids = np.array([im.vid for im in images], dtype=np.int64)
             adaptation, adapt_facts, adapt_reason = _fit(
-                settings, vectors, [im.product_id for im in images]
+                settings, vectors, [im.product_id for im in images], model=model
             )
             if adaptation is not None:
                 adaptation.save(tmp / ADAPT_DIR)

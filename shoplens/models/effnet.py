@@ -79,6 +79,15 @@ EFFNET_SPECS: dict[str, EffnetSpec] = {
 }
 
 
+def head_dims(model_name: str) -> int | None:
+    """For a multi-layer descriptor model (``-int8`` too): how many leading dims are
+    the plain pooled head features; None for any other model."""
+    spec = EFFNET_SPECS.get(model_name.removesuffix("-int8"))
+    if spec is None or spec.pooling != "multilayer":
+        return None
+    return 1280
+
+
 def weights_path(spec: EffnetSpec) -> Path:
     """The ``.pth`` inside the weights package (its ``models/`` folder)."""
     try:

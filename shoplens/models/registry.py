@@ -25,7 +25,7 @@ from shoplens.models.onnx_embedder import META_FILE, OnnxEmbedder
 if TYPE_CHECKING:
     from shoplens.models.torch_embedder import TorchEmbedder
 
-DEFAULT_MODEL = "effnet-lite0"
+DEFAULT_MODEL = "effnet-lite0-ml-int8"
 OPENCLIP_PREFIX = "open_clip:"
 # "<effnet name>-int8": the float32 export quantized by shoplens.models.quantize.
 INT8_SUFFIX = "-int8"

@@ -65,9 +65,11 @@ def run_server(settings: Settings) -> None:
     )
 
 
-def _manifest_hash(path: Path) -> str:
-    """Hash of the demo manifest and every photo it names (a changed photo re-indexes too)."""
+def _manifest_hash(path: Path, model: str) -> str:
+    """Hash of the demo manifest, every photo it names and the model: a changed photo
+    or another configured model re-indexes (a snapshot of another model cannot serve)."""
     h = hashlib.sha256(path.read_bytes())
+    h.update(model.encode())
     for photo in sorted((path.parent / "images").glob("*.jpg")):
         h.update(photo.name.encode())
         h.update(hashlib.sha256(photo.read_bytes()).digest())
@@ -82,7 +84,7 @@ def ensure_demo_index(settings: Settings, *, progress: bool = False) -> bool:
 
     manifest = demo.manifest_path()
     marker = settings.data_dir / DEMO_MARKER
-    wanted = _manifest_hash(manifest)
+    wanted = _manifest_hash(manifest, settings.model)
     has_snapshot = current_id(settings) is not None
     built_from = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
     if has_snapshot and built_from == wanted:

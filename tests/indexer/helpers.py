@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from shoplens.config import Settings
 from shoplens.models.base import FloatArray, PreprocessConfig, l2_normalise
 
 GRID = 4
@@ -108,3 +109,7 @@ def write_catalog(
         path = root / "catalog.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+# The model the suite runs: the configured default (SHOPLENS_MODEL may override).
+DEFAULT_MODEL = Settings().model

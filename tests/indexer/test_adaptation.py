@@ -240,3 +240,24 @@ def test_corrupt_adaptation_is_refused(
     target.unlink()
     with pytest.raises(SnapshotError, match="missing"):
         load_snapshot(settings, hist.name)
+
+
+def test_multilayer_model_falls_back_to_its_head_with_one_photo_per_product(
+    tmp_path: Path,
+) -> None:
+    """Nothing to learn from: a multi-layer descriptor keeps its 1280 head dims
+    (they generalise from one studio photo); other models keep raw vectors."""
+    from shoplens.indexer.snapshot import _fit
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(6, 1584)).astype(np.float32)
+    pids = [f"p{i}" for i in range(6)]
+    settings = Settings(data_dir=tmp_path)
+    head, facts, reason = _fit(settings, vectors, pids, model="effnet-lite0-ml-int8")
+    assert head is not None and head.kind == "head" and head.dim_out == 1280
+    assert facts is not None and "too few photos" in facts["fallback_because"]
+    assert reason is None
+    plain, facts, reason = _fit(settings, vectors[:, :1280], pids, model="effnet-lite0")
+    assert plain is None and facts is None and reason is not None
+    off = Settings(data_dir=tmp_path, adaptation="none")
+    assert _fit(off, vectors, pids, model="effnet-lite0-ml")[0] is None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.indexer.helpers import write_catalog
+from tests.indexer.helpers import DEFAULT_MODEL, write_catalog
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,7 +70,7 @@ def test_index_search_status_with_the_real_model(tmp_path: Path) -> None:
     p = shoplens("search", str(query), "--k", "3", "--json", data_dir=data)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
-    assert out["model"] == "effnet-lite0" and len(out["results"]) == 3
+    assert out["model"] == DEFAULT_MODEL and len(out["results"]) == 3
     top = out["results"][0]
     assert top["product_id"] == "p3" and top["score"] > 0.9
     assert set(top) == {
@@ -88,7 +88,7 @@ def test_index_search_status_with_the_real_model(tmp_path: Path) -> None:
 
     p = shoplens("status", data_dir=data)
     assert p.returncode == 0, p.stderr
-    assert "effnet-lite0" in p.stdout and "6 products" in p.stdout
+    assert DEFAULT_MODEL in p.stdout and "6 products" in p.stdout
 
     p = shoplens("index", str(manifest), "--model", "no-such-model", data_dir=data)
     assert p.returncode == 2 and "no-such-model" in p.stderr

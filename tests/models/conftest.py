@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from shoplens.config import Settings
+from shoplens.models.base import ImageEmbedder
 from shoplens.models.decode import decode_image
 
 # Photo file -> the ImageNet-1k class index the default model must predict.
@@ -28,6 +30,15 @@ def _offline() -> Iterator[None]:
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("TRANSFORMERS_OFFLINE", "1")
         yield
+
+
+@pytest.fixture(scope="session")
+def embedder() -> ImageEmbedder:
+    """These tests are about effnet-lite0 itself (ImageNet check, export, ORT
+    agreement), whatever model the settings make the default."""
+    from shoplens.models.registry import load_embedder
+
+    return load_embedder(Settings(model="effnet-lite0"))
 
 
 @pytest.fixture(scope="session")

@@ -139,3 +139,14 @@ def test_multi_layer_embedder_matches_the_studied_descriptor() -> None:
     want = _l2n(np.hstack([_l2n(head), _l2n(taps[5]), _l2n(taps[4])]))
     assert emb.dim == 1280 + 192 + 112 == out.shape[1]
     np.testing.assert_allclose(out, want, atol=1e-5)
+
+
+def test_head_only_keeps_the_leading_dims_renormalised() -> None:
+    from shoplens.models.adapt import head_only
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5, 12)).astype(np.float32)
+    out = head_only(12, 8).apply(x)
+    expected = x[:, :8] / np.linalg.norm(x[:, :8], axis=1, keepdims=True)
+    assert out.shape == (5, 8)
+    assert np.allclose(out, expected, atol=1e-6)

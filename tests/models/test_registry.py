@@ -42,7 +42,7 @@ def test_effnet_has_no_text_tower(settings: Settings) -> None:
 
 def test_loading_twice_reuses_the_export(embedder: ImageEmbedder) -> None:
     assert isinstance(embedder, OnnxEmbedder)
-    again = registry.load_embedder(Settings())
+    again = registry.load_embedder(Settings(model="effnet-lite0"))
     assert isinstance(again, OnnxEmbedder)
     assert again.model_dir == embedder.model_dir
     assert registry.cached_model_dir("effnet-lite0", Settings()) == embedder.model_dir
@@ -88,10 +88,11 @@ _NO_TORCH = textwrap.dedent(
     from shoplens.errors import ModelUnavailable
     from shoplens.models.registry import load_embedder
 
-    vectors = load_embedder(Settings()).embed([Image.new("RGB", (300, 200), (90, 160, 40))])
+    lite0 = load_embedder(Settings(model="effnet-lite0"))
+    vectors = lite0.embed([Image.new("RGB", (300, 200), (90, 160, 40))])
     assert vectors.shape == (1, 1280), vectors.shape
     try:
-        load_embedder(Settings(model_cache_dir=Path(sys.argv[1])))
+        load_embedder(Settings(model="effnet-lite0", model_cache_dir=Path(sys.argv[1])))
     except ModelUnavailable as exc:
         print("UNAVAILABLE:", exc.message)
     assert "torch" not in sys.modules

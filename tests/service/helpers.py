@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw
 from starlette.testclient import TestClient
 
 from shoplens import demo
+from shoplens.config import Settings
 
 ADMIN_TOKEN = "test-admin-token"
 N_SYNTHETIC = 219  # + 81 demo products = 300: three of them make a 1% filter
@@ -91,3 +92,7 @@ def demo_photo(product_id: str) -> bytes:
 
 def search(client: TestClient, data: bytes, **params: Any) -> Any:
     return client.post("/v1/search", params=params, files={"image": ("q.jpg", data, "image/jpeg")})
+
+
+# The model the suite runs: the configured default (SHOPLENS_MODEL may override).
+DEFAULT_MODEL = Settings().model

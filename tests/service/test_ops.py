@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from tests.service.conftest import AppFactory
-from tests.service.helpers import demo_photo, search
+from tests.service.helpers import DEFAULT_MODEL, demo_photo, search
 
 
 def test_health_and_readiness(client: TestClient) -> None:
@@ -17,7 +17,7 @@ def test_health_and_readiness(client: TestClient) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200
     body = ready.json()
-    assert body["status"] == "ready" and body["model"] == "effnet-lite0"
+    assert body["status"] == "ready" and body["model"] == DEFAULT_MODEL
     assert body["products"] == 300 and body["images"] == 300 and body["vectors"] == 300
 
 
@@ -37,7 +37,7 @@ def test_metrics(client: TestClient) -> None:
     assert 'shoplens_search_seconds_count{kind="image"} 1.0' in text
     assert 'shoplens_index_size{kind="products"} 300.0' in text
     assert 'shoplens_index_size{kind="vectors"} 300.0' in text
-    assert 'shoplens_index_info{model="effnet-lite0",version="' in text
+    assert f'shoplens_index_info{{model="{DEFAULT_MODEL}",version="' in text
     assert "shoplens_ready 1.0" in text
 
 

@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.service.conftest import AppFactory
-from tests.service.helpers import demo_photo, jpeg_bytes, search, synthetic_photo
+from tests.service.helpers import DEFAULT_MODEL, demo_photo, jpeg_bytes, search, synthetic_photo
 
 
 def test_get_product(client: TestClient) -> None:
@@ -43,7 +43,7 @@ def test_similar_excludes_itself_and_filters(client: TestClient) -> None:
     body = r.json()
     ids = [x["product_id"] for x in body["results"]]
     assert len(ids) == 5 and "granny-smith-apple" not in ids
-    assert body["model"] == "effnet-lite0" and body["index_version"]
+    assert body["model"] == DEFAULT_MODEL and body["index_version"]
     # More like this, but only what can be bought now (sold-out alternatives).
     r = client.get(
         "/v1/products/golden-delicious-apple/similar",

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from shoplens.demo import DEMO_DIR as DEMO
 from tests.service.conftest import AppFactory
-from tests.service.helpers import RARE, demo_photo, jpeg_bytes, search
+from tests.service.helpers import DEFAULT_MODEL, RARE, demo_photo, jpeg_bytes, search
 
 RESULT_KEYS = {
     "product_id",
@@ -33,7 +33,7 @@ def test_photo_of_a_product_finds_it_first(client: TestClient) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == {"results", "took_ms", "model", "index_version"}
-    assert body["model"] == "effnet-lite0"
+    assert body["model"] == DEFAULT_MODEL
     assert body["took_ms"] > 0
     results = body["results"]
     assert len(results) == 10
@@ -282,7 +282,7 @@ def test_text_search_needs_a_text_model(client: TestClient) -> None:
     assert r.status_code == 400
     err = r.json()["error"]
     assert err["code"] == "text_search_unavailable"
-    assert "effnet-lite0" in err["message"] and "OpenCLIP" in err["message"]
+    assert DEFAULT_MODEL in err["message"] and "OpenCLIP" in err["message"]
     r = client.get("/v1/search")
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "bad_parameter"
