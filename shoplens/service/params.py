@@ -6,11 +6,10 @@ import math
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query
 
 from shoplens.errors import BadParameter
 from shoplens.indexer.types import SearchFilters
-from shoplens.service.state import ServiceState, get_state
 
 K = Annotated[int, Query(ge=1, le=100, description="how many products to return (1-100)")]
 
@@ -76,9 +75,3 @@ async def search_params(
 
 # async although it never awaits: a plain def dependency costs a thread-pool round trip.
 SearchParamsDep = Annotated[SearchParams, Depends(search_params)]
-
-
-async def rate_limit(request: Request, state: Annotated[ServiceState, Depends(get_state)]) -> None:
-    """Kept for the routes that name it; the limit itself is
-    :class:`shoplens.service.ratelimit.RateLimitMiddleware`, per client for every route
-    (health, metrics and static files exempt), so counting here too would halve it."""

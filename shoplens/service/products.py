@@ -22,7 +22,7 @@ from shoplens.service.schemas import (
     SearchResponse,
     error_responses,
 )
-from shoplens.service.search import to_results
+from shoplens.service.search import respond, to_results
 from shoplens.service.state import ServiceState, get_live, get_state
 from shoplens.service.uploads import read_limited
 
@@ -103,13 +103,7 @@ async def similar_products(
         state.metrics.search_seconds.labels("similar").observe(time.perf_counter() - t0)
         return to_results(state, request, hits), version
 
-    results, version = await run_in_threadpool(work)
-    return SearchResponse(
-        results=results,
-        took_ms=round((time.perf_counter() - started) * 1000, 2),
-        model=live.model_name,
-        index_version=version,
-    )
+    return await respond(work, live, started)
 
 
 @router.get(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 import numpy as np
@@ -14,7 +15,7 @@ from shoplens.indexer.live import LiveIndex
 from shoplens.indexer.types import Hit
 from shoplens.models.base import FloatArray
 from shoplens.models.decode import Crop, decode_image, parse_crop
-from shoplens.service.params import SearchParams, SearchParamsDep, rate_limit
+from shoplens.service.params import SearchParams, SearchParamsDep
 from shoplens.service.schemas import SearchResponse, SearchResultItem, error_responses
 from shoplens.service.state import ServiceState, get_state
 from shoplens.service.uploads import read_limited
@@ -75,12 +76,24 @@ def run_search(
     return to_results(state, request, hits), version
 
 
+async def respond(
+    work: Callable[[], tuple[list[SearchResultItem], str]], live: LiveIndex, started: float
+) -> SearchResponse:
+    """Run a search off the event loop and wrap it in the contract's answer."""
+    results, version = await run_in_threadpool(work)
+    return SearchResponse(
+        results=results,
+        took_ms=round((time.perf_counter() - started) * 1000, 2),
+        model=live.model_name,
+        index_version=version,
+    )
+
+
 @router.post(
     "/v1/search",
     response_model=SearchResponse,
     summary="Search the catalog with a photo",
     responses=error_responses(400, 413, 415, 422, 429, 503),
-    dependencies=[Depends(rate_limit)],
 )
 async def search_by_photo(
     request: Request,
@@ -106,13 +119,7 @@ async def search_by_photo(
         vector = embed_photo(state, data, region)
         return run_search(state, request, live, vector, params, "image")
 
-    results, version = await run_in_threadpool(work)
-    return SearchResponse(
-        results=results,
-        took_ms=round((time.perf_counter() - started) * 1000, 2),
-        model=live.model_name,
-        index_version=version,
-    )
+    return await respond(work, live, started)
 
 
 @router.get(
@@ -120,7 +127,6 @@ async def search_by_photo(
     response_model=SearchResponse,
     summary="Search the catalog with words (OpenCLIP models only)",
     responses=error_responses(400, 429, 503),
-    dependencies=[Depends(rate_limit)],
 )
 async def search_by_text(
     request: Request,
@@ -150,10 +156,4 @@ async def search_by_text(
         state.metrics.embed_seconds.labels("text").observe(time.perf_counter() - t0)
         return run_search(state, request, live, vector, params, "text")
 
-    results, version = await run_in_threadpool(work)
-    return SearchResponse(
-        results=results,
-        took_ms=round((time.perf_counter() - started) * 1000, 2),
-        model=live.model_name,
-        index_version=version,
-    )
+    return await respond(work, live, started)

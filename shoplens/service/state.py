@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fastapi import Request
@@ -92,7 +92,6 @@ class ServiceState:
     metrics: Metrics
     renditions: Renditions
     ar: ArBlocks
-    rate: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def base_url(self, request: Request) -> str:
         """Absolute base of links in answers, without the trailing slash."""
