@@ -60,6 +60,7 @@ def run_server(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_config=None,  # keep the CLI's logging configuration
+        access_log=False,  # shoplens.access logs each request once, with its request id
         proxy_headers=True,
         timeout_graceful_shutdown=10,
     )
