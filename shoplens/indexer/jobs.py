@@ -20,13 +20,14 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from shoplens.config import Settings
+from shoplens.db import write_transaction
 from shoplens.errors import BadParameter, Conflict, NotFound, ShoplensError
 from shoplens.indexer.build import run_lock
 from shoplens.models.base import ImageEmbedder
@@ -95,16 +96,8 @@ class JobStore:
         with self._lock:
             self._conn.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn, self._lock)
 
     def check_idle(self) -> None:
         """:class:`Conflict` while a job is queued or running."""
