@@ -141,3 +141,38 @@ class TextEmbedder(Protocol):
     def embed_text(self, texts: Sequence[str]) -> FloatArray:
         """``n`` strings -> float32 ``(n, dim)`` L2-normalised vectors."""
         ...
+
+
+class EmbedderBase:
+    """What every image embedder shares: identity, preprocessing, ``embed``.
+
+    Subclasses set ``_name``, ``_dim`` and ``_cfg`` and implement
+    :meth:`embed_prepared` (their runtime: ONNX Runtime, torch).
+    """
+
+    _name: str
+    _dim: int
+    _cfg: PreprocessConfig
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def preprocess_config(self) -> PreprocessConfig:
+        return self._cfg
+
+    def prepare(self, image: Image.Image) -> FloatArray:
+        return preprocess(image, self._cfg)
+
+    def embed_prepared(self, batch: FloatArray) -> FloatArray:
+        raise NotImplementedError
+
+    def embed(self, images: Sequence[Image.Image]) -> FloatArray:
+        if not images:
+            return np.zeros((0, self._dim), np.float32)
+        return self.embed_prepared(np.stack([self.prepare(im) for im in images]))

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
 
 from shoplens.errors import ModelUnavailable
-from shoplens.models.base import FloatArray, PreprocessConfig, l2_normalise, preprocess
+from shoplens.models.base import EmbedderBase, FloatArray, PreprocessConfig, l2_normalise
 
 MODEL_FILE = "model.onnx"
 PREPROCESS_FILE = "preprocess.json"
@@ -45,7 +43,7 @@ def session_options(threads: int) -> ort.SessionOptions:
     return options
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(EmbedderBase):
     """An :class:`~shoplens.models.base.ImageEmbedder` backed by one ORT session.
 
     ``InferenceSession.run`` is safe to call from several threads at once, so
@@ -71,23 +69,8 @@ class OnnxEmbedder:
         self.threads = threads
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def preprocess_config(self) -> PreprocessConfig:
-        return self._cfg
-
-    @property
     def weights_sha256(self) -> str:
         return str(self.meta.get("weights_sha256", ""))
-
-    def prepare(self, image: Image.Image) -> FloatArray:
-        return preprocess(image, self._cfg)
 
     def embed_prepared(self, batch: FloatArray) -> FloatArray:
         if len(batch) == 0:
@@ -96,11 +79,6 @@ class OnnxEmbedder:
         (out,) = self._session.run(None, {self._input: batch})
         # The graph already normalises; this keeps the float32 contract exact.
         return l2_normalise(np.asarray(out))
-
-    def embed(self, images: Sequence[Image.Image]) -> FloatArray:
-        if not images:
-            return np.zeros((0, self._dim), np.float32)
-        return self.embed_prepared(np.stack([self.prepare(im) for im in images]))
 
     def __repr__(self) -> str:
         return f"OnnxEmbedder({self._name!r}, dim={self._dim}, dir={str(self.model_dir)!r})"

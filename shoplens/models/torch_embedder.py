@@ -8,13 +8,11 @@ the serving path.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
-from shoplens.models.base import FloatArray, PreprocessConfig, l2_normalise, preprocess
+from shoplens.models.base import EmbedderBase, FloatArray, PreprocessConfig, l2_normalise
 
 
 class NormalisedFeatures(torch.nn.Module):
@@ -33,7 +31,7 @@ class NormalisedFeatures(torch.nn.Module):
         return torch.nn.functional.normalize(features.float(), p=2.0, dim=1, eps=1e-12)
 
 
-class TorchEmbedder:
+class TorchEmbedder(EmbedderBase):
     """An eager ``NormalisedFeatures`` model with its preprocessing."""
 
     def __init__(
@@ -53,29 +51,9 @@ class TorchEmbedder:
         # torch modules are not documented as safe for concurrent forward().
         self._lock = threading.Lock()
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def preprocess_config(self) -> PreprocessConfig:
-        return self._cfg
-
-    def prepare(self, image: Image.Image) -> FloatArray:
-        return preprocess(image, self._cfg)
-
     def embed_prepared(self, batch: FloatArray) -> FloatArray:
         if len(batch) == 0:
             return np.zeros((0, self._dim), np.float32)
         with self._lock, torch.inference_mode():
             out = self.module(torch.from_numpy(np.ascontiguousarray(batch, np.float32)))
         return l2_normalise(out.numpy())
-
-    def embed(self, images: Sequence[Image.Image]) -> FloatArray:
-        if not images:
-            return np.zeros((0, self._dim), np.float32)
-        return self.embed_prepared(np.stack([self.prepare(im) for im in images]))
