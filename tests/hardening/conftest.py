@@ -4,21 +4,20 @@ with the real default model, real apps (lifespan run), and the admin header."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-from starlette.testclient import TestClient
 
 from shoplens.config import Settings
-from tests.service.helpers import ADMIN_TOKEN, write_catalog
+
+# The same real-app fixtures as the service tests, over this folder's data_dir.
+from tests.service.conftest import AppFactory, admin, client, make_client
+from tests.service.helpers import write_catalog
 
 if TYPE_CHECKING:
     from shoplens.models.base import ImageEmbedder
 
-AppFactory = Callable[..., AbstractContextManager[TestClient]]
 N_SYNTHETIC = 19  # + 81 demo products = 100
 
 
@@ -41,28 +40,4 @@ def data_dir(tmp_path: Path, hardening_built: Path) -> Path:
     return target
 
 
-@pytest.fixture
-def make_client(embedder: ImageEmbedder) -> AppFactory:
-    """``with make_client(data_dir, **settings) as client``: a real app, lifespan run."""
-    from shoplens.service.app import create_app
-
-    @contextmanager
-    def factory(data_dir: Path, **overrides: Any) -> Iterator[TestClient]:
-        values: dict[str, Any] = {"admin_token": ADMIN_TOKEN, "reload_interval_s": 0.2}
-        values.update(overrides)
-        app = create_app(Settings(data_dir=data_dir, **values), embedder=embedder)
-        with TestClient(app, raise_server_exceptions=False) as client:
-            yield client
-
-    return factory
-
-
-@pytest.fixture
-def client(make_client: AppFactory, data_dir: Path) -> Iterator[TestClient]:
-    with make_client(data_dir) as c:
-        yield c
-
-
-@pytest.fixture
-def admin() -> dict[str, str]:
-    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+__all__ = ["AppFactory", "admin", "client", "data_dir", "hardening_built", "make_client"]
