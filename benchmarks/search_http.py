@@ -44,7 +44,8 @@ from shoplens.indexer.types import SearchFilters
 from shoplens.models.base import ImageEmbedder
 from shoplens.models.decode import decode_image
 from shoplens.models.registry import load_embedder
-from shoplens.service.schemas import SearchResponse, SearchResultItem
+from shoplens.service.schemas import SearchResponse
+from shoplens.service.search import result_item
 
 PHONE_SIZE = (1632, 1224)  # 2.0 MP, 4:3 like a phone camera
 LEVELS = (1, 4, 16)
@@ -107,18 +108,7 @@ def stage_breakdown(
             c4, t4 = time.thread_time(), time.perf_counter()
             body = SearchResponse(
                 results=[
-                    SearchResultItem(
-                        product_id=h.product.product_id,
-                        score=round(float(h.score), 6),
-                        title=h.product.title,
-                        category=h.product.category,
-                        price=h.product.price,
-                        currency=h.product.currency,
-                        in_stock=h.product.in_stock,
-                        image_url=f"http://127.0.0.1/v1/images/{h.image_id}",
-                        ar=None,
-                    )
-                    for h in hits
+                    result_item(h, f"http://127.0.0.1/v1/images/{h.image_id}", None) for h in hits
                 ],
                 took_ms=0.0,
                 model=embedder.name,

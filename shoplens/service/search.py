@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
@@ -24,21 +24,26 @@ router = APIRouter(tags=["search"])
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
+def result_item(hit: Hit, image_url: str, ar: dict[str, Any] | None) -> SearchResultItem:
+    """One hit in the public result shape."""
+    return SearchResultItem(
+        product_id=hit.product.product_id,
+        score=round(float(hit.score), 6),
+        title=hit.product.title,
+        category=hit.product.category,
+        price=hit.product.price,
+        currency=hit.product.currency,
+        in_stock=hit.product.in_stock,
+        image_url=image_url,
+        ar=ar,
+    )
+
+
 def to_results(state: ServiceState, request: Request, hits: list[Hit]) -> list[SearchResultItem]:
     """Hits -> the public result shape (blocking: asks the AR part for blocks)."""
     ar = state.ar_blocks(request, [h.product.product_id for h in hits])
     return [
-        SearchResultItem(
-            product_id=h.product.product_id,
-            score=round(float(h.score), 6),
-            title=h.product.title,
-            category=h.product.category,
-            price=h.product.price,
-            currency=h.product.currency,
-            in_stock=h.product.in_stock,
-            image_url=state.image_url(request, h.image_id),
-            ar=ar.get(h.product.product_id),
-        )
+        result_item(h, state.image_url(request, h.image_id), ar.get(h.product.product_id))
         for h in hits
     ]
 
