@@ -4,8 +4,6 @@ the model (its ``load`` event fires) and a screenshot shows it."""
 from __future__ import annotations
 
 import io
-import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ from PIL import Image
 
 from shoplens.ar_assets import tools
 from shoplens.config import Settings
+from tests.support import free_port, headless_chromium
 
 from .conftest import make_app
 from .models import box_glb, checker_png
@@ -26,8 +25,6 @@ from .models import box_glb, checker_png
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.usefixtures("node_tools")]
 
 SHARED_AR = Path(__file__).resolve().parents[3] / "shared" / "data" / "ar"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 WAIT_LOAD_JS = """
 const done = arguments[arguments.length - 1];
@@ -40,13 +37,6 @@ customElements.whenDefined('model-viewer').then(() => {
   mv.addEventListener('error', (e) => finish('error: ' + JSON.stringify(e.detail)));
 });
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -65,7 +55,7 @@ def server(tmp_path: Path) -> Iterator[str]:
     if (SHARED_AR / "WaterBottle.glb").is_file():
         # Its mobile variant is meshopt + WebP: the decoder must come from the bundle.
         app.state.ar.ingest("bottle", SHARED_AR / "WaterBottle.glb", placement="table")
-    port = _free_port()
+    port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -82,33 +72,11 @@ def server(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def driver(tmp_path: Path) -> Iterator[Any]:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("chromium/chromedriver are not installed (make browser)")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--use-angle=swiftshader",
-        "--enable-unsafe-swiftshader",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chrome-profile'}",
-        "--window-size=800,700",
-    ):
-        opts.add_argument(flag)
-    d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    d.set_script_timeout(30)
-    try:
+    # WebGL in headless Chromium without a GPU: SwiftShader.
+    flags = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+    with headless_chromium(tmp_path / "chrome-profile", window="800,700", flags=flags) as d:
+        d.set_script_timeout(30)
         yield d
-    finally:
-        d.quit()
 
 
 def _centre_std(png: bytes) -> float:

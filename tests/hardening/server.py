@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import httpx
 
 from shoplens.config import Settings
 from tests.service.helpers import ADMIN_TOKEN
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 FACTORY = "tests.hardening.server:slow_app"
@@ -37,13 +37,6 @@ def slow_app() -> Any:
 
     app.add_api_route("/test/slow", slow, methods=["GET"], include_in_schema=False)
     return app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Server:

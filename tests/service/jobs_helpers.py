@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 
 from tests.service.helpers import ADMIN_TOKEN, jpeg_bytes, synthetic_photo
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -110,13 +110,6 @@ class SearchLoop:
     @property
     def answered(self) -> int:
         return self.statuses[200]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

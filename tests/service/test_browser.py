@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,25 +17,16 @@ import pytest
 from PIL import Image, ImageStat
 
 from shoplens import demo
+from tests.support import free_port, headless_chromium
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 def server(demo_data_dir: Path, tmp_path: Path) -> Iterator[str]:
     data = tmp_path / "data"
     shutil.copytree(demo_data_dir, data)
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "server.log").open("wb")
     cmd = [sys.executable, "-c", "from shoplens.cli import main; main()", "demo"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)]
@@ -68,32 +58,12 @@ def server(demo_data_dir: Path, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("Debian chromium + chromedriver are not installed")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chrome-profile'}",
-        "--window-size=412,915",  # a phone-sized viewport
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    try:
+    # A phone-sized viewport.
+    with headless_chromium(
+        tmp_path / "chrome-profile", window="412,915", flags=["--disable-gpu"]
+    ) as driver:
+        driver.set_page_load_timeout(60)
         yield driver
-    finally:
-        driver.quit()
 
 
 def _answered(driver: Any) -> int:

@@ -1,0 +1,56 @@
+"""Small helpers several test folders share: loopback ports and headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+# Without the background-networking flags Chromium keeps calling Google's hosts,
+# which this sandbox refuses; a fresh profile keeps runs independent.
+_BASE_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (tests only ever serve on loopback)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def headless_chromium(
+    profile_dir: Path, *, window: str, flags: Sequence[str] = ()
+) -> Iterator[Any]:
+    """A selenium driver for Debian's chromium; skips the test when it is missing."""
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("Debian chromium + chromedriver are not installed (make browser)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*_BASE_FLAGS, *flags, f"--user-data-dir={profile_dir}", f"--window-size={window}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
