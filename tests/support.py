@@ -54,3 +54,48 @@ def headless_chromium(
         yield driver
     finally:
         driver.quit()
+
+
+# A two-layer narrow OpenCLIP ViT + text transformer: exported in seconds, random
+# weights. Tests of the OpenCLIP path use it; nothing is downloaded.
+TINY_OPENCLIP: dict[str, Any] = {
+    "model_cfg": {
+        "embed_dim": 32,
+        "vision_cfg": {
+            "image_size": 64,
+            "layers": 2,
+            "width": 64,
+            "patch_size": 16,
+            "head_width": 32,
+        },
+        "text_cfg": {
+            "context_length": 16,
+            "vocab_size": 49408,
+            "width": 32,
+            "heads": 2,
+            "layers": 2,
+        },
+    },
+    "preprocess_cfg": {
+        "mean": [0.48145466, 0.4578275, 0.40821073],
+        "std": [0.26862954, 0.26130258, 0.27577711],
+        "interpolation": "bicubic",
+        "resize_mode": "shortest",
+    },
+}
+
+
+def tiny_openclip_checkpoint(folder: Path) -> Path:
+    """Write the tiny model's config (Hugging Face layout: beside the weights, it
+    defines the architecture) and a seeded random checkpoint; returns the checkpoint."""
+    import json
+
+    import open_clip
+    import torch
+
+    (folder / "open_clip_config.json").write_text(json.dumps(TINY_OPENCLIP))
+    torch.manual_seed(0)
+    model = open_clip.create_model(f"local-dir:{folder}", load_weights=False, pretrained_text=False)
+    checkpoint = folder / "tiny.pt"
+    torch.save(model.state_dict(), checkpoint)
+    return checkpoint

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,51 +12,21 @@ from shoplens.config import Settings
 from shoplens.errors import ModelUnavailable
 from shoplens.models.base import TextEmbedder
 from shoplens.models.onnx_embedder import OnnxEmbedder
+from tests.support import TINY_OPENCLIP as TINY
+from tests.support import tiny_openclip_checkpoint
 
 torch = pytest.importorskip("torch")
 open_clip = pytest.importorskip("open_clip")
 
 from shoplens.models import registry  # noqa: E402
 
-# Two-layer narrow ViT and text transformer: exported in seconds, random weights.
-TINY = {
-    "model_cfg": {
-        "embed_dim": 32,
-        "vision_cfg": {
-            "image_size": 64,
-            "layers": 2,
-            "width": 64,
-            "patch_size": 16,
-            "head_width": 32,
-        },
-        "text_cfg": {
-            "context_length": 16,
-            "vocab_size": 49408,
-            "width": 32,
-            "heads": 2,
-            "layers": 2,
-        },
-    },
-    "preprocess_cfg": {
-        "mean": [0.48145466, 0.4578275, 0.40821073],
-        "std": [0.26862954, 0.26130258, 0.27577711],
-        "interpolation": "bicubic",
-        "resize_mode": "shortest",
-    },
-}
-
 
 @pytest.fixture(scope="module")
 def tiny_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     folder = tmp_path_factory.mktemp("tiny-clip")
-    # The Hugging Face layout: the config beside the weights defines the architecture.
-    (folder / "open_clip_config.json").write_text(json.dumps(TINY))
-    torch.manual_seed(0)
-    model = open_clip.create_model(f"local-dir:{folder}", load_weights=False, pretrained_text=False)
-    torch.save(model.state_dict(), folder / "tiny.pt")
     return Settings(
         model="open_clip:tiny",
-        openclip_checkpoint=folder / "tiny.pt",
+        openclip_checkpoint=tiny_openclip_checkpoint(folder),
         model_cache_dir=tmp_path_factory.mktemp("model-cache"),
         data_dir=folder / "data",
     )

@@ -7,37 +7,17 @@ space and answers the same result shape as photo search.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from starlette.testclient import TestClient
 
 from shoplens.config import Settings
 from shoplens.demo import DEMO_DIR
 from tests.service.helpers import demo_photo, search
+from tests.support import tiny_openclip_checkpoint
 
 torch = pytest.importorskip("torch")
 open_clip = pytest.importorskip("open_clip")
 
-TINY = {
-    "model_cfg": {
-        "embed_dim": 32,
-        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
-        "text_cfg": {
-            "context_length": 16,
-            "vocab_size": 49408,
-            "width": 32,
-            "heads": 2,
-            "layers": 2,
-        },
-    },
-    "preprocess_cfg": {
-        "mean": [0.48145466, 0.4578275, 0.40821073],
-        "std": [0.26862954, 0.26130258, 0.27577711],
-        "interpolation": "bicubic",
-        "resize_mode": "shortest",
-    },
-}
 PRODUCTS = ("banana", "kiwi", "lime", "cucumber", "oatly-oat-milk", "arla-standard-milk")
 
 
@@ -46,13 +26,9 @@ def clip_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     from shoplens.indexer.build import run_index
 
     folder = tmp_path_factory.mktemp("tiny-clip")
-    (folder / "open_clip_config.json").write_text(json.dumps(TINY))
-    torch.manual_seed(0)
-    model = open_clip.create_model(f"local-dir:{folder}", load_weights=False, pretrained_text=False)
-    torch.save(model.state_dict(), folder / "tiny.pt")
     settings = Settings(
         model="open_clip:tiny",
-        openclip_checkpoint=folder / "tiny.pt",
+        openclip_checkpoint=tiny_openclip_checkpoint(folder),
         model_cache_dir=folder / "model-cache",
         data_dir=folder / "data",
         reload_interval_s=0.2,
