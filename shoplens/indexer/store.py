@@ -8,16 +8,27 @@ at sequence S plus every row with ``seq > S`` is the current catalog.
 Embeddings are cached by ``(model, sha256 of the source bytes)``: this is what
 makes indexing incremental (unchanged bytes are never embedded again) and
 resumable (each batch is committed in one transaction).
+
+Image rows are vector ids (``vid``): a vid is never reused and never changes
+its bytes, which is what lets a snapshot and the rows disagree safely (the live
+index trusts the rows and takes a vector from the snapshot only for a vid that
+is live in both). A re-index run uses that to publish its snapshot *before* its
+rows become visible: :meth:`CatalogStore.plan_catalog` works its changes out
+and reserves the vids of its new image rows without changing a row,
+:meth:`CatalogStore.planned` lets the snapshot be built from the catalog as it
+will be, and :meth:`CatalogStore.commit_plan` writes the rows with exactly
+those vids (see ``shoplens.indexer.build`` for the order and why).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +142,29 @@ class NewImage:
     sha256: str
 
 
+ProductChange = tuple[ProductRecord, Sequence[NewImage], bool]
+
+
+@dataclass(frozen=True)
+class CatalogPlan:
+    """A re-index run's catalog changes, worked out against the store but not committed.
+
+    ``images`` is every live image row as it will be once the plan is
+    committed (new rows with the vids reserved for them); the run's snapshot
+    is built from it. ``products``/``delete_ids`` are what the commit applies.
+    """
+
+    base_seq: int  # the store's seq the plan was worked out against
+    products: tuple[ProductChange, ...]
+    delete_ids: tuple[str, ...]
+    new_vids: Mapping[tuple[str, str], int]  # (product_id, image_id) -> reserved vid
+    images: tuple[StoredImage, ...]
+    # What the commit will do if nothing else writes meanwhile: rows
+    # upserted (products and images) and products deleted.
+    changed: int
+    removed: int
+
+
 def _product_from_row(row: sqlite3.Row) -> ProductRecord:
     return ProductRecord(
         product_id=row["product_id"],
@@ -182,6 +216,7 @@ class CatalogStore:
     def __init__(self, db_path: Path, *, timeout_s: float = 30.0) -> None:
         db_path.parent.mkdir(parents=True, exist_ok=True)
         self.path = db_path
+        self._plan: CatalogPlan | None = None  # set on a view made by planned()
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(
             db_path, timeout=timeout_s, isolation_level=None, check_same_thread=False
@@ -334,29 +369,98 @@ class CatalogStore:
     def delete_products(self, product_ids: Iterable[str]) -> int:
         """Mark products (and their images) deleted; returns how many were live."""
         ids = list(product_ids)
-        n = 0
         with self.transaction() as c:
             seq = _get_seq(c) + 1
-            for pid in ids:
-                cur = c.execute(
-                    "UPDATE idx_products SET deleted = 1, seq = ? "
-                    "WHERE product_id = ? AND deleted = 0",
-                    (seq, pid),
-                )
-                if cur.rowcount:
-                    n += 1
-                    c.execute(
-                        "UPDATE idx_images SET deleted = 1, seq = ? "
-                        "WHERE product_id = ? AND deleted = 0",
-                        (seq, pid),
-                    )
+            n = _delete_many(c, seq, ids)
             if n:
                 _set_seq(c, seq)
         return n
 
+    # -- re-index runs: plan, build from the plan, commit -------------------------
+
+    def plan_catalog(
+        self, products: Sequence[ProductChange], *, prune_keep: set[str] | None = None
+    ) -> CatalogPlan:
+        """Work out what ``upsert_products(products)`` (then, with ``prune_keep``,
+        deleting every live product not in it) would do, without doing it.
+
+        The changes are applied inside a savepoint with the very code that will
+        commit them, read back, and rolled back; only the vids the new image
+        rows got are kept, reserved in ``sqlite_sequence`` so that no other
+        writer takes them before :meth:`commit_plan` inserts the rows with them.
+        No products/images row and not the change seq is modified, so nobody
+        (a live index polling the seq included) sees anything of the plan.
+        """
+        items = tuple((p, tuple(imgs), replace) for p, imgs, replace in products)
+        with self.transaction() as c:
+            base = _get_seq(c)
+            top = int(c.execute("SELECT COALESCE(MAX(vid), 0) FROM idx_images").fetchone()[0])
+            c.execute("SAVEPOINT plan")
+            try:
+                seq = base + 1
+                changed = sum(_upsert_one(c, seq, p, imgs, r) for p, imgs, r in items)
+                delete_ids: tuple[str, ...] = ()
+                if prune_keep is not None:
+                    live = {r[0] for r in c.execute(_LIVE_PRODUCTS)}
+                    delete_ids = tuple(sorted(live - prune_keep))
+                removed = _delete_many(c, seq, delete_ids)
+                rows = c.execute("SELECT * FROM idx_images WHERE deleted = 0 ORDER BY vid")
+                images = tuple(_image_from_row(r) for r in rows)
+                new_vids = {
+                    (r[1], r[2]): int(r[0])
+                    for r in c.execute(
+                        "SELECT vid, product_id, image_id FROM idx_images WHERE vid > ?", (top,)
+                    )
+                }
+            finally:
+                c.execute("ROLLBACK TO plan")
+                c.execute("RELEASE plan")
+            if new_vids:
+                _reserve_vids(c, max(new_vids.values()))
+        return CatalogPlan(
+            base_seq=base,
+            products=items,
+            delete_ids=delete_ids,
+            new_vids=new_vids,
+            images=images,
+            changed=changed,
+            removed=removed,
+        )
+
+    def planned(self, plan: CatalogPlan) -> CatalogStore:
+        """This store (same connection: do not close it) whose :meth:`live_vectors`
+        answers as if ``plan`` were committed: what the run's snapshot is built from."""
+        view = copy.copy(self)
+        view._plan = plan
+        return view
+
+    def commit_plan(self, plan: CatalogPlan) -> tuple[int, int]:
+        """Apply a plan in one transaction; ``(rows upserted, products removed)``.
+
+        New image rows get the vids the plan reserved, so they match the
+        snapshot built from it. A product some other writer (a PUT or DELETE
+        through the service) touched after the plan was made is left as that
+        writer left it: its edit is newer than the run's manifest.
+        """
+        with self.transaction() as c:
+            now = _get_seq(c)
+            newer: set[str] = set()
+            if now != plan.base_seq:
+                newer = {r[0] for r in c.execute(_TOUCHED_SINCE, (plan.base_seq, plan.base_seq))}
+            seq = now + 1
+            changed = sum(
+                _upsert_one(c, seq, p, imgs, replace, vids=plan.new_vids)
+                for p, imgs, replace in plan.products
+                if p.product_id not in newer
+            )
+            removed = _delete_many(c, seq, [pid for pid in plan.delete_ids if pid not in newer])
+            if changed or removed:
+                _set_seq(c, seq)
+        return changed, removed
+
     def live_product_ids(self) -> set[str]:
         with self._lock:
-            rows = self._conn.execute("SELECT product_id FROM idx_products WHERE deleted = 0")
+            rows = self._conn.execute(_LIVE_PRODUCTS)
             return {r[0] for r in rows}
 
     def get_product(self, product_id: str) -> tuple[ProductRecord, list[StoredImage]] | None:
@@ -393,7 +497,14 @@ class CatalogStore:
         return seq, [_product_from_row(r) for r in prows], [_image_from_row(r) for r in irows]
 
     def live_vectors(self, model: str) -> tuple[int, list[StoredImage], NDArray[np.float32] | None]:
-        """``(seq, live images that have an embedding, their vectors)`` in one view."""
+        """``(seq, live images that have an embedding, their vectors)`` in one view.
+
+        On a :meth:`planned` view: the catalog as the plan will commit it, with
+        the plan's ``base_seq`` (the catalog is that seq's plus the plan, so
+        every row with a later seq is still to be applied over it).
+        """
+        if self._plan is not None:
+            return self._planned_vectors(self._plan, model)
         images: list[StoredImage] = []
         blobs: list[bytes] = []
         with self.read() as c:
@@ -410,6 +521,20 @@ class CatalogStore:
             return seq, images, None
         vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1)
         return seq, images, vectors.copy()
+
+    def _planned_vectors(
+        self, plan: CatalogPlan, model: str
+    ) -> tuple[int, list[StoredImage], NDArray[np.float32] | None]:
+        # Embeddings are never changed for a (model, sha256), so reading them
+        # outside the plan's transaction reads what it saw.
+        vecs = self.get_embeddings(model, [im.sha256 for im in plan.images])
+        images = [im for im in plan.images if im.sha256 in vecs]
+        if not images:
+            return plan.base_seq, images, None
+        out = np.empty((len(images), len(vecs[images[0].sha256])), dtype=np.float32)
+        for i, im in enumerate(images):
+            out[i] = vecs[im.sha256]
+        return plan.base_seq, images, out
 
     def changes_since(
         self, seq: int
@@ -472,6 +597,14 @@ class CatalogStore:
         return None if row is None else dict(json.loads(row[0]))
 
 
+_LIVE_PRODUCTS = "SELECT product_id FROM idx_products WHERE deleted = 0"
+# Products whose row or one of whose image rows changed after a seq.
+_TOUCHED_SINCE = (
+    "SELECT product_id FROM idx_products WHERE seq > ? "
+    "UNION SELECT product_id FROM idx_images WHERE seq > ?"
+)
+
+
 def _get_seq(c: sqlite3.Connection) -> int:
     row = c.execute("SELECT value FROM idx_meta WHERE key = 'seq'").fetchone()
     return 0 if row is None else int(row[0])
@@ -481,13 +614,43 @@ def _set_seq(c: sqlite3.Connection, seq: int) -> None:
     c.execute("INSERT OR REPLACE INTO idx_meta(key, value) VALUES ('seq', ?)", (str(seq),))
 
 
+def _reserve_vids(c: sqlite3.Connection, top: int) -> None:
+    """AUTOINCREMENT hands out vids above ``top`` from now on (SQLite documents
+    ``sqlite_sequence`` as writable for exactly this)."""
+    cur = c.execute(
+        "UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'idx_images'", (top,)
+    )
+    if cur.rowcount == 0:
+        c.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('idx_images', ?)", (top,))
+
+
+def _delete_many(c: sqlite3.Connection, seq: int, product_ids: Iterable[str]) -> int:
+    n = 0
+    for pid in product_ids:
+        cur = c.execute(
+            "UPDATE idx_products SET deleted = 1, seq = ? WHERE product_id = ? AND deleted = 0",
+            (seq, pid),
+        )
+        if cur.rowcount:
+            n += 1
+            c.execute(
+                "UPDATE idx_images SET deleted = 1, seq = ? WHERE product_id = ? AND deleted = 0",
+                (seq, pid),
+            )
+    return n
+
+
 def _upsert_one(
     c: sqlite3.Connection,
     seq: int,
     product: ProductRecord,
     images: Sequence[NewImage],
     replace: bool,
+    *,
+    vids: Mapping[tuple[str, str], int] | None = None,
 ) -> int:
+    """``vids``: the vid a new image row must get (reserved by a plan), by
+    ``(product_id, image_id)``; other new rows get the next AUTOINCREMENT one."""
     changed = 0
     values = _product_values(product)
     row = c.execute(
@@ -525,10 +688,11 @@ def _upsert_one(
         keep.add(iid)
         old = existing.get(iid)
         if old is None:
+            vid = None if vids is None else vids.get((product.product_id, iid))
             c.execute(
-                "INSERT INTO idx_images(image_id, product_id, source, sha256, position, "
-                "deleted, seq) VALUES (?,?,?,?,?,0,?)",
-                (iid, product.product_id, img.source, img.sha256, pos, seq),
+                "INSERT INTO idx_images(vid, image_id, product_id, source, sha256, position, "
+                "deleted, seq) VALUES (?,?,?,?,?,?,0,?)",
+                (vid, iid, product.product_id, img.source, img.sha256, pos, seq),
             )
             changed += 1
         elif old["deleted"] or old["source"] != img.source or old["position"] != pos:
