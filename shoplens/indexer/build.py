@@ -1,4 +1,35 @@
-"""One indexing run: manifest -> store -> embeddings -> snapshot -> publish."""
+"""One indexing run: manifest -> embeddings -> plan -> snapshot -> publish -> commit.
+
+A running service (``shoplens.indexer.live``) serves the published snapshot
+plus every catalog row committed to the store, so a run must not commit its
+products/images rows before its snapshot is published: they would show early
+(new products found, deletions and metadata changes applied, seconds before
+the switch), and stay if the run then failed. The order is therefore:
+
+1. embed every photo not embedded yet (committed batch by batch: the
+   embeddings cache is not the catalog, nothing of it shows);
+2. plan (:meth:`CatalogStore.plan_catalog`): work the catalog changes out and
+   reserve the vector ids of the new image rows, changing no catalog row;
+3. build the snapshot from the catalog as the plan will leave it and publish
+   it (:func:`build_snapshot` on :meth:`CatalogStore.planned`);
+4. commit the plan's rows, with the reserved vector ids, right after.
+
+Why publish before commit, not the other way round: whatever the snapshot and
+the rows say, the live index serves the rows, taking a vector from the
+snapshot for a row it holds and from the embeddings cache for any other. A
+crash between 3 and 4 thus leaves the new snapshot serving the *old* catalog
+(the rows it dropped or changed come from the cache; its new vector ids were
+reserved, so no one else ever gets them, and nothing shows them), and the next
+run, finding the same changes still to do, does the whole job. The other
+order would serve the run's rows, unpublished, from the cache until a rerun.
+A run that fails before step 3 publishes leaves every products/images row as
+it was (the reserved ids are a harmless gap).
+
+A service edit (PUT/DELETE through the live index) committed while the run
+builds its snapshot is newer than the run's manifest: the commit leaves the
+products it touched as the edit left them, as when runs committed their rows
+before building.
+"""
 
 from __future__ import annotations
 
@@ -146,17 +177,18 @@ def run_index(
             if not imgs and pid in partial:
                 continue  # every image row of it was bad: leave it as it was
             items.append((product, imgs, pid not in partial))
-        store.upsert_products(items)
 
-        removed = 0
+        keep: set[str] | None = None
         if prune:
             if not items and manifest.rows:
                 raise ManifestError(
                     "refusing to --prune: no row of the manifest could be indexed "
                     f"({len(rejects)} rejected), so every product would be removed"
                 )
-            present = set(manifest.products) | partial
-            removed = store.delete_products(sorted(store.live_product_ids() - present))
+            keep = set(manifest.products) | partial
+        # Nothing the service serves changes until the snapshot is published
+        # (see the module docstring for the order and why).
+        plan = store.plan_catalog(items, prune_keep=keep)
 
         processed = emb.indexed + emb.unchanged
         report = IndexReport(
@@ -167,7 +199,7 @@ def run_index(
             indexed=emb.indexed,
             unchanged=emb.unchanged,
             rejected=len(rejects),
-            removed=removed,
+            removed=plan.removed,
             products=0,
             vectors=0,
             seconds=0.0,
@@ -183,12 +215,15 @@ def run_index(
             report.rejects_path = str(rejects_path)
         snapshot_id = build_snapshot(
             settings,
-            store,
+            store.planned(plan),
             model=embedder.name,
             dim=embedder.dim,
             preprocess=embedder.preprocess_config.to_dict(),
             build_facts={"run_id": run_id, "manifest": report.manifest},
         )
+        # Right after the switch: a service reloading in between serves the new
+        # snapshot with the old rows, which is the old catalog.
+        _changed, report.removed = store.commit_plan(plan)
         seconds = time.perf_counter() - t0
         facts = read_facts(settings.snapshots_dir / snapshot_id)
         report.snapshot_id = snapshot_id

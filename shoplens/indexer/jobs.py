@@ -7,8 +7,10 @@ cache makes the rerun skip every batch the killed attempt committed. A job
 stopped by a clean shutdown is marked ``interrupted`` and resumed the same way.
 
 The live index is only swapped when a job succeeds: :func:`run_index`
-publishes its snapshot as its very last step, and ``on_success`` lets the
-service pick it up at once instead of on its next reload tick.
+publishes its snapshot and commits its catalog rows right after as its last
+steps (a job that fails before that, or is interrupted, changes nothing the
+service serves), and ``on_success`` lets the service pick it up at once
+instead of on its next reload tick.
 """
 
 from __future__ import annotations

@@ -9,6 +9,14 @@ CONTRACT (the service codes against it):
   so edits are searchable at once and survive restarts.
 - Thread-safe: searches run on worker threads while ``maybe_reload`` swaps in
   a newly published snapshot; a search in flight finishes on the old one.
+- The store's rows are the catalog; the snapshot only supplies vectors. A
+  live image row whose vector id is in the snapshot is searched there, any
+  other from the embeddings cache (the overlay); snapshot vectors of ids that
+  are not live rows are masked. As a vector id never changes bytes and is
+  never reused, the snapshot and the rows may disagree in either direction
+  and the rows are still what is served: a re-index run relies on it to
+  publish its snapshot just *before* committing its rows, so that nothing of
+  a run shows before its snapshot does (``shoplens.indexer.build``).
 
 How: the searchable state is one immutable :class:`_State` (snapshot index +
 a small exact "overlay" of vectors added after the snapshot + the current
