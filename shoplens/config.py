@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     # finds the right product first 0.804 of the time on the grocery val
     # queries (0.794 in float32, 0.764 for plain pooled features) at half the
     # float32 inference time (benchmarks/results/quality.md, embed.md).
-    model: str = "effnet-lite0-ml-int8"
+    model: str = "effnet-lite0-lite1-ml-int8"
     # Local checkpoint for OpenCLIP models; nothing is ever downloaded.
     openclip_checkpoint: Path | None = None
     # ONNX Runtime intra-op threads; 0 lets ORT use every core.

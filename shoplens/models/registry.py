@@ -8,6 +8,7 @@ holds state: callers keep the embedder they load.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from shoplens.config import Settings
 from shoplens.errors import ModelUnavailable
 from shoplens.models.base import ImageEmbedder, TextEmbedder
-from shoplens.models.effnet import EFFNET_SPECS, weights_path
+from shoplens.models.effnet import EFFNET_SPECS, member_specs, weights_path
 from shoplens.models.export import is_complete, model_dir_for, safe_name
 from shoplens.models.hashing import file_sha256
 from shoplens.models.onnx_embedder import META_FILE, OnnxEmbedder
@@ -25,7 +26,7 @@ from shoplens.models.onnx_embedder import META_FILE, OnnxEmbedder
 if TYPE_CHECKING:
     from shoplens.models.torch_embedder import TorchEmbedder
 
-DEFAULT_MODEL = "effnet-lite0-ml-int8"
+DEFAULT_MODEL = "effnet-lite0-lite1-ml-int8"
 OPENCLIP_PREFIX = "open_clip:"
 # "<effnet name>-int8": the float32 export quantized by shoplens.models.quantize.
 INT8_SUFFIX = "-int8"
@@ -104,7 +105,14 @@ def weights_sha256(name: str, settings: Settings) -> str:
     if is_int8(name):
         name = name.removesuffix(INT8_SUFFIX)
     if name in EFFNET_SPECS:
-        return file_sha256(weights_path(EFFNET_SPECS[name]), settings.model_cache_dir)
+        shas = [
+            file_sha256(weights_path(spec), settings.model_cache_dir)
+            for spec in member_specs(EFFNET_SPECS[name])
+        ]
+        if len(shas) == 1:
+            return shas[0]
+        # An ensemble's export depends on every member's weights: hash them together.
+        return hashlib.sha256("\n".join(shas).encode()).hexdigest()
     if is_openclip(name):
         from shoplens.models.openclip import checkpoint_path
 

@@ -261,3 +261,9 @@ def test_multilayer_model_falls_back_to_its_head_with_one_photo_per_product(
     assert plain is None and facts is None and reason is not None
     off = Settings(data_dir=tmp_path, adaptation="none")
     assert _fit(off, vectors, pids, model="effnet-lite0-ml")[0] is None
+    # The Lite0 + Lite1 ensemble (the default) keeps both heads: its leading 2 x 1280 dims.
+    both = rng.normal(size=(6, 3168)).astype(np.float32)
+    heads, _, _ = _fit(settings, both, pids, model="effnet-lite0-lite1-ml-int8")
+    assert heads is not None and heads.kind == "head" and heads.dim_out == 2560
+    expected = both[:, :2560] / np.linalg.norm(both[:, :2560], axis=1, keepdims=True)
+    assert np.allclose(heads.apply(both), expected, atol=1e-5)
