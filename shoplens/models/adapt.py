@@ -12,7 +12,9 @@ space and keep the leading ``dim`` of them (by default ``n_products - 1``,
 classic LDA). Directions along which photos of
 one product vary (lighting, background, viewpoint) are damped; directions that
 separate products are kept. It is closed form (two symmetric eigendecomposi-
-tions, numpy only) and takes a few seconds for a few thousand 1280-d vectors.
+tions, numpy only) and takes about a second for a few thousand 1584-d vectors
+(7 s at 3168-d; a catalog with fewer photos than dimensions is solved in
+the span of its photos, which is exact and much faster).
 Applying it is one matrix product, microseconds per query.
 
 Defaults (shrinkage 0.3, ``n_products - 1`` output dimensions) were picked on a
@@ -171,23 +173,50 @@ def _fit_lda(
     beta: float,
     dim: int | None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    d = x.shape[1]
+    n, d = x.shape
+    keep = d if dim is None else max(1, min(int(dim), d))
     mean = x.mean(axis=0)
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     class_means = np.zeros((n_classes, d))
     np.add.at(class_means, labels, x)
     class_means /= counts[:, None]
     within = x - class_means[labels]
-    sw = within.T @ within / len(x)
-    sw = (1.0 - shrinkage) * sw + shrinkage * (np.trace(sw) / d) * np.eye(d)
+    centred_means = class_means - mean
+    # The shrinkage target: the within-product variance per dimension.
+    tau = float(np.einsum("ij,ij->", within, within)) / n / d
+    if n < d and keep <= n:
+        # Fewer photos than dimensions (a small catalog, or the 3168-d ensemble
+        # on a few thousand photos): every within-product deviation and every
+        # product mean lies in the span of the centred photos. Outside that span
+        # the shrunk covariance is tau * I and the means have no component, so
+        # solving inside it gives the same projection at O(d n^2) instead of
+        # O(d^3) (seconds -> milliseconds for a few hundred photos).
+        basis, _ = np.linalg.qr((x - mean).T)  # (d, n), orthonormal columns
+        return mean, basis @ _lda_axes(
+            within @ basis, centred_means @ basis, tau, shrinkage, beta, keep
+        )
+    return mean, _lda_axes(within, centred_means, tau, shrinkage, beta, keep)
+
+
+def _lda_axes(
+    within: NDArray[np.float64],
+    centred_means: NDArray[np.float64],
+    tau: float,
+    shrinkage: float,
+    beta: float,
+    keep: int,
+) -> NDArray[np.float64]:
+    """``(r, keep)`` LDA axes in the coordinates ``within`` and the means are given in."""
+    n, r = within.shape
+    sw = within.T @ within / n
+    sw = (1.0 - shrinkage) * sw + shrinkage * tau * np.eye(r)
     whiten = _inv_sqrt(sw, beta)
     # Principal axes of the (equally weighted) product means, in whitened space.
-    centred = (class_means - mean) @ whiten
-    sb = centred.T @ centred / n_classes
+    centred = centred_means @ whiten
+    sb = centred.T @ centred / len(centred_means)
     vals, vecs = np.linalg.eigh(sb)
     order = np.argsort(vals)[::-1]
-    keep = d if dim is None else max(1, min(int(dim), d))
-    return mean, whiten @ vecs[:, order[:keep]]
+    return whiten @ vecs[:, order[:keep]]  # type: ignore[no-any-return]
 
 
 def fit_adaptation(

@@ -150,3 +150,37 @@ def test_head_only_keeps_the_leading_dims_renormalised() -> None:
     expected = x[:, :8] / np.linalg.norm(x[:, :8], axis=1, keepdims=True)
     assert out.shape == (5, 8)
     assert np.allclose(out, expected, atol=1e-6)
+
+
+def test_fewer_photos_than_dims_solves_in_their_span_with_the_same_result() -> None:
+    """The small-catalog shortcut (QR onto the photos' span) is exact: the adapted
+    geometry equals the full d x d solution's, and it still helps."""
+    from shoplens.models import adapt
+
+    world = _world(np.random.default_rng(3), 8, 300)
+    catalog, c_ids = _sample(world, 6, np.random.default_rng(4))  # 48 photos < 300 dims
+    queries, q_ids = _sample(world, 3, np.random.default_rng(5))
+    names = sorted(set(c_ids))
+    labels = np.array([names.index(i) for i in c_ids])
+    x = catalog.astype(np.float64)
+    kw = {"shrinkage": 0.3, "beta": 1.0, "dim": 7}
+    mean, span = adapt._fit_lda(x, labels, len(names), **kw)
+    # The full path, forced by handing _lda_axes the raw coordinates.
+    class_means = np.stack([x[labels == j].mean(axis=0) for j in range(len(names))])
+    within = x - class_means[labels]
+    tau = float((within**2).sum()) / len(x) / x.shape[1]
+    full = adapt._lda_axes(within, class_means - mean, tau, 0.3, 1.0, 7)
+    assert span.shape == full.shape == (300, 7)
+
+    def geometry(m: np.ndarray) -> np.ndarray:
+        z = (queries - mean) @ m
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+        c = (catalog - mean) @ m
+        c /= np.linalg.norm(c, axis=1, keepdims=True)
+        return z @ c.T  # axes may differ in sign; similarities may not
+
+    assert np.allclose(geometry(span), geometry(full), atol=1e-6)
+    ad = fit_adaptation(catalog, c_ids, dim=7)
+    assert ad is not None
+    plain = _recall_at_1(queries, q_ids, catalog, c_ids)
+    assert _recall_at_1(ad.apply(queries), q_ids, ad.apply(catalog), c_ids) > plain
