@@ -58,11 +58,13 @@ def list_models(
     if as_json:
         typer.echo(json.dumps({"models": rows}, indent=2))
         return
-    typer.echo(f"{'NAME':<22} {'DIM':>5} {'INPUT':>5} {'TEXT':<4} {'EXPORTED':<8} WHERE")
+    width = max(len(str(row["name"])) for row in rows) + 1  # + the "configured" mark
+    typer.echo(f"{'NAME':<{width}} {'DIM':>5} {'INPUT':>5} {'TEXT':<4} {'EXPORTED':<8} WHERE")
     for row in rows:
         mark = "*" if row["configured"] else " "
         typer.echo(
-            f"{mark}{row['name']:<21} {row['dim'] or '?':>5} {row['input_size'] or '?':>5} "
+            f"{mark}{row['name']:<{width - 1}} "
+            f"{row['dim'] or '?':>5} {row['input_size'] or '?':>5} "
             f"{'yes' if row['text'] else 'no':<4} {'yes' if row['exported'] else 'no':<8} "
             f"{row['where'] or '-'}"
         )
