@@ -244,6 +244,7 @@ def run(
         "torch_threads": torch_threads,
         "baseline": "the faster torch eager configuration (median)",
         "int8": int8.meta.get("quantization"),
+        "input_size": int(int8.preprocess_config.crop),
         "queries": len(queries),
         "catalog_images": len(catalog),
         "decode_preprocess_ms_per_query_photo": round(prep_s / len(queries) * 1e3, 3),
@@ -260,7 +261,8 @@ def markdown(res: dict[str, Any]) -> str:
         f"`python -m benchmarks.embed`, model `{res['model']}` "
         f"(configured: `{res['configured_model']}`), {res['machine']['at']}, "
         f"{res['machine']['cpus']} CPUs shared with other work. Pure inference on "
-        "preprocessed 224x224 grocery val photos; backends take turns call by call. "
+        f"preprocessed {res.get('input_size', 224)}x{res.get('input_size', 224)} grocery val "
+        "photos; backends take turns call by call. "
         f"ORT intra-op threads: {res['ort_threads'] or 'ORT default (one per core)'}; "
         f"torch threads: {res['torch_threads']}.",
         "",

@@ -1,0 +1,289 @@
+"""Which backbone, ensemble and product scoring to adapt: the second quality study.
+
+``python -m benchmarks.quality_backbones [--grocery G] [--cache DIR]``
+
+Embeds the grocery catalog and val queries with the *production* embedders
+(``load_embedder``: ONNX Runtime, the real decode and preprocessing, JPEG
+draft decode like ``shoplens index``), caches the vectors under ``--cache``,
+then scores every variant with the same metric as ``benchmarks.quality``
+(product-level Recall@K, a product's score = its best catalog image) and the
+LDA catalog adaptation of ``shoplens.models.adapt`` at its default settings
+unless the row says otherwise. ``catalog-split R@1`` fits on part of the
+catalog and queries the held-out iconic + last-shot photos (no val queries
+involved); it is what a choice should agree with before val is believed.
+
+Writes ``benchmarks/results/quality_backbones.json`` and the table between
+the ``<!-- backbones -->`` markers of ``benchmarks/results/quality.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from benchmarks.common import DEFAULT_GROCERY, machine
+from benchmarks.quality_common import F32, catalog_split, l2n, load_labels
+from shoplens.config import Settings
+from shoplens.models.adapt import fit_adaptation
+from shoplens.models.base import ImageEmbedder
+from shoplens.models.decode import decode_image
+from shoplens.models.registry import load_embedder
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_CACHE = Path("/tmp/shoplens_quality/backbones")
+MODELS = (
+    "effnet-lite0-ml-int8",
+    "effnet-lite1-ml-int8",
+    "effnet-lite2-ml-int8",
+    "effnet-lite0-lite1-ml",
+    "effnet-lite0-lite1-ml-int8",
+)
+Scorer = Callable[[F32, F32, NDArray[np.int_], int], F32]
+
+
+@dataclass
+class Row:
+    variant: str
+    r1: float
+    r5: float
+    r10: float
+    split_r1: float | None
+    infer_ms: float  # batch-1 ONNX Runtime inference per query photo, summed over members
+    index_dim: int
+
+
+# ---------------------------------------------------------------- vectors
+
+
+def embed_all(emb: ImageEmbedder, files: Sequence[Path]) -> F32:
+    draft = emb.preprocess_config.resize
+
+    def prepare(path: Path) -> NDArray[np.float32]:
+        return emb.prepare(decode_image(path.read_bytes(), draft_size=draft))
+
+    out: list[NDArray[np.float32]] = []
+    with ThreadPoolExecutor(2) as pool:
+        prepared = list(pool.map(prepare, files))
+    for i in range(0, len(prepared), 32):
+        out.append(emb.embed_prepared(np.stack(prepared[i : i + 32])))
+    return l2n(np.concatenate(out))
+
+
+def batch1_ms(emb: ImageEmbedder, photo: Path, reps: int = 30) -> float:
+    x = emb.prepare(decode_image(photo.read_bytes()))[None]
+    emb.embed_prepared(x)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        emb.embed_prepared(x)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1e3)
+
+
+def vectors(grocery: Path, cache: Path, model: str) -> tuple[F32, F32, float]:
+    """(catalog, val queries, batch-1 ms) of ``model``, cached by name."""
+    cache.mkdir(parents=True, exist_ok=True)
+    files = {w: cache / f"{model}_{w}.npy" for w in ("catalog", "val")}
+    timing = cache / f"{model}_ms.json"
+    if all(f.exists() for f in files.values()) and timing.exists():
+        ms = float(json.loads(timing.read_text())["batch1_ms"])
+        return np.load(files["catalog"]), np.load(files["val"]), ms
+    emb = load_embedder(Settings(model=model))
+    labels = load_labels(grocery)
+    queries = [grocery / r for r in _query_images(grocery)]
+    cat = embed_all(emb, [grocery / p for p in labels.catalog_images])
+    val = embed_all(emb, queries)
+    ms = batch1_ms(emb, queries[0])
+    np.save(files["catalog"], cat)
+    np.save(files["val"], val)
+    timing.write_text(json.dumps({"batch1_ms": ms}))
+    return cat, val, ms
+
+
+def _query_images(grocery: Path) -> list[str]:
+    from benchmarks.quality_features import read_rows
+
+    return [r["image"] for r in read_rows(grocery / "queries_val.csv")]
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def best_image(sims: F32, products: NDArray[np.int_], n: int) -> F32:
+    """A product's score is its best-matching catalog image (the service's rule)."""
+    out = np.full((sims.shape[0], n), -np.inf, np.float32)
+    for j in range(n):
+        cols = sims[:, products == j]
+        if cols.shape[1]:
+            out[:, j] = cols.max(axis=1)
+    return out
+
+
+def top3_mean(sims: F32, products: NDArray[np.int_], n: int) -> F32:
+    """Mean of a product's three best images (fewer if it has fewer)."""
+    out = np.full((sims.shape[0], n), -np.inf, np.float32)
+    for j in range(n):
+        cols = sims[:, products == j]
+        if cols.shape[1]:
+            out[:, j] = -np.sort(-cols, axis=1)[:, :3].mean(axis=1)
+    return out
+
+
+def centroid(c: F32, q: F32, products: NDArray[np.int_], n: int) -> F32:
+    means = np.zeros((n, c.shape[1]), np.float32)
+    np.add.at(means, products, c)
+    return q @ l2n(means).T  # type: ignore[no-any-return]
+
+
+def recall_at(scores: F32, truth: NDArray[np.int_]) -> tuple[float, float, float]:
+    rank = (scores > scores[np.arange(len(truth)), truth][:, None]).sum(axis=1)
+    r1, r5, r10 = (float(np.mean(rank < k)) for k in (1, 5, 10))
+    return round(r1, 4), round(r5, 4), round(r10, 4)
+
+
+class Study:
+    def __init__(self, grocery: Path) -> None:
+        labels = load_labels(grocery)
+        self.names = sorted(set(labels.catalog_products))
+        index = {p: i for i, p in enumerate(self.names)}
+        self.pids = labels.catalog_products
+        self.cat = np.array([index[p] for p in labels.catalog_products])
+        self.truth = np.array([index[p] for p in labels.query_products])
+        self.fit_idx, self.held_idx = catalog_split(labels)
+        self.iconic = labels.iconic
+        self.rows: list[Row] = []
+
+    def _scores(self, how: str, c: F32, q: F32, products: NDArray[np.int_]) -> F32:
+        n = len(self.names)
+        if how == "centroid":
+            return centroid(c, q, products, n)
+        fn = top3_mean if how == "top3" else best_image
+        return fn(q @ c.T, products, n)
+
+    def add(
+        self,
+        variant: str,
+        c: F32,
+        q: F32,
+        ms: float,
+        *,
+        lda: dict[str, Any] | None = None,
+        how: str = "max",
+    ) -> Row:
+        split: float | None = None
+        if lda is not None:
+            fit = self.fit_idx
+            a = fit_adaptation(c[fit], [self.pids[i] for i in fit], **lda)
+            assert a is not None
+            held = a.apply(c[self.held_idx])
+            s = self._scores(how, a.apply(c[fit]), held, self.cat[fit])
+            split = recall_at(s, self.cat[self.held_idx])[0]
+            a = fit_adaptation(c, self.pids, **lda)
+            assert a is not None
+            c, q = a.apply(c), a.apply(q)
+        r1, r5, r10 = recall_at(self._scores(how, c, q, self.cat), self.truth)
+        row = Row(variant, r1, r5, r10, split, round(ms, 2), int(c.shape[1]))
+        self.rows.append(row)
+        print(f"{variant:75s} {r1:.3f} {r5:.3f} {r10:.3f} split {split}", flush=True)
+        return row
+
+    def add_iconic(self, variant: str, c: F32, q: F32, ms: float) -> Row:
+        """One studio photo per product: nothing to learn, the fallback's view."""
+        ic = self.iconic
+        r1, r5, r10 = recall_at(best_image(q @ c[ic].T, self.cat[ic], len(self.names)), self.truth)
+        row = Row(variant, r1, r5, r10, None, round(ms, 2), int(c.shape[1]))
+        self.rows.append(row)
+        print(f"{variant:75s} {r1:.3f} {r5:.3f} {r10:.3f}", flush=True)
+        return row
+
+
+def concat(*parts: F32) -> F32:
+    return l2n(np.concatenate([l2n(p) for p in parts], axis=1))
+
+
+def run(grocery: Path, cache: Path) -> list[Row]:
+    st = Study(grocery)
+    v = {m: vectors(grocery, cache, m) for m in MODELS}
+    default = "effnet-lite0-lite1-ml-int8"
+    lda: dict[str, Any] = {}  # fit_adaptation's defaults: shrinkage 0.3, dim 80
+    for m in ("effnet-lite0-ml-int8", "effnet-lite1-ml-int8", "effnet-lite2-ml-int8"):
+        c, q, ms = v[m]
+        st.add(f"{m} plain", c, q, ms)
+        st.add(f"{m} + LDA", c, q, ms, lda=lda)
+    (c0, q0, ms0), (c1, q1, ms1), (c2, q2, ms2) = (v[m] for m in MODELS[:3])
+    st.add(
+        "lite0-ml-int8 @224 + lite2-ml-int8 @260 (two inputs) + LDA",
+        concat(c0, c2),
+        concat(q0, q2),
+        ms0 + ms2,
+        lda=lda,
+    )
+    st.add(
+        "lite0 @224 + lite1 @240 + lite2 @260 (three inputs) + LDA",
+        concat(c0, c1, c2),
+        concat(q0, q1, q2),
+        ms0 + ms1 + ms2,
+        lda=lda,
+    )
+    c, q, ms = v["effnet-lite0-lite1-ml"]
+    st.add("effnet-lite0-lite1-ml (fp32, one 240 px input) + LDA", c, q, ms, lda=lda)
+    c, q, ms = v[default]
+    st.add(f"{default} plain", c, q, ms)
+    st.add(f"{default} head dims only (2 x 1280)", l2n(c[:, :2560]), l2n(q[:, :2560]), ms)
+    st.add(f"**{default} + LDA (default)**", c, q, ms, lda=lda)
+    for kw in ({"shrinkage": 0.1}, {"shrinkage": 0.5}, {"dim": 128}):
+        st.add(f"{default} + LDA {kw}", c, q, ms, lda=kw)
+    st.add(f"{default} + LDA, product = mean of its top-3 images", c, q, ms, lda=lda, how="top3")
+    st.add(f"{default} + LDA, product = its mean vector", c, q, ms, lda=lda, how="centroid")
+    st.add_iconic(
+        "iconic only: effnet-lite0-ml-int8 head fallback", l2n(c0[:, :1280]), l2n(q0[:, :1280]), ms0
+    )
+    st.add_iconic(f"iconic only: {default} head fallback", l2n(c[:, :2560]), l2n(q[:, :2560]), ms)
+    return st.rows
+
+
+def markdown(rows: list[Row]) -> str:
+    lines = [
+        "| variant | R@1 | R@5 | R@10 | catalog-split R@1 | inference ms (batch 1) | index dim |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        split = "" if r.split_r1 is None else f"{r.split_r1:.3f}"
+        lines.append(
+            f"| {r.variant} | {r.r1:.3f} | {r.r5:.3f} | {r.r10:.3f} | {split} "
+            f"| {r.infer_ms:.1f} | {r.index_dim} |"
+        )
+    return "\n".join(lines)
+
+
+def write(rows: list[Row]) -> None:
+    (RESULTS / "quality_backbones.json").write_text(
+        json.dumps({"rows": [asdict(r) for r in rows], "machine": machine()}, indent=2) + "\n"
+    )
+    md = RESULTS / "quality.md"
+    text = md.read_text()
+    a, b = text.index("<!-- backbones -->"), text.index("<!-- /backbones -->")
+    md.write_text(text[: a + len("<!-- backbones -->")] + "\n" + markdown(rows) + "\n" + text[b:])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--grocery", type=Path, default=DEFAULT_GROCERY)
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    args = ap.parse_args()
+    if not (args.grocery / "catalog.csv").is_file():
+        raise SystemExit(f"no grocery data at {args.grocery} (use --grocery)")
+    write(run(args.grocery, args.cache))
+
+
+if __name__ == "__main__":
+    main()
