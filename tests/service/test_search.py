@@ -69,7 +69,7 @@ def test_public_base_url_is_used_for_links(make_client: AppFactory, data_dir: Pa
 def test_shopper_photo_finds_the_product(client: TestClient) -> None:
     from shoplens import demo
 
-    sample = next(s for s in demo.samples() if s.product_id == "cucumber")
+    sample = next(s for s in demo.samples() if s.product_id == "cabbage")
     results = search(client, sample.path.read_bytes()).json()["results"]
     assert sample.product_id in [r["product_id"] for r in results[:5]]
 
