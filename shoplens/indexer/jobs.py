@@ -461,6 +461,17 @@ class JobRunner:
             "seconds": report.seconds,
             "run_id": report.run_id,
         }
+        # Swap the service onto the run's snapshot *and* its catalog rows (committed
+        # just after the publish) before the job says "succeeded": a client that
+        # polls the job and then searches must see the new catalog, never the new
+        # snapshot with the old rows the reload loop may have caught in between.
+        if self.on_success is not None:
+            try:
+                self.on_success(report.snapshot_id)
+            except Exception:  # the reload loop picks the snapshot up anyway
+                log.exception(
+                    "swapping in snapshot %s after job %s failed", report.snapshot_id, job_id
+                )
         self.store.finish(
             job_id,
             "succeeded",
@@ -469,13 +480,6 @@ class JobRunner:
             snapshot_id=report.snapshot_id,
         )
         log.info("re-index job %s succeeded: %s", job_id, report.summary_line())
-        if self.on_success is not None:
-            try:
-                self.on_success(report.snapshot_id)
-            except Exception:  # the reload loop picks the snapshot up anyway
-                log.exception(
-                    "swapping in snapshot %s after job %s failed", report.snapshot_id, job_id
-                )
 
     def _fail(self, job_id: str, progress: _Progress, message: str) -> None:
         progress.phase = "failed"
