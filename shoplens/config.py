@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     fetch_read_timeout_s: float = 20.0
     fetch_retries: int = 3
 
+    # Disk budgets (MiB) of the two caches under data_dir/cache: past one, its
+    # least recently used entries are evicted (an evicted rendition is made
+    # again on request, an evicted download fetched again in full).
+    renditions_cache_max_mb: int = Field(default=512, ge=1)
+    fetch_cache_max_mb: int = Field(default=2048, ge=1)
+
     # Upload limits.
     max_request_bytes: int = 25 * 1024 * 1024
     max_image_bytes: int = 20 * 1024 * 1024
@@ -90,6 +96,11 @@ class Settings(BaseSettings):
     @property
     def assets_dir(self) -> Path:
         return self.data_dir / "ar"
+
+    @property
+    def renditions_cache_dir(self) -> Path:
+        """Phone-sized renditions the service made of catalog photos."""
+        return self.data_dir / "cache" / "renditions"
 
     @property
     def fetch_cache_dir(self) -> Path:

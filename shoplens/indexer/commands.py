@@ -116,9 +116,19 @@ def index(
     _quiet_libraries()
     with remote_fetch(settings) as hook:
         report = run_index(settings, manifest, prune=prune, model=model, progress=True, fetch=hook)
+    _prune_fetch_cache(settings)
     typer.echo(report.summary_line())
     if report.rejects_path:
         typer.echo(f"rejected rows are listed in {report.rejects_path}", err=True)
+
+
+def _prune_fetch_cache(settings: Settings) -> None:
+    """Downloads of this run may have taken the fetch cache past its budget."""
+    from shoplens.indexer.disk_lru import MIB
+    from shoplens.indexer.fetch_cache import FetchCache
+
+    if settings.fetch_cache_dir.is_dir():
+        FetchCache(settings.fetch_cache_dir).prune(settings.fetch_cache_max_mb * MIB)
 
 
 def search(

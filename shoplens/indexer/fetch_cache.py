@@ -5,6 +5,14 @@ Layout: ``ROOT/ab/<sha256(url)>.body`` (the bytes as served) beside
 content type, fetched_at). The JSON is what makes a conditional request
 possible; the body's sha256 is checked on every read, so a torn or tampered
 body is never served and the URL is simply fetched again.
+
+Size: with ``max_bytes`` (``Settings.fetch_cache_max_mb``) the directory is
+kept under that budget by evicting the least recently used URLs
+(:mod:`shoplens.indexer.disk_lru`; a hit touches the entry's JSON). An evicted
+URL is just downloaded in full on its next run; both files are written under
+temporary names and renamed, so eviction never removes one being written.
+:meth:`FetchCache.prune` applies a budget at any time (``shoplens index`` does
+after its run, ``shoplens gc`` too).
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from shoplens.indexer.disk_lru import DiskLru, PruneReport
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +70,22 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-class FetchCache:
-    """One directory of cached responses; safe for threads and processes sharing it."""
+def _entry_key(name: str) -> str:
+    """``<key>.body`` and ``<key>.json`` are one entry."""
+    return name.partition(".")[0]
 
-    def __init__(self, root: Path) -> None:
+
+class FetchCache:
+    """One directory of cached responses; safe for threads and processes sharing it.
+
+    ``max_bytes``: evict least recently used entries past this many bytes as
+    responses are stored (None: only when :meth:`prune` is called).
+    """
+
+    def __init__(self, root: Path, *, max_bytes: int | None = None) -> None:
         self.root = Path(root)
+        self.max_bytes = max_bytes
+        self._lru = DiskLru(self.root, entry_key=_entry_key)
 
     def _paths(self, url: str) -> tuple[Path, Path]:
         key = url_key(url)
@@ -86,6 +107,7 @@ class FetchCache:
         if entry.url != url or hashlib.sha256(data).hexdigest() != entry.sha256:
             log.debug("ignoring cache entry for %s: body does not match its metadata", url)
             return None
+        self._lru.touch(meta_path)
         return entry, data
 
     def store(
@@ -110,8 +132,11 @@ class FetchCache:
             fetched_at=_now(),
         )
         body_path, meta_path = self._paths(url)
+        meta = json.dumps(asdict(entry), indent=1).encode("utf-8")
         _atomic_write(body_path, data)
-        _atomic_write(meta_path, json.dumps(asdict(entry), indent=1).encode("utf-8"))
+        _atomic_write(meta_path, meta)
+        if self.max_bytes is not None:
+            self._lru.wrote(len(data) + len(meta), self.max_bytes)
         return entry
 
     def revalidated(
@@ -127,3 +152,7 @@ class FetchCache:
         _, meta_path = self._paths(entry.url)
         _atomic_write(meta_path, json.dumps(asdict(fresh), indent=1).encode("utf-8"))
         return fresh
+
+    def prune(self, max_bytes: int, *, dry_run: bool = False) -> PruneReport:
+        """Evict least recently used entries until the cache fits ``max_bytes``."""
+        return self._lru.prune(max_bytes, dry_run=dry_run)

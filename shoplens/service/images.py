@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from shoplens.indexer.disk_lru import MIB
 from shoplens.indexer.live import LiveIndex
 from shoplens.service.renditions import DEFAULT_WIDTH, MAX_WIDTH, MIN_WIDTH, Renditions
 from shoplens.service.schemas import error_responses
@@ -72,5 +73,12 @@ async def get_image(
     headers = {**_CACHE_HEADERS, "ETag": etag}
     if if_none_match and _matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
-    rendition = await run_in_threadpool(state.renditions.get, image_id, source, w, fmt)
+    rendition = await run_in_threadpool(
+        state.renditions.get,
+        image_id,
+        source,
+        w,
+        fmt,
+        max_bytes=state.settings.renditions_cache_max_mb * MIB,
+    )
     return Response(rendition.data, media_type=rendition.media_type, headers=headers)
