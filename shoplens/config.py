@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # again on request, an evicted download fetched again in full).
     renditions_cache_max_mb: int = Field(default=512, ge=1)
     fetch_cache_max_mb: int = Field(default=2048, ge=1)
+    # `shoplens gc` leaves unreferenced photos and embeddings younger than this
+    # alone: a PUT or a run may have written them and not committed its rows yet.
+    gc_grace_s: float = Field(default=3600.0, ge=0)
 
     # Upload limits.
     max_request_bytes: int = 25 * 1024 * 1024

@@ -131,6 +131,36 @@ def _prune_fetch_cache(settings: Settings) -> None:
         FetchCache(settings.fetch_cache_dir).prune(settings.fetch_cache_max_mb * MIB)
 
 
+def gc(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would be deleted; delete nothing.")
+    ] = False,
+    grace_s: Annotated[
+        float | None,
+        typer.Option(
+            "--grace-s",
+            min=0,
+            help="Keep unreferenced photos and embeddings written less than this many "
+            "seconds ago (default: SHOPLENS_GC_GRACE_S, 3600).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data_dir: _DataDir = None,
+) -> None:
+    """Delete photos and embeddings nothing references any more; trim the caches to budget."""
+    from dataclasses import asdict
+
+    from shoplens.indexer.gc import collect_garbage
+
+    settings = _settings(data_dir)
+    report = collect_garbage(settings, dry_run=dry_run, grace_s=grace_s)
+    if as_json:
+        out = {**asdict(report), "bytes_freed": report.bytes_freed}
+        typer.echo(json.dumps(out, indent=2))
+        return
+    typer.echo("\n".join(report.lines()))
+
+
 def search(
     image: Annotated[Path, typer.Argument(help="A photo of the product to look for.")],
     k: Annotated[int, typer.Option("--k", min=1, max=100, help="How many products.")] = 10,
@@ -248,3 +278,4 @@ def register(app: typer.Typer) -> None:
     app.command("index")(index)
     app.command("search")(search)
     app.command("status")(status)
+    app.command("gc")(gc)

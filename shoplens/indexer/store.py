@@ -8,6 +8,11 @@ at sequence S plus every row with ``seq > S`` is the current catalog.
 Embeddings are cached by ``(model, sha256 of the source bytes)``: this is what
 makes indexing incremental (unchanged bytes are never embedded again) and
 resumable (each batch is committed in one transaction).
+Each row records when it was written
+(``written_at``), which is what lets ``shoplens gc`` (``shoplens.indexer.gc``)
+tell an orphan from a row a PUT or a run wrote a moment before committing the
+image row that uses it; :meth:`CatalogStore.collect` deletes orphans in a
+write transaction that re-checks both.
 
 Image rows are vector ids (``vid``): a vid is never reused and never changes
 its bytes, which is what lets a snapshot and the rows disagree safely (the live
@@ -28,7 +33,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +82,7 @@ CREATE TABLE IF NOT EXISTS idx_embeddings (
     sha256 TEXT NOT NULL,
     dim INTEGER NOT NULL,
     vector BLOB NOT NULL,
+    written_at REAL,  -- unix time; NULL on rows older than the column
     PRIMARY KEY (model, sha256)
 ) WITHOUT ROWID;
 -- (path, size, mtime) -> sha256, so an unchanged file is not even read again.
@@ -132,6 +138,15 @@ class StoredImage:
 
     def record(self) -> ImageRecord:
         return ImageRecord(self.image_id, self.product_id, self.source, self.sha256)
+
+
+@dataclass(frozen=True)
+class EmbeddingStat:
+    """The embedding rows of one sha256 (all models), for garbage collection."""
+
+    rows: int
+    bytes: int
+    written_at: float  # the newest row's; 0 for rows older than the column
 
 
 @dataclass(frozen=True)
@@ -227,6 +242,7 @@ class CatalogStore:
         # FULL: an acknowledged write (a PUT, a committed batch) survives power loss.
         self._conn.execute("PRAGMA synchronous = FULL")
         self._conn.executescript(_SCHEMA)
+        _add_column(self._conn, "idx_embeddings", "written_at", "REAL")
 
     def close(self) -> None:
         with self._lock:
@@ -296,11 +312,18 @@ class CatalogStore:
     ) -> None:
         """Commit a batch of ``(sha256, vector)`` (+ source cache rows) in one transaction."""
         with self.transaction() as c:
+            now = time.time()
             c.executemany(
-                "INSERT OR REPLACE INTO idx_embeddings(model, sha256, dim, vector) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO idx_embeddings(model, sha256, dim, vector, written_at) "
+                "VALUES (?, ?, ?, ?, ?)",
                 [
-                    (model, sha, int(v.shape[0]), np.ascontiguousarray(v, np.float32).tobytes())
+                    (
+                        model,
+                        sha,
+                        int(v.shape[0]),
+                        np.ascontiguousarray(v, np.float32).tobytes(),
+                        now,
+                    )
                     for sha, v in items
                 ],
             )
@@ -574,6 +597,75 @@ class CatalogStore:
             i = c.execute("SELECT COUNT(*) FROM idx_images WHERE deleted = 0").fetchone()[0]
         return {"products": int(p), "images": int(i)}
 
+    # -- garbage collection (shoplens.indexer.gc) ---------------------------------
+
+    def live_shas(self) -> set[str]:
+        """The sha256 of every live image row (all products, all models)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT DISTINCT sha256 FROM idx_images WHERE deleted = 0")
+            return {r[0] for r in rows}
+
+    def embedding_stats(self) -> dict[str, EmbeddingStat]:
+        """Per sha256: its embedding rows (every model), their bytes, the newest write."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT sha256, COUNT(*), SUM(LENGTH(vector)), MAX(COALESCE(written_at, 0)) "
+                "FROM idx_embeddings GROUP BY sha256"
+            )
+            return {r[0]: EmbeddingStat(int(r[1]), int(r[2]), float(r[3])) for r in rows}
+
+    def collect(
+        self,
+        shas: Sequence[str],
+        *,
+        written_before: float,
+        remove_files: Callable[[list[str]], list[str]],
+    ) -> tuple[list[str], int, int]:
+        """Delete the embedding and source-cache rows of the ``shas`` that are orphans.
+
+        In one write transaction, so no image row can be committed meanwhile:
+        of ``shas``, those no live image row uses *now* and whose every
+        embedding was written before ``written_before`` go to ``remove_files``
+        (which deletes their photos under the same write lock and returns the
+        shas it collected); their embedding and source-cache rows are then
+        deleted. A writer that embedded one of them after ``written_before``
+        (a PUT of the same bytes) keeps it; one committing an image row waits
+        for this transaction, then sees what it left.
+        Returns ``(shas collected, embedding rows deleted, their vector bytes)``.
+        """
+        wanted = list(dict.fromkeys(shas))
+        if not wanted:
+            return [], 0, 0
+        marks = ",".join("?" * len(wanted))
+        with self.transaction() as c:
+            used = {
+                r[0]
+                for r in c.execute(
+                    f"SELECT sha256 FROM idx_images WHERE deleted = 0 AND sha256 IN ({marks})",
+                    wanted,
+                )
+            }
+            fresh = {
+                r[0]
+                for r in c.execute(
+                    f"SELECT sha256 FROM idx_embeddings WHERE sha256 IN ({marks}) "
+                    "AND written_at >= ?",
+                    (*wanted, written_before),
+                )
+            }
+            doomed = remove_files([s for s in wanted if s not in used and s not in fresh])
+            if not doomed:
+                return [], 0, 0
+            marks = ",".join("?" * len(doomed))
+            n, size = c.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(vector)), 0) FROM idx_embeddings "
+                f"WHERE sha256 IN ({marks})",
+                doomed,
+            ).fetchone()
+            c.execute(f"DELETE FROM idx_embeddings WHERE sha256 IN ({marks})", doomed)
+            c.execute(f"DELETE FROM idx_sources WHERE sha256 IN ({marks})", doomed)
+        return doomed, int(n), int(size)
+
     # -- runs ------------------------------------------------------------------
 
     def record_run(self, run_id: str, started_at: float, report: dict[str, Any]) -> None:
@@ -603,6 +695,17 @@ _TOUCHED_SINCE = (
     "SELECT product_id FROM idx_products WHERE seq > ? "
     "UNION SELECT product_id FROM idx_images WHERE seq > ?"
 )
+
+
+def _add_column(c: sqlite3.Connection, table: str, column: str, decl: str) -> None:
+    """Add a column an older database lacks (another process may add it first)."""
+    if any(r[1] == column for r in c.execute(f"PRAGMA table_info({table})")):
+        return
+    try:
+        c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+    except sqlite3.OperationalError:
+        if not any(r[1] == column for r in c.execute(f"PRAGMA table_info({table})")):
+            raise
 
 
 def _get_seq(c: sqlite3.Connection) -> int:
