@@ -88,26 +88,30 @@ class GcReport:
     def lines(self) -> list[str]:
         verb = "would delete" if self.dry_run else "deleted"
         out = [
-            f"{verb} {self.photos} photos ({_mib(self.photo_bytes)}), {self.embeddings} "
-            f"embedding rows ({_mib(self.embedding_bytes)}), {self.renditions} renditions "
-            f"({_mib(self.rendition_bytes)}), {self.temp_files} stale temporary files "
-            f"({_mib(self.temp_bytes)})",
+            f"{verb} {self.photos} photos ({_human(self.photo_bytes)}), {self.embeddings} "
+            f"embedding rows ({_human(self.embedding_bytes)}), {self.renditions} renditions "
+            f"({_human(self.rendition_bytes)}), {self.temp_files} stale temporary files "
+            f"({_human(self.temp_bytes)})",
             f"kept {self.referenced} images the catalog or its {self.snapshots} snapshots "
             f"reference ({self.snapshot_only} only by a snapshot), {self.young} unreferenced "
             f"but younger than {self.grace_s:g}s",
         ]
         for name, c in self.caches.items():
             out.append(
-                f"{name} cache: {_mib(c.bytes_before)} of {_mib(c.max_bytes)}, {verb} "
-                f"{c.entries_evicted} least recently used entries ({_mib(c.bytes_evicted)})"
+                f"{name} cache: {_human(c.bytes_before)} of {_human(c.max_bytes)}, {verb} "
+                f"{c.entries_evicted} least recently used entries ({_human(c.bytes_evicted)})"
             )
         freed = "would free" if self.dry_run else "freed"
-        out.append(f"{freed} {_mib(self.bytes_freed)} on disk ({self.bytes_freed} bytes)")
+        out.append(f"{freed} {_human(self.bytes_freed)} of files ({self.bytes_freed} bytes)")
         return out
 
 
-def _mib(n: int) -> str:
-    return f"{n / MIB:.1f} MiB"
+def _human(n: int) -> str:
+    """``512`` -> ``"512 B"``, ``7710`` -> ``"7.5 KiB"``, ``3 << 30`` -> ``"3.0 GiB"``."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", MIB), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
 
 
 def collect_garbage(
