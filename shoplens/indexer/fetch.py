@@ -63,6 +63,9 @@ class FetchConfig:
     max_bytes: int = 20 * 1024 * 1024
     max_redirects: int = 5
     user_agent: str = "shoplens-indexer/0.1"
+    # Disk budget of the download cache; least recently used entries are evicted
+    # while fetching (None: unbounded, for callers that trim it themselves).
+    cache_max_bytes: int | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> FetchConfig:
@@ -74,6 +77,11 @@ class FetchConfig:
             read_timeout_s=getattr(settings, "fetch_read_timeout_s", d.read_timeout_s),
             retries=getattr(settings, "fetch_retries", d.retries),
             max_bytes=getattr(settings, "max_image_bytes", d.max_bytes),
+            cache_max_bytes=(
+                int(settings.fetch_cache_max_mb) * 1024 * 1024
+                if hasattr(settings, "fetch_cache_max_mb")
+                else d.cache_max_bytes
+            ),
         )
 
 
@@ -153,8 +161,8 @@ class RemoteFetcher:
 
     def __init__(self, cache_dir: Path, config: FetchConfig | None = None) -> None:
         self.config = config or FetchConfig()
-        self.cache = FetchCache(cache_dir)
         cfg = self.config
+        self.cache = FetchCache(cache_dir, max_bytes=cfg.cache_max_bytes)
         self._client = httpx.Client(
             timeout=httpx.Timeout(
                 connect=cfg.connect_timeout_s,

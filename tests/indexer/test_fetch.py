@@ -8,7 +8,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -551,3 +551,20 @@ def test_plugged_into_run_index(server: tuple[str, ServerState], tmp_path: Path)
     assert (indexed, unchanged) == (0, 2) and set(reasons) == {4, 5}
     assert state.bodies["/img/a.jpg"] == 1 and state.not_modified["/img/a.jpg"] == 1
     assert state.bodies["/img/b.png"] == 1 and state.not_modified["/img/b.png"] == 1
+
+
+def test_the_cache_budget_from_settings_is_kept_while_fetching(
+    server: tuple[str, ServerState], tmp_path: Path
+) -> None:
+    from shoplens.config import Settings
+
+    assert FetchConfig.from_settings(Settings(fetch_cache_max_mb=3)).cache_max_bytes == 3 << 20
+    base, _ = server
+    urls = [f"{base}{p}" for p in ("/img/a.jpg", "/img/b.png", "/img/c.jpg", "/img/d.jpg")]
+    _fetch_all(tmp_path / "unbounded", urls)
+    total = sum(f.stat().st_size for f in (tmp_path / "unbounded").rglob("*") if f.is_file())
+    budget = total // 2
+    results = _fetch_all(tmp_path / "bounded", urls, replace(FAST, cache_max_bytes=budget))
+    assert all(r.ok for r in results.values())  # eviction never costs a result
+    kept = sum(f.stat().st_size for f in (tmp_path / "bounded").rglob("*") if f.is_file())
+    assert 0 < kept <= budget, (kept, budget, total)
