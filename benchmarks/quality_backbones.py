@@ -147,7 +147,7 @@ def centroid(c: F32, q: F32, products: NDArray[np.int_], n: int) -> F32:
 def recall_at(scores: F32, truth: NDArray[np.int_]) -> tuple[float, float, float]:
     rank = (scores > scores[np.arange(len(truth)), truth][:, None]).sum(axis=1)
     r1, r5, r10 = (float(np.mean(rank < k)) for k in (1, 5, 10))
-    return round(r1, 4), round(r5, 4), round(r10, 4)
+    return round(r1, 6), round(r5, 6), round(r10, 6)
 
 
 class Study:
