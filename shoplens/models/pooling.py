@@ -6,6 +6,11 @@ the usual average-pooled last feature map, concatenated with the average-pooled
 outputs of the two preceding stages, each part L2-normalised so that none
 dominates by scale. For EfficientNet-Lite0 that is 1280 + 192 + 112 = 1584
 dimensions, at no extra inference cost (the stages are computed anyway).
+
+:class:`EnsembleEmbedder` runs several of them (Lite0 and Lite1 for the default
+model ``effnet-lite0-lite1-ml``) on the same input as one graph: two networks
+trained at different sizes err differently, and LDA on their joint descriptor
+beats either alone (grocery val R@1 0.861 vs 0.804 for Lite0, 0.797 for Lite1).
 """
 
 from __future__ import annotations
