@@ -59,6 +59,23 @@ class Row:
     split_r1: float | None
     infer_ms: float  # batch-1 ONNX Runtime inference per query photo, summed over members
     index_dim: int
+    index_mb: float  # float32 catalog vectors as searched (after the adaptation)
+    embed_s: float  # decode + embed the 2,721 catalog photos (wall, summed over models)
+    fit_s: float | None  # fitting the adaptation on the whole catalog
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a model costs per query (batch-1 ms) and per catalog (embedding seconds)."""
+
+    ms: float
+    embed_s: float
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.ms + other.ms, self.embed_s + other.embed_s)
+
+    def twice_per_query(self) -> Cost:
+        return Cost(2 * self.ms, self.embed_s)
 
 
 # ---------------------------------------------------------------- vectors
@@ -89,24 +106,26 @@ def batch1_ms(emb: ImageEmbedder, photo: Path, reps: int = 30) -> float:
     return float(np.median(times) * 1e3)
 
 
-def vectors(grocery: Path, cache: Path, model: str) -> tuple[F32, F32, float]:
-    """(catalog, val queries, batch-1 ms) of ``model``, cached by name."""
+def vectors(grocery: Path, cache: Path, model: str) -> tuple[F32, F32, Cost]:
+    """(catalog, val queries, cost) of ``model``, cached by name."""
     cache.mkdir(parents=True, exist_ok=True)
     files = {w: cache / f"{model}_{w}.npy" for w in ("catalog", "val")}
-    timing = cache / f"{model}_ms.json"
+    timing = cache / f"{model}_cost.json"
     if all(f.exists() for f in files.values()) and timing.exists():
-        ms = float(json.loads(timing.read_text())["batch1_ms"])
-        return np.load(files["catalog"]), np.load(files["val"]), ms
+        cost = Cost(**json.loads(timing.read_text()))
+        return np.load(files["catalog"]), np.load(files["val"]), cost
     emb = load_embedder(Settings(model=model))
     labels = load_labels(grocery)
     queries = [grocery / r for r in _query_images(grocery)]
+    started = time.perf_counter()
     cat = embed_all(emb, [grocery / p for p in labels.catalog_images])
+    cost = Cost(ms=0.0, embed_s=round(time.perf_counter() - started, 2))
     val = embed_all(emb, queries)
-    ms = batch1_ms(emb, queries[0])
+    cost = Cost(ms=round(batch1_ms(emb, queries[0]), 2), embed_s=cost.embed_s)
     np.save(files["catalog"], cat)
     np.save(files["val"], val)
-    timing.write_text(json.dumps({"batch1_ms": ms}))
-    return cat, val, ms
+    timing.write_text(json.dumps(asdict(cost)))
+    return cat, val, cost
 
 
 def _query_images(grocery: Path) -> list[str]:
@@ -174,12 +193,13 @@ class Study:
         variant: str,
         c: F32,
         q: F32,
-        ms: float,
+        cost: Cost,
         *,
         lda: dict[str, Any] | None = None,
         how: str = "max",
     ) -> Row:
         split: float | None = None
+        fit_s: float | None = None
         if lda is not None:
             fit = self.fit_idx
             a = fit_adaptation(c[fit], [self.pids[i] for i in fit], **lda)
@@ -187,23 +207,37 @@ class Study:
             held = a.apply(c[self.held_idx])
             s = self._scores(how, a.apply(c[fit]), held, self.cat[fit])
             split = recall_at(s, self.cat[self.held_idx])[0]
+            started = time.perf_counter()
             a = fit_adaptation(c, self.pids, **lda)
+            fit_s = round(time.perf_counter() - started, 2)
             assert a is not None
             c, q = a.apply(c), a.apply(q)
         r1, r5, r10 = recall_at(self._scores(how, c, q, self.cat), self.truth)
-        row = Row(variant, r1, r5, r10, split, round(ms, 2), int(c.shape[1]))
+        row = _row(variant, (r1, r5, r10), split, cost, c, fit_s)
         self.rows.append(row)
         print(f"{variant:75s} {r1:.3f} {r5:.3f} {r10:.3f} split {split}", flush=True)
         return row
 
-    def add_iconic(self, variant: str, c: F32, q: F32, ms: float) -> Row:
+    def add_iconic(self, variant: str, c: F32, q: F32, cost: Cost) -> Row:
         """One studio photo per product: nothing to learn, the fallback's view."""
         ic = self.iconic
         r1, r5, r10 = recall_at(best_image(q @ c[ic].T, self.cat[ic], len(self.names)), self.truth)
-        row = Row(variant, r1, r5, r10, None, round(ms, 2), int(c.shape[1]))
+        row = _row(variant, (r1, r5, r10), None, cost, c[ic], None)
         self.rows.append(row)
         print(f"{variant:75s} {r1:.3f} {r5:.3f} {r10:.3f}", flush=True)
         return row
+
+
+def _row(
+    variant: str,
+    recalls: tuple[float, float, float],
+    split: float | None,
+    cost: Cost,
+    catalog: F32,
+    fit_s: float | None,
+) -> Row:
+    mb = round(catalog.shape[0] * catalog.shape[1] * 4 / 1e6, 2)
+    return Row(variant, *recalls, split, cost.ms, int(catalog.shape[1]), mb, cost.embed_s, fit_s)
 
 
 def concat(*parts: F32) -> F32:
@@ -216,44 +250,44 @@ def run(grocery: Path, cache: Path, roi: bool = False) -> list[Row]:
     default = "effnet-lite0-lite1-ml-int8"
     lda: dict[str, Any] = {}  # fit_adaptation's defaults: shrinkage 0.3, dim 80
     for m in ("effnet-lite0-ml-int8", "effnet-lite1-ml-int8", "effnet-lite2-ml-int8"):
-        c, q, ms = v[m]
-        st.add(f"{m} plain", c, q, ms)
-        st.add(f"{m} + LDA", c, q, ms, lda=lda)
-    (c0, q0, ms0), (c1, q1, ms1), (c2, q2, ms2) = (v[m] for m in MODELS[:3])
+        c, q, cost = v[m]
+        st.add(f"{m} plain", c, q, cost)
+        st.add(f"{m} + LDA", c, q, cost, lda=lda)
+    (c0, q0, k0), (c1, q1, k1), (c2, q2, k2) = (v[m] for m in MODELS[:3])
     st.add(
         "lite0-ml-int8 @224 + lite2-ml-int8 @260 (two inputs) + LDA",
         concat(c0, c2),
         concat(q0, q2),
-        ms0 + ms2,
+        k0 + k2,
         lda=lda,
     )
     st.add(
         "lite0 @224 + lite1 @240 + lite2 @260 (three inputs) + LDA",
         concat(c0, c1, c2),
         concat(q0, q1, q2),
-        ms0 + ms1 + ms2,
+        k0 + k1 + k2,
         lda=lda,
     )
-    c, q, ms = v["effnet-lite0-lite1-ml"]
-    st.add("effnet-lite0-lite1-ml (fp32, one 240 px input) + LDA", c, q, ms, lda=lda)
-    c, q, ms = v[default]
-    st.add(f"{default} plain", c, q, ms)
-    st.add(f"{default} head dims only (2 x 1280)", l2n(c[:, :2560]), l2n(q[:, :2560]), ms)
-    st.add(f"**{default} + LDA (default)**", c, q, ms, lda=lda)
+    c, q, cost = v["effnet-lite0-lite1-ml"]
+    st.add("effnet-lite0-lite1-ml (fp32, one 240 px input) + LDA", c, q, cost, lda=lda)
+    c, q, cost = v[default]
+    st.add(f"{default} plain", c, q, cost)
+    st.add(f"{default} head dims only (2 x 1280)", l2n(c[:, :2560]), l2n(q[:, :2560]), cost)
+    st.add(f"**{default} + LDA (default)**", c, q, cost, lda=lda)
     for kw in ({"shrinkage": 0.1}, {"shrinkage": 0.5}, {"dim": 128}):
-        st.add(f"{default} + LDA {kw}", c, q, ms, lda=kw)
-    st.add(f"{default} + LDA, product = mean of its top-3 images", c, q, ms, lda=lda, how="top3")
-    st.add(f"{default} + LDA, product = its mean vector", c, q, ms, lda=lda, how="centroid")
+        st.add(f"{default} + LDA {kw}", c, q, cost, lda=kw)
+    st.add(f"{default} + LDA, product = mean of its top-3 images", c, q, cost, lda=lda, how="top3")
+    st.add(f"{default} + LDA, product = its mean vector", c, q, cost, lda=lda, how="centroid")
     st.add_iconic(
-        "iconic only: effnet-lite0-ml-int8 head fallback", l2n(c0[:, :1280]), l2n(q0[:, :1280]), ms0
+        "iconic only: effnet-lite0-ml-int8 head fallback", l2n(c0[:, :1280]), l2n(q0[:, :1280]), k0
     )
-    st.add_iconic(f"iconic only: {default} head fallback", l2n(c[:, :2560]), l2n(q[:, :2560]), ms)
+    st.add_iconic(f"iconic only: {default} head fallback", l2n(c[:, :2560]), l2n(q[:, :2560]), cost)
     if roi:
-        roi_rows(st, grocery, c, q, ms)
+        roi_rows(st, grocery, c, q, cost)
     return st.rows
 
 
-def roi_rows(st: Study, grocery: Path, c: F32, q: F32, ms: float) -> None:
+def roi_rows(st: Study, grocery: Path, c: F32, q: F32, cost: Cost) -> None:
     """Automatic region of interest from the network's own activations (needs torch):
     saliency = channel sum of Lite0's last feature map over the whole (squashed)
     photo; crop the query to the box of cells above ``thr`` x max, plus a 15 %
@@ -263,7 +297,7 @@ def roi_rows(st: Study, grocery: Path, c: F32, q: F32, ms: float) -> None:
     from shoplens.models.base import PreprocessConfig, preprocess
     from shoplens.models.effnet import EFFNET_SPECS, build_classifier
 
-    net = build_classifier(EFFNET_SPECS["effnet-lite0"])
+    net: Any = build_classifier(EFFNET_SPECS["effnet-lite0"])
     emb = load_embedder(Settings(model="effnet-lite0-lite1-ml-int8"))
     square = PreprocessConfig(resize=224, crop=224)
 
@@ -283,11 +317,19 @@ def roi_rows(st: Study, grocery: Path, c: F32, q: F32, ms: float) -> None:
     for thr in (0.2, 0.35, 0.5):
         qc = emb.embed([crop(im, thr) for im in photos])
         crop_row = st.add(
-            f"auto-crop queries (saliency >= {thr} x max) + LDA", c, qc, 2 * ms, lda={}
+            f"auto-crop queries (saliency >= {thr} x max) + LDA",
+            c,
+            qc,
+            cost.twice_per_query(),
+            lda={},
         )
         both = l2n(q + qc)
         mean_row = st.add(
-            f"mean of full and auto-crop ({thr}) query vectors + LDA", c, both, 2 * ms, lda={}
+            f"mean of full and auto-crop ({thr}) query vectors + LDA",
+            c,
+            both,
+            cost.twice_per_query(),
+            lda={},
         )
         # The catalog split involves no query, so it cannot judge a query-side change.
         crop_row.split_r1 = mean_row.split_r1 = None
@@ -295,14 +337,16 @@ def roi_rows(st: Study, grocery: Path, c: F32, q: F32, ms: float) -> None:
 
 def markdown(rows: list[Row]) -> str:
     lines = [
-        "| variant | R@1 | R@5 | R@10 | catalog-split R@1 | inference ms (batch 1) | index dim |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| variant | R@1 | R@5 | R@10 | catalog-split R@1 | inference ms (batch 1) "
+        "| index dim | index MB | catalog embed s | LDA fit s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         split = "" if r.split_r1 is None else f"{r.split_r1:.3f}"
+        fit = "" if r.fit_s is None else f"{r.fit_s:.1f}"
         lines.append(
             f"| {r.variant} | {r.r1:.3f} | {r.r5:.3f} | {r.r10:.3f} | {split} "
-            f"| {r.infer_ms:.1f} | {r.index_dim} |"
+            f"| {r.infer_ms:.1f} | {r.index_dim} | {r.index_mb:.2f} | {r.embed_s:.1f} | {fit} |"
         )
     return "\n".join(lines)
 
