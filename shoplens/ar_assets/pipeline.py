@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shoplens.ar_assets import optimise, pack, tools, usdz, zipin
+from shoplens.ar_assets.anchoring import Anchoring, for_placement
 from shoplens.ar_assets.gltf import Gltf
 from shoplens.ar_assets.report import Report
 from shoplens.ar_assets.store import sha256_file
@@ -128,7 +129,7 @@ def process(upload: Path, placement: str, max_bytes: int, workdir: Path) -> Proc
     mobile_report = Report()
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(optimise.make_mobile, glb, workdir, triangles, mobile_report)
-        usdz_out = _make_usdz(glb, compressed, workdir, report)
+        usdz_out = _make_usdz(glb, compressed, workdir, report, for_placement(placement))
         mobile = pending.result()
     report.merge(mobile_report)
     mobile_path = mobile.path or glb
@@ -145,7 +146,9 @@ def process(upload: Path, placement: str, max_bytes: int, workdir: Path) -> Proc
     )
 
 
-def _make_usdz(glb: Path, compressed: bool, workdir: Path, report: Report) -> Path | None:
+def _make_usdz(
+    glb: Path, compressed: bool, workdir: Path, report: Report, anchoring: Anchoring
+) -> Path | None:
     plain = workdir / "plain.glb"
     try:
         optimise.decompress(glb, plain)
@@ -157,7 +160,9 @@ def _make_usdz(glb: Path, compressed: bool, workdir: Path, report: Report) -> Pa
         plain = glb
     out = workdir / "model.usdz"
     try:
-        result = usdz.convert(plain, out, workdir / "usd")
+        # The anchoring is part of the file, so of its sha256 name: the same GLB with
+        # another placement gets another USDZ, never the one stored for the first.
+        result = usdz.convert(plain, out, workdir / "usd", anchoring=anchoring)
     except usdz.UsdzFailed as exc:
         report.warn("USDZ_NOT_MADE", f"no USDZ for Quick Look: {exc}")
         report.stats["usdz_check"] = "not made"
@@ -173,5 +178,6 @@ def _make_usdz(glb: Path, compressed: bool, workdir: Path, report: Report) -> Pa
         report.stats["usdz_check"] = f"failed ({len(result.checker_errors)} errors)"
         return None
     report.stats["usdz_check"] = "passed (UsdValidation, all validators)"
+    report.stats["usdz_anchoring"] = anchoring.label
     report.stats["usdz_bytes"] = out.stat().st_size
     return out

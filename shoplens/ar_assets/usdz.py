@@ -3,9 +3,10 @@
 Reads a *plain* GLB (Draco/meshopt already decoded by ``optimise.decompress``)
 and writes meshes (points, normals, st with V flipped, triangles), node
 transforms and UsdPreviewSurface materials (base colour, normal,
-metallic/roughness split into single-channel PNGs, occlusion, emissive), then
-packages it as a USDZ (root layer first, 64-byte aligned, uncompressed) and
-runs every registered USD validator on it.
+metallic/roughness split into single-channel PNGs, occlusion, emissive) and the
+AR Quick Look anchoring of the product's placement (``anchoring.py``) on the
+root prim, then packages it as a USDZ (root layer first, 64-byte aligned,
+uncompressed) and runs every registered USD validator on it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from PIL import Image
 from pxr import Gf, Sdf, Usd, UsdGeom, UsdShade, UsdValidation, Vt
 
+from shoplens.ar_assets.anchoring import Anchoring
 from shoplens.ar_assets.gltf import (
     Gltf,
     GltfFormatError,
@@ -315,7 +317,50 @@ def _st_name(uv_set: int) -> str:
     return "st" if uv_set == 0 else f"st{uv_set}"
 
 
-def _build(g: Gltf, workdir: Path, textures: bool) -> tuple[Path, list[str]]:
+ANCHORING_API = "Preliminary_AnchoringAPI"
+ANCHORING_TYPE = "preliminary:anchoring:type"
+PLANE_ALIGNMENT = "preliminary:planeAnchoring:alignment"
+WALL_MOUNT = "WallMount"
+
+
+def _anchor(stage: Usd.Stage, root: UsdGeom.Xform, anchoring: Anchoring) -> Sdf.Path:
+    """Author ``anchoring`` on the root prim; returns the prim the scene goes under.
+
+    Written as Reality Composer writes it (Apple's "USDZ schemas for AR" pages show
+    ``prepend apiSchemas = ["Preliminary_AnchoringAPI"]`` and ``uniform token``
+    attributes). Nothing is registered with usd-core: pxr keeps an unknown API
+    schema name in the prim's apiSchemas list op and its type info (only
+    ``GetAppliedSchemas()`` leaves it out), and every UsdValidation validator
+    passes; AR Quick Look, which knows the schema, reads it.
+
+    A plane anchor puts the anchored prim's +Y along the surface normal (Apple:
+    "the top of the anchor as its normal vector points"), so on a wall an upright
+    glTF model (+Y up, front +Z) would stand out of the wall; model-viewer's
+    Quick Look wall work found the same 90 degree turn
+    (github.com/google/model-viewer/issues/3989, pull/4030). The scene therefore
+    goes under /Root/WallMount, turned -90 degrees about X (front -> normal,
+    up -> anchor -Z), and /Root gets the opposite +90. In AR the anchor, not the
+    anchored prim's own transform, places /Root; viewers without AR apply that
+    transform (Apple: studio mode "displays a prim by applying its transform"), so
+    there, and in usdview, both turns cancel and the model shows as uploaded.
+    Not yet checked on an iPhone: the orientation rests on the sources above.
+    """
+    prim = root.GetPrim()
+    prim.AddAppliedSchema(ANCHORING_API)  # prepend, as Reality Composer writes it
+    uniform = Sdf.VariabilityUniform
+    token = Sdf.ValueTypeNames.Token
+    prim.CreateAttribute(ANCHORING_TYPE, token, False, uniform).Set(anchoring.type)
+    if anchoring.alignment is not None:
+        prim.CreateAttribute(PLANE_ALIGNMENT, token, False, uniform).Set(anchoring.alignment)
+    if anchoring.alignment != "vertical":
+        return root.GetPath()
+    root.AddRotateXOp().Set(90.0)
+    mount = UsdGeom.Xform.Define(stage, root.GetPath().AppendChild(WALL_MOUNT))
+    mount.AddRotateXOp().Set(-90.0)
+    return mount.GetPath()
+
+
+def _build(g: Gltf, workdir: Path, textures: bool, anchoring: Anchoring) -> tuple[Path, list[str]]:
     workdir.mkdir(parents=True, exist_ok=True)
     tex_dir = workdir
     layer = workdir / "model.usdc"
@@ -326,10 +371,11 @@ def _build(g: Gltf, workdir: Path, textures: bool) -> tuple[Path, list[str]]:
     Usd.ModelAPI(root.GetPrim()).SetKind("component")
     stage.SetDefaultPrim(root.GetPrim())
     scope = UsdGeom.Scope.Define(stage, "/Root/Materials").GetPath()
+    parent = _anchor(stage, root, anchoring)
     conv = _Converter(g, stage, tex_dir, textures)
     seen: set[int] = set()
     for r in scene_roots(g):
-        conv.node(root.GetPath(), r, scope, seen)
+        conv.node(parent, r, scope, seen)
     stage.GetRootLayer().Save()
     return layer, sorted(set(conv.notes))
 
@@ -366,8 +412,9 @@ def check(usdz: Path) -> tuple[list[str], list[str]]:
     return errors, warnings
 
 
-def convert(plain_glb: Path, out: Path, workdir: Path) -> UsdzResult:
-    """Write ``out`` (.usdz); retried without textures if the first package fails the checks."""
+def convert(plain_glb: Path, out: Path, workdir: Path, *, anchoring: Anchoring) -> UsdzResult:
+    """Write ``out`` (.usdz) anchored as ``anchoring`` says; retried without textures
+    if the first package fails the checks."""
     try:
         g = read_glb(plain_glb)
     except GltfFormatError as exc:
@@ -376,7 +423,7 @@ def convert(plain_glb: Path, out: Path, workdir: Path) -> UsdzResult:
     result: UsdzResult | None = None
     for label, textures in attempts:
         try:
-            layer, notes = _build(g, workdir / label, textures)
+            layer, notes = _build(g, workdir / label, textures, anchoring)
             if out.exists():
                 out.unlink()
             ok = _package(layer, out)

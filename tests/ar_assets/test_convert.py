@@ -11,6 +11,7 @@ import pytest
 from pxr import Usd, UsdGeom, UsdShade
 
 from shoplens.ar_assets import tools, usdz
+from shoplens.ar_assets.anchoring import HORIZONTAL_PLANE
 from shoplens.ar_assets.service import ArService
 from shoplens.config import Settings
 
@@ -23,7 +24,7 @@ def test_usdz_structure_and_checker(tmp_path: Path) -> None:
     src = tmp_path / "box.glb"
     src.write_bytes(box_glb(texture=checker_png(64, "WEBP"), tex_mime="image/webp"))
     out = tmp_path / "box.usdz"
-    result = usdz.convert(src, out, tmp_path / "work")
+    result = usdz.convert(src, out, tmp_path / "work", anchoring=HORIZONTAL_PLANE)
     assert result.checker_errors == []
     assert usdz.check(out)[0] == []
     names = zipfile.ZipFile(out).namelist()
@@ -53,7 +54,7 @@ def test_uv_v_is_flipped(tmp_path: Path) -> None:
     src = tmp_path / "box.glb"
     src.write_bytes(box_glb())
     out = tmp_path / "box.usdz"
-    usdz.convert(src, out, tmp_path / "work")
+    usdz.convert(src, out, tmp_path / "work", anchoring=HORIZONTAL_PLANE)
     stage = Usd.Stage.Open(str(out))  # keep the stage alive while reading its prims
     mesh = next(UsdGeom.Mesh(p) for p in stage.Traverse() if p.IsA(UsdGeom.Mesh))
     st = UsdGeom.PrimvarsAPI(mesh).GetPrimvar("st").Get()
