@@ -2,6 +2,9 @@
 
 ``ArService.open(settings)`` once per process; ``ingest`` stores an upload
 (after every check passed), ``block``/``blocks`` build the public AR block.
+The block adds ``anchoring`` (``plane-horizontal``, ``plane-vertical`` or
+``face``, from ``anchoring.py``) beside ``placement``: where AR Quick Look
+anchors the USDZ, which carries the same anchoring.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from shoplens.ar_assets.anchoring import for_placement
 from shoplens.ar_assets.pipeline import process
 from shoplens.ar_assets.report import Report
 from shoplens.ar_assets.store import FILE_NAME, AssetRow, AssetStore
@@ -216,6 +220,7 @@ def _blocks(rows: Sequence[AssetRow], base: str, variant: str | None) -> dict[st
                     "name": r.variant,
                     "source": "upload",
                     "placement": r.placement,
+                    "anchoring": for_placement(r.placement).label,
                     "dimensions_m": r.dims,
                     "triangles": r.triangles,
                     "bytes": r.bytes,
@@ -238,6 +243,7 @@ def _blocks(rows: Sequence[AssetRow], base: str, variant: str | None) -> dict[st
         out[pid] = {
             **main_urls,
             "placement": main.placement,
+            "anchoring": for_placement(main.placement).label,
             "dimensions_m": main.dims,
             "triangles": main.triangles,
             "bytes": main.bytes,

@@ -1,4 +1,10 @@
-"""The HTML page that shows a product's model and opens AR (Scene Viewer / Quick Look)."""
+"""The HTML page that shows a product's model and opens AR (Scene Viewer / Quick Look).
+
+The model-viewer element carries ``data-anchoring`` (the AR block's ``anchoring``)
+for apps that embed the page. Quick Look reads the anchoring from the USDZ itself;
+model-viewer's ``ar-placement`` knows only floor and wall, so face items are
+placed on a surface by Scene Viewer and WebXR, true to scale.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,8 @@ def viewer_html(
     src = escape(block["glb_mobile_url"], quote=True)
     ios = block.get("usdz_url")
     ios_attr = f' ios-src="{escape(ios, quote=True)}"' if ios else ""
-    placement = "wall" if block.get("placement") == "wall" else "floor"
+    anchoring = str(block.get("anchoring", "plane-horizontal"))
+    placement = "wall" if anchoring == "plane-vertical" else "floor"
     variant_attr = (
         f' variant-name="{escape(material_variant, quote=True)}"' if material_variant else ""
     )
@@ -57,7 +64,7 @@ def viewer_html(
 </header>
 <model-viewer id="model" src="{src}"{ios_attr} alt="{t}" ar ar-modes="webxr scene-viewer quick-look"
   ar-placement="{placement}" ar-scale="fixed" camera-controls touch-action="pan-y"
-  shadow-intensity="1"{variant_attr}>
+  shadow-intensity="1"{variant_attr} data-anchoring="{escape(anchoring, quote=True)}">
   <button slot="ar-button" id="ar-button">View in your space</button>
 </model-viewer>
 </body>

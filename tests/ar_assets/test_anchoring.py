@@ -1,5 +1,5 @@
 """AR Quick Look anchoring: placement -> Preliminary_AnchoringAPI on the USDZ's root prim,
-read back with pxr from the real .usdz, through the converter and through the upload route."""
+read back with pxr from the real .usdz, and the same anchoring in the AR block and viewer."""
 
 from __future__ import annotations
 
@@ -145,7 +145,9 @@ def test_same_glb_with_two_placements_gives_two_usdz(client: TestClient, tmp_pat
     assert face["usdz_url"] != wall["usdz_url"]  # ... but one USDZ per anchoring
     assert anchoring_of(_fetch_usdz(client, face, tmp_path, "face")) == ("face", None)
     assert anchoring_of(_fetch_usdz(client, wall, tmp_path, "wall")) == ("plane", "vertical")
+    assert (face["anchoring"], wall["anchoring"]) == ("face", "plane-vertical")
     assert face["report"]["stats"]["usdz_anchoring"] == "face"
+    assert client.get("/v1/products/sku-frame/ar").json()["anchoring"] == "plane-vertical"
 
 
 @pytest.mark.usefixtures("node_tools")
@@ -159,9 +161,27 @@ def test_reupload_with_another_placement_replaces_the_usdz(
     assert second["glb_url"] == first["glb_url"]
     assert second["usdz_url"] != first["usdz_url"]
     assert anchoring_of(_fetch_usdz(client, second, tmp_path, "second")) == ("face", None)
-    assert second["placement"] == "head"
+    assert second["anchoring"] == "face" and second["placement"] == "head"
     # The old USDZ is no longer referenced: collected, not served as a cached stand-in.
     assert client.get(first["usdz_url"]).status_code == 404
     assert len(list(ar_settings.assets_dir.glob("*.usdz"))) == 1
     block = client.get("/v1/products/sku-hat/ar").json()
     assert block["usdz_url"] == second["usdz_url"]
+
+
+@pytest.mark.usefixtures("node_tools")
+def test_block_variants_and_viewer_tell_the_anchoring(client: TestClient) -> None:
+    upload(client, "sku-deco", box_glb(), placement="table")
+    upload(client, "sku-deco", box_glb(size=0.4), placement="wall", variant="mounted")
+    block = client.get("/v1/products/sku-deco/ar").json()
+    assert block["anchoring"] == "plane-horizontal"
+    assert [(v["name"], v["anchoring"]) for v in block["variants"]] == [
+        ("mounted", "plane-vertical")
+    ]
+    html = client.get("/ar/view/sku-deco").text
+    assert 'data-anchoring="plane-horizontal"' in html and 'ar-placement="floor"' in html
+    html = client.get("/ar/view/sku-deco?variant=mounted").text
+    assert 'data-anchoring="plane-vertical"' in html and 'ar-placement="wall"' in html
+    upload(client, "sku-specs", box_glb(size=0.15), placement="face")
+    html = client.get("/ar/view/sku-specs").text
+    assert 'data-anchoring="face"' in html and 'ar-placement="floor"' in html

@@ -40,6 +40,7 @@ def test_ar_through_create_app(tmp_path: Path) -> None:
         assert r.status_code == 201, r.text
         block = r.json()
         assert c.get(block["glb_url"]).content == box_glb()
+        assert (block["placement"], block["anchoring"]) == ("floor", "plane-horizontal")
         assert c.get("/v1/products/sku-real/ar").json()["glb_url"] == block["glb_url"]
         blocks = c.app.state.ar.blocks(["sku-real", "other"], "http://testserver")  # type: ignore[attr-defined]
         assert set(blocks) == {"sku-real"}

@@ -224,6 +224,7 @@ def test_viewer_page_and_script(client: TestClient) -> None:
     assert f'ios-src="{block["usdz_url"]}"' in html
     assert 'ar-modes="webxr scene-viewer quick-look"' in html
     assert 'ar-placement="wall"' in html and "camera-controls" in html
+    assert 'data-anchoring="plane-vertical"' in html and block["anchoring"] == "plane-vertical"
     assert 'slot="ar-button"' in html and "View in your space" in html
     assert 'src="/ar/static/model-viewer.min.js"' in html
     assert re.search(r"https?://(?!testserver)", html.replace(block["glb_mobile_url"], "")) is None

@@ -20,6 +20,7 @@ def test_results_and_product_carry_the_ar_block(client: TestClient, admin: dict[
     )
     assert r.status_code == 201, r.text
     uploaded = {k: v for k, v in r.json().items() if k != "report"}
+    assert (uploaded["placement"], uploaded["anchoring"]) == ("table", "plane-horizontal")
 
     results = search(client, demo_photo("banana")).json()["results"]
     assert results[0]["product_id"] == "banana"
