@@ -2,6 +2,10 @@
 
 Nothing here touches the store: the caller stores the result only when this
 returns, so a refused upload leaves the product's current asset untouched.
+
+``RECIPE`` numbers the way the derived files (mobile GLB, USDZ) are made; every
+result carries it in ``report.stats["recipe"]``, which the store keeps with the
+row, and ``shoplens ar reconvert`` rebuilds the rows made by an older one.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from shoplens.ar_assets import optimise, pack, tools, usdz, zipin
 from shoplens.ar_assets.anchoring import Anchoring, for_placement
@@ -24,6 +29,12 @@ log = logging.getLogger(__name__)
 
 GLB_MAGIC = b"glTF"
 ZIP_MAGIC = b"PK\x03\x04"
+# Bump whenever a change here, in optimise.py or in usdz.py/anchoring.py changes the
+# derived files of an upload that was accepted before; ``shoplens ar reconvert`` then
+# rebuilds the stored assets. 1: rows without the stamp (USDZ without anchoring);
+# 2: AR Quick Look anchoring from the placement.
+RECIPE = 2
+
 COMPRESSION_EXTS = (
     "KHR_draco_mesh_compression",
     "EXT_meshopt_compression",
@@ -137,6 +148,7 @@ def process(upload: Path, placement: str, max_bytes: int, workdir: Path) -> Proc
     report.stats["bytes"] = glb.stat().st_size
     report.stats["mobile_bytes"] = mobile_path.stat().st_size
     report.stats["mobile_khronos_errors"] = mobile.khronos_errors
+    report.stats["recipe"] = RECIPE
     return Processed(
         report=report,
         source=(src_sha, kind, src),
@@ -144,6 +156,13 @@ def process(upload: Path, placement: str, max_bytes: int, workdir: Path) -> Proc
         mobile=(mobile_sha, mobile_path),
         usdz=(sha256_file(usdz_out), usdz_out) if usdz_out else None,
     )
+
+
+def recipe_of(report: dict[str, Any]) -> int:
+    """The recipe a stored row's files were made with (1 for rows from before the stamp)."""
+    stats = report.get("stats")
+    value = stats.get("recipe", 1) if isinstance(stats, dict) else 1
+    return value if isinstance(value, int) else 1
 
 
 def _make_usdz(

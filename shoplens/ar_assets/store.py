@@ -75,6 +75,10 @@ class AssetRow:
         return out
 
 
+class StaleRow(Exception):
+    """The row to replace is no longer the stored one."""
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -144,18 +148,35 @@ class AssetStore:
         return final
 
     # ------------------------------------------------------------ rows
-    def save(self, row: AssetRow, staged: dict[tuple[str, str], Path]) -> None:
-        """Swap in ``row`` once its files exist; collect the files the old row leaves behind."""
+    def save(
+        self,
+        row: AssetRow,
+        staged: dict[tuple[str, str], Path],
+        *,
+        replacing: AssetRow | None = None,
+    ) -> None:
+        """Swap in ``row`` once its files exist; collect the files the old row leaves behind.
+
+        With ``replacing``, swap only if the stored row is still exactly that one
+        (a rebuild must not overwrite an upload that came in meanwhile): else
+        ``StaleRow`` is raised, nothing changes, and the staged files no row
+        uses are removed again.
+        """
         for (sha, ext), src in staged.items():
             self.put_file(src, sha, ext)
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
+                old = self._get(db, row.product_id, row.variant)
+                if replacing is not None and old != replacing:
+                    self._collect(db, set(staged))
+                    raise StaleRow(
+                        f"{row.product_id}/{row.variant} changed while it was being rebuilt"
+                    )
                 # A concurrent GC may have removed a file equal to ours before we got the lock.
                 for (sha, ext), src in staged.items():
                     if not self.path(sha, ext).is_file():
                         self.put_file(src, sha, ext)
-                old = self._get(db, row.product_id, row.variant)
                 db.execute(
                     "INSERT OR REPLACE INTO ar_assets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
@@ -219,6 +240,12 @@ class AssetStore:
     def rows(self, product_ids: Sequence[str]) -> list[AssetRow]:
         with self._connect() as db:
             return self._rows(db, product_ids)
+
+    def all_rows(self) -> list[AssetRow]:
+        """Every stored row, by product id and variant."""
+        with self._connect() as db:
+            ids = [r[0] for r in db.execute("SELECT DISTINCT product_id FROM ar_assets")]
+            return self._rows(db, sorted(ids))
 
     def get(self, product_id: str, variant: str) -> AssetRow | None:
         with self._connect() as db:
