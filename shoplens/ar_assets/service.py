@@ -1,7 +1,9 @@
 """ArService: the AR part as the service and the CLI use it.
 
 ``ArService.open(settings)`` once per process; ``ingest`` stores an upload
-(after every check passed), ``block``/``blocks`` build the public AR block.
+(after every check passed), ``reconvert`` rebuilds a stored row's derived files
+from its stored original through the same pipeline (``shoplens ar reconvert``),
+``block``/``blocks`` build the public AR block.
 The block adds ``anchoring`` (``plane-horizontal``, ``plane-vertical`` or
 ``face``, from ``anchoring.py``) beside ``placement``: where AR Quick Look
 anchors the USDZ, which carries the same anchoring.
@@ -21,11 +23,11 @@ from typing import Any
 from urllib.parse import quote
 
 from shoplens.ar_assets.anchoring import for_placement
-from shoplens.ar_assets.pipeline import process
+from shoplens.ar_assets.pipeline import Processed, process
 from shoplens.ar_assets.report import Report
-from shoplens.ar_assets.store import FILE_NAME, AssetRow, AssetStore
+from shoplens.ar_assets.store import FILE_NAME, AssetRow, AssetStore, sha256_file
 from shoplens.config import Settings
-from shoplens.errors import BadParameter, NotFound
+from shoplens.errors import BadParameter, InvalidContent, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -81,37 +83,55 @@ class ArService:
         tmp_root.mkdir(parents=True, exist_ok=True)
         with self._slots, tempfile.TemporaryDirectory(dir=tmp_root, prefix="upload-") as tmp:
             done = process(upload, placement, self.settings.max_asset_bytes, Path(tmp))
-            report = done.report
-            stats = report.stats
-            src_sha, src_ext, src_path = done.source
-            staged = {
-                (src_sha, src_ext): src_path,
-                (done.glb[0], "glb"): done.glb[1],
-                (done.mobile[0], "glb"): done.mobile[1],
-            }
-            if done.usdz:
-                staged[(done.usdz[0], "usdz")] = done.usdz[1]
-            row = AssetRow(
-                product_id=product_id,
-                variant=name,
-                placement=placement,
-                original_name=original_name or upload.name,
-                source_sha=src_sha,
-                source_ext=src_ext,
-                glb_sha=done.glb[0],
-                mobile_sha=done.mobile[0],
-                usdz_sha=done.usdz[0] if done.usdz else None,
-                dims=dict(stats.get("dimensions_m", {"x": 0.0, "y": 0.0, "z": 0.0})),
-                triangles=int(stats.get("triangles", 0)),
-                bytes=int(stats["bytes"]),
-                mobile_bytes=int(stats["mobile_bytes"]),
-                material_variants=list(stats.get("variants", [])),
-                report=report.to_dict(),
-                created_at=time.time(),
+            row, staged = _row_of(
+                done, product_id, name, placement, original_name or upload.name, time.time()
             )
             self.store.save(row, staged)
+        report = done.report
         log.info("AR asset stored for %s/%s: %s", product_id, name, report.summary())
         return row, report
+
+    def reconvert(self, old: AssetRow) -> tuple[AssetRow, Report]:
+        """Rebuild ``old``'s derived files from its stored original, as an upload would.
+
+        Same ``process`` as ``ingest``, with the stored placement, variant, name and
+        upload time. Raises (and changes nothing) if the original is not stored, is
+        refused, the new recipe would drop a file the asset has (a USDZ, a mobile
+        variant: e.g. the Node tools are missing here), or the row changed meanwhile.
+        """
+        source = self.store.path(old.source_sha, old.source_ext)
+        if not source.is_file():
+            raise NotFound(f"the original upload is not stored ({source.name} is missing)")
+        tmp_root = self.settings.assets_dir / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        with self._slots, tempfile.TemporaryDirectory(dir=tmp_root, prefix="reconvert-") as tmp:
+            copy = Path(tmp) / f"original.{old.source_ext}"
+            try:  # a concurrent upload may collect it: then the row has changed anyway
+                shutil.copyfile(source, copy)
+            except FileNotFoundError:
+                raise NotFound("the original upload is not stored any more") from None
+            if sha256_file(copy) != old.source_sha:
+                raise InvalidContent(
+                    f"the stored original {source.name} does not match its sha256 (damaged)"
+                )
+            done = process(copy, old.placement, self.settings.max_asset_bytes, Path(tmp))
+            row, staged = _row_of(
+                done, old.product_id, old.variant, old.placement, old.original_name, old.created_at
+            )
+            if old.usdz_sha and row.usdz_sha is None:
+                raise InvalidContent(f"no USDZ made any more: {_why_not(done.report, 'USDZ_')}")
+            if old.mobile_sha != old.glb_sha and row.mobile_sha == row.glb_sha:
+                raise InvalidContent(
+                    "no mobile variant made any more (are the Node tools installed?)"
+                )
+            self.store.save(row, staged, replacing=old)
+        log.info(
+            "AR asset rebuilt for %s/%s: %s", row.product_id, row.variant, done.report.summary()
+        )
+        return row, done.report
+
+    def all_rows(self) -> list[AssetRow]:
+        return self.store.all_rows()
 
     def delete(self, product_id: str, variant: str | None = None) -> int:
         check_product_id(product_id)
@@ -149,6 +169,50 @@ class ArService:
 
     def rows(self, product_id: str) -> list[AssetRow]:
         return self.store.rows([product_id])
+
+
+def _row_of(
+    done: Processed,
+    product_id: str,
+    variant: str,
+    placement: str,
+    original_name: str,
+    created_at: float,
+) -> tuple[AssetRow, dict[tuple[str, str], Path]]:
+    """The row and the files to stage for a processed upload (ingest and reconvert alike)."""
+    stats = done.report.stats
+    src_sha, src_ext, src_path = done.source
+    staged = {
+        (src_sha, src_ext): src_path,
+        (done.glb[0], "glb"): done.glb[1],
+        (done.mobile[0], "glb"): done.mobile[1],
+    }
+    if done.usdz:
+        staged[(done.usdz[0], "usdz")] = done.usdz[1]
+    row = AssetRow(
+        product_id=product_id,
+        variant=variant,
+        placement=placement,
+        original_name=original_name,
+        source_sha=src_sha,
+        source_ext=src_ext,
+        glb_sha=done.glb[0],
+        mobile_sha=done.mobile[0],
+        usdz_sha=done.usdz[0] if done.usdz else None,
+        dims=dict(stats.get("dimensions_m", {"x": 0.0, "y": 0.0, "z": 0.0})),
+        triangles=int(stats.get("triangles", 0)),
+        bytes=int(stats["bytes"]),
+        mobile_bytes=int(stats["mobile_bytes"]),
+        material_variants=list(stats.get("variants", [])),
+        report=done.report.to_dict(),
+        created_at=created_at,
+    )
+    return row, staged
+
+
+def _why_not(report: Report, prefix: str) -> str:
+    notes = [w.message for w in report.warnings if w.code.startswith(prefix)]
+    return "; ".join(notes) or "no reason given"
 
 
 def _remove_stale_temporaries(assets_dir: Path, max_age_s: float = 6 * 3600) -> None:
