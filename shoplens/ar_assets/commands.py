@@ -1,4 +1,7 @@
-"""Command-line commands of this part (registered by shoplens.cli): ``shoplens ar add|show|rm``."""
+"""Command-line commands of this part (registered by shoplens.cli).
+
+``shoplens ar add|show|rm|reconvert``.
+"""
 
 from __future__ import annotations
 
@@ -73,6 +76,79 @@ def rm(
     ar, _settings = _service(data_dir)
     n = ar.delete(product_id, variant)
     typer.echo(f"removed {n} AR model(s) of {product_id}")
+
+
+@ar_app.command("reconvert")
+def reconvert(
+    product_ids: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="PRODUCT_ID", help="Products to rebuild (all their variants)"),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every stored AR asset")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say what would be rebuilt")
+    ] = False,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SHOPLENS_DATA_DIR")] = None,
+) -> None:
+    """Rebuild the USDZ and mobile GLB of stored assets made by an older recipe.
+
+    From the stored original upload, with its placement and variant, as an upload
+    would; assets already made by the current recipe are skipped. A failure leaves
+    that asset as it was and the others go on; exits 1 if any failed.
+    """
+    from shoplens.ar_assets.pipeline import RECIPE, recipe_of
+    from shoplens.errors import BadParameter
+
+    if bool(product_ids) == all_:
+        raise BadParameter("give product ids or --all (not both)")
+    ar, _settings = _service(data_dir)
+    failed = rebuilt = current = 0
+    if all_:
+        rows = ar.all_rows()
+    else:
+        rows = []
+        for pid in dict.fromkeys(product_ids or []):
+            found = ar.rows(pid)
+            if not found:
+                failed += 1
+                typer.echo(f"failed  {pid}: no AR model")
+            rows.extend(found)
+    for row in rows:
+        name = f"{row.product_id}/{row.variant}"
+        made_by = recipe_of(row.report)
+        if made_by >= RECIPE:
+            current += 1
+            typer.echo(f"current {name} (recipe {made_by})")
+            continue
+        if dry_run:
+            if ar.store.path(row.source_sha, row.source_ext).is_file():
+                rebuilt += 1
+                typer.echo(f"would rebuild {name} (recipe {made_by} -> {RECIPE})")
+            else:
+                failed += 1
+                typer.echo(f"failed  {name}: the original upload is not stored")
+            continue
+        try:
+            new, _report = ar.reconvert(row)
+        except Exception as exc:  # one asset's failure must not stop the others
+            failed += 1
+            reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            typer.echo(f"failed  {name}: {reason} (left as it was)")
+            continue
+        rebuilt += 1
+        typer.echo(
+            f"rebuilt {name} (recipe {made_by} -> {RECIPE}): usdz "
+            f"{_short(row.usdz_sha)} -> {_short(new.usdz_sha)}, mobile "
+            f"{_short(row.mobile_sha)} -> {_short(new.mobile_sha)}"
+        )
+    verb = "would rebuild" if dry_run else "rebuilt"
+    typer.echo(f"reconvert: {rebuilt} {verb}, {current} current, {failed} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _short(sha: str | None) -> str:
+    return sha[:12] if sha else "none"
 
 
 def register(app: typer.Typer) -> None:
