@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +31,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from benchmarks.common import DEFAULT_GROCERY, machine
-from benchmarks.quality_common import F32, catalog_split, l2n, load_labels
+from benchmarks.quality_common import (
+    F32,
+    catalog_split,
+    l2n,
+    load_labels,
+    per_product,
+    recall_from_scores,
+)
 from shoplens.config import Settings
 from shoplens.models.adapt import fit_adaptation
 from shoplens.models.base import ImageEmbedder
@@ -47,7 +54,6 @@ MODELS = (
     "effnet-lite0-lite1-ml",
     "effnet-lite0-lite1-ml-int8",
 )
-Scorer = Callable[[F32, F32, NDArray[np.int_], int], F32]
 
 
 @dataclass
@@ -137,36 +143,10 @@ def _query_images(grocery: Path) -> list[str]:
 # ---------------------------------------------------------------- scoring
 
 
-def best_image(sims: F32, products: NDArray[np.int_], n: int) -> F32:
-    """A product's score is its best-matching catalog image (the service's rule)."""
-    out = np.full((sims.shape[0], n), -np.inf, np.float32)
-    for j in range(n):
-        cols = sims[:, products == j]
-        if cols.shape[1]:
-            out[:, j] = cols.max(axis=1)
-    return out
-
-
-def top3_mean(sims: F32, products: NDArray[np.int_], n: int) -> F32:
-    """Mean of a product's three best images (fewer if it has fewer)."""
-    out = np.full((sims.shape[0], n), -np.inf, np.float32)
-    for j in range(n):
-        cols = sims[:, products == j]
-        if cols.shape[1]:
-            out[:, j] = -np.sort(-cols, axis=1)[:, :3].mean(axis=1)
-    return out
-
-
 def centroid(c: F32, q: F32, products: NDArray[np.int_], n: int) -> F32:
     means = np.zeros((n, c.shape[1]), np.float32)
     np.add.at(means, products, c)
     return q @ l2n(means).T  # type: ignore[no-any-return]
-
-
-def recall_at(scores: F32, truth: NDArray[np.int_]) -> tuple[float, float, float]:
-    rank = (scores > scores[np.arange(len(truth)), truth][:, None]).sum(axis=1)
-    r1, r5, r10 = (float(np.mean(rank < k)) for k in (1, 5, 10))
-    return round(r1, 6), round(r5, 6), round(r10, 6)
 
 
 class Study:
@@ -185,8 +165,11 @@ class Study:
         n = len(self.names)
         if how == "centroid":
             return centroid(c, q, products, n)
-        fn = top3_mean if how == "top3" else best_image
-        return fn(q @ c.T, products, n)
+        return per_product(q @ c.T, products, n, top=3 if how == "top3" else 1)
+
+    def recall(self, scores: F32, truth: NDArray[np.int_]) -> tuple[float, float, float]:
+        r = recall_from_scores(scores, self.names, [self.names[t] for t in truth])
+        return round(r["R@1"], 6), round(r["R@5"], 6), round(r["R@10"], 6)
 
     def add(
         self,
@@ -206,13 +189,13 @@ class Study:
             assert a is not None
             held = a.apply(c[self.held_idx])
             s = self._scores(how, a.apply(c[fit]), held, self.cat[fit])
-            split = recall_at(s, self.cat[self.held_idx])[0]
+            split = self.recall(s, self.cat[self.held_idx])[0]
             started = time.perf_counter()
             a = fit_adaptation(c, self.pids, **lda)
             fit_s = round(time.perf_counter() - started, 2)
             assert a is not None
             c, q = a.apply(c), a.apply(q)
-        r1, r5, r10 = recall_at(self._scores(how, c, q, self.cat), self.truth)
+        r1, r5, r10 = self.recall(self._scores(how, c, q, self.cat), self.truth)
         row = _row(variant, (r1, r5, r10), split, cost, c, fit_s)
         self.rows.append(row)
         print(f"{variant:75s} {r1:.3f} {r5:.3f} {r10:.3f} split {split}", flush=True)
@@ -221,7 +204,8 @@ class Study:
     def add_iconic(self, variant: str, c: F32, q: F32, cost: Cost) -> Row:
         """One studio photo per product: nothing to learn, the fallback's view."""
         ic = self.iconic
-        r1, r5, r10 = recall_at(best_image(q @ c[ic].T, self.cat[ic], len(self.names)), self.truth)
+        scores = per_product(q @ c[ic].T, self.cat[ic], len(self.names))
+        r1, r5, r10 = self.recall(scores, self.truth)
         row = _row(variant, (r1, r5, r10), None, cost, c[ic], None)
         self.rows.append(row)
         print(f"{variant:75s} {r1:.3f} {r5:.3f} {r10:.3f}", flush=True)

@@ -78,16 +78,25 @@ def rmac(fmap: NDArray[np.floating], levels: int = 3, p: float = 0.0) -> F32:
 # ---------------------------------------------------------------- metric
 
 
+def per_product(sims: F32, codes: NDArray[np.int_], n: int, top: int = 1) -> F32:
+    """``(n_q, n)`` product scores from image similarities ``(n_q, n_images)``:
+    the mean of each product's ``top`` best images (``top=1``: its best image, the
+    service's rule); ``codes`` are the images' product indices; -inf for a product
+    without images."""
+    scores = np.full((sims.shape[0], n), -np.inf, np.float32)
+    for j in range(n):
+        cols = sims[:, codes == j]
+        if cols.shape[1]:
+            scores[:, j] = -np.sort(-cols, axis=1)[:, :top].mean(axis=1)
+    return scores
+
+
 def product_scores(q: F32, c: F32, catalog_products: Sequence[str]) -> tuple[F32, list[str]]:
     """(n_q, n_products) max similarity over each product's images."""
     names = sorted(set(catalog_products))
     idx = {n: i for i, n in enumerate(names)}
     cp = np.array([idx[p] for p in catalog_products])
-    sims = q @ c.T
-    scores = np.full((q.shape[0], len(names)), -np.inf, np.float32)
-    for j in range(len(names)):
-        scores[:, j] = sims[:, cp == j].max(axis=1)
-    return scores, names
+    return per_product(q @ c.T, cp, len(names)), names
 
 
 def recall_from_scores(
