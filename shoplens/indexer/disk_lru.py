@@ -104,19 +104,34 @@ class DiskLru:
         (a writer arriving meanwhile does not wait for it)."""
         with self._lock:
             self._written += nbytes
-            due = (
-                self._known is None
-                or self._known + self._written > max_bytes
-                or self._written >= max_bytes * RESCAN_FRACTION
-            )
-            if not due or self._pruning:
+            if self._pruning or not self._due(max_bytes):
                 return None
             self._pruning = True
         try:
-            return self.prune(max_bytes)
-        finally:
+            while True:
+                report = self.prune(max_bytes)
+                with self._lock:
+                    # Writers that arrived during the scan did not wait for it; if
+                    # what they wrote makes a scan due, this thread scans again, so
+                    # the budget holds once the last writer returns. (With nothing
+                    # written meanwhile _written is 0: no loop on entries in use.)
+                    # Cleared under the same lock as the check: a writer arriving
+                    # between the two would otherwise be neither scanned nor waited for.
+                    if not (self._written and self._due(max_bytes)):
+                        self._pruning = False
+                        return report
+        except BaseException:
             with self._lock:
                 self._pruning = False
+            raise
+
+    def _due(self, max_bytes: int) -> bool:
+        """Whether a scan is due (call with ``_lock`` held)."""
+        return (
+            self._known is None
+            or self._known + self._written > max_bytes
+            or self._written >= max_bytes * RESCAN_FRACTION
+        )
 
     def prune(self, max_bytes: int, *, dry_run: bool = False) -> PruneReport:
         """Evict least recently used entries until at most ``LOW_WATER * max_bytes``
