@@ -48,7 +48,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shoplens.config import Settings
-from shoplens.indexer.vectors import VectorIndex
+from shoplens.indexer.vectors.index import VectorIndex
 
 DIM = 1280
 K = 10

@@ -34,9 +34,9 @@ from benchmarks.common import (
     write_results,
 )
 from shoplens.config import Settings
-from shoplens.indexer.build import run_index
-from shoplens.indexer.live import LiveIndex
-from shoplens.indexer.types import SearchFilters
+from shoplens.indexer.catalog.types import SearchFilters
+from shoplens.indexer.ops.build import run_index
+from shoplens.indexer.serving.live import LiveIndex
 from shoplens.models.decode import decode_image
 from shoplens.models.registry import load_embedder
 

@@ -38,9 +38,9 @@ from PIL import Image
 from benchmarks.common import DEFAULT_GROCERY, machine, read_csv, write_results
 from benchmarks.loadgen import run_load, serve, time_get
 from shoplens.config import Settings
-from shoplens.indexer.build import run_index
-from shoplens.indexer.live import LiveIndex
-from shoplens.indexer.types import SearchFilters
+from shoplens.indexer.catalog.types import SearchFilters
+from shoplens.indexer.ops.build import run_index
+from shoplens.indexer.serving.live import LiveIndex
 from shoplens.models.base import ImageEmbedder
 from shoplens.models.decode import decode_image
 from shoplens.models.registry import load_embedder

@@ -44,7 +44,7 @@ def make_settings(data_dir: Path | None, **overrides: Any) -> Settings:
 
 def _register_parts() -> None:
     from shoplens.ar_assets import commands as ar_commands
-    from shoplens.indexer import commands as indexer_commands
+    from shoplens.indexer.ops import commands as indexer_commands
     from shoplens.models import commands as model_commands
     from shoplens.service import commands as service_commands
 

@@ -1,6 +1,6 @@
 """Admin operations: re-index jobs (``POST /v1/admin/reindex``, ``GET /v1/admin/jobs/{id}``).
 
-The job runner (:class:`shoplens.indexer.jobs.JobRunner`) lives on
+The job runner (:class:`shoplens.indexer.ops.jobs.JobRunner`) lives on
 ``app.state.jobs``; :func:`start_jobs` builds it in the app's lifespan with the
 service's loaded model, so a job embeds with exactly the model that serves.
 """
@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from shoplens.errors import NotReady
-from shoplens.indexer.jobs import JobRunner
+from shoplens.indexer.ops.jobs import JobRunner
 from shoplens.service.auth import require_admin
 from shoplens.service.schemas import ErrorBody, error_responses
 from shoplens.service.state import ServiceState

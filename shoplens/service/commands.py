@@ -80,8 +80,8 @@ def _manifest_hash(path: Path, model: str) -> str:
 def ensure_demo_index(settings: Settings, *, progress: bool = False) -> bool:
     """Index the bundled demo catalog unless the data dir already serves it; True if indexed."""
     from shoplens import demo
-    from shoplens.indexer.build import run_index
-    from shoplens.indexer.snapshot import current_id
+    from shoplens.indexer.ops.build import run_index
+    from shoplens.indexer.serving.snapshot import current_id
 
     manifest = demo.manifest_path()
     marker = settings.data_dir / DEMO_MARKER

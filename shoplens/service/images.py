@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from shoplens.indexer.disk_lru import MIB
-from shoplens.indexer.live import LiveIndex
+from shoplens.files.disk_lru import MIB
+from shoplens.indexer.serving.live import LiveIndex
 from shoplens.service.renditions import DEFAULT_WIDTH, MAX_WIDTH, MIN_WIDTH, Renditions
 from shoplens.service.schemas import error_responses
 from shoplens.service.state import ServiceState, get_live, get_state

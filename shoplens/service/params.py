@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Query
 
 from shoplens.errors import BadParameter
-from shoplens.indexer.types import SearchFilters
+from shoplens.indexer.catalog.types import SearchFilters
 
 K = Annotated[int, Query(ge=1, le=100, description="how many products to return (1-100)")]
 

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, Upl
 from starlette.concurrency import run_in_threadpool
 
 from shoplens.errors import BadParameter, InvalidContent, NotFound
-from shoplens.indexer.live import LiveIndex
-from shoplens.indexer.manifest import RowError, product_from_mapping
-from shoplens.indexer.types import ImageRecord, ProductRecord
+from shoplens.indexer.catalog.types import ImageRecord, ProductRecord
+from shoplens.indexer.serving.live import LiveIndex
+from shoplens.indexer.sources.manifest import RowError, product_from_mapping
 from shoplens.service.auth import require_admin
 from shoplens.service.params import SearchParamsDep
 from shoplens.service.schemas import (

@@ -6,7 +6,7 @@ atomically, and served with an immutable cache header and a strong ETag.
 
 The directory is a cache with a byte budget (``Settings.renditions_cache_max_mb``):
 a hit touches the file, a write past the budget evicts the least recently used
-renditions (:mod:`shoplens.indexer.disk_lru`), and an evicted one is simply
+renditions (:mod:`shoplens.files.disk_lru`), and an evicted one is simply
 rendered again on its next request.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image
 
 from shoplens.errors import NotFound
-from shoplens.indexer.disk_lru import DiskLru, PruneReport
+from shoplens.files.disk_lru import DiskLru, PruneReport
 from shoplens.models.decode import decode_image, encode_jpeg, encode_webp
 
 MIN_WIDTH = 32

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from shoplens.errors import BadParameter
-from shoplens.indexer.live import LiveIndex
-from shoplens.indexer.types import Hit
+from shoplens.indexer.catalog.types import Hit
+from shoplens.indexer.serving.live import LiveIndex
 from shoplens.models.base import FloatArray
 from shoplens.models.decode import Crop, decode_image, parse_crop
 from shoplens.service.params import SearchParams, SearchParamsDep

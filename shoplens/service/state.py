@@ -16,7 +16,7 @@ from fastapi import Request
 
 from shoplens.config import Settings
 from shoplens.errors import ModelMismatch, NotReady, SnapshotError
-from shoplens.indexer.live import LiveIndex
+from shoplens.indexer.serving.live import LiveIndex
 from shoplens.models.base import ImageEmbedder, TextEmbedder
 from shoplens.service.metrics import Metrics
 from shoplens.service.renditions import Renditions

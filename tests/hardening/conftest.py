@@ -24,7 +24,7 @@ N_SYNTHETIC = 19  # + 81 demo products = 100
 @pytest.fixture(scope="session")
 def hardening_built(tmp_path_factory: pytest.TempPathFactory, embedder: ImageEmbedder) -> Path:
     """A 100-product data dir indexed once per session; tests copy it."""
-    from shoplens.indexer.build import run_index
+    from shoplens.indexer.ops.build import run_index
 
     manifest = write_catalog(tmp_path_factory.mktemp("hcatalog"), n_synthetic=N_SYNTHETIC)
     data_dir = tmp_path_factory.mktemp("hindexed") / "data"

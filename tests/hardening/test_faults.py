@@ -1,7 +1,7 @@
 """Faults: the service SIGKILLed mid-write, a corrupt snapshot published while serving,
 and SIGTERM with a request in flight.
 
-(SIGKILL of ``shoplens index`` at random points is tested in tests/indexer/test_resume.py.)
+(SIGKILL of ``shoplens index`` at random points is tested in tests/indexer/ops/test_resume.py.)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 
 from shoplens.config import Settings
 from shoplens.errors import SnapshotError
-from shoplens.indexer.snapshot import CURRENT, load_snapshot
+from shoplens.indexer.serving.snapshot import CURRENT, load_snapshot
 from tests.ar_assets.models import box_glb
 from tests.hardening.conftest import AppFactory
 from tests.hardening.server import Server

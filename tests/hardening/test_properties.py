@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from shoplens.errors import ManifestError, ShoplensError
-from shoplens.indexer.manifest import RowError, product_from_mapping, read_manifest
+from shoplens.indexer.sources.manifest import RowError, product_from_mapping, read_manifest
 from shoplens.models.decode import SUPPORTED_FORMATS, decode_image, parse_crop, sniff_format
 from tests.hardening.corpus import base_images
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from shoplens.config import Settings
-from shoplens.indexer.build import run_index
+from shoplens.indexer.ops.build import run_index
 from tests.indexer.helpers import HistEmbedder
 
 

@@ -29,7 +29,7 @@ def built_data_dir(
     tmp_path_factory: pytest.TempPathFactory, catalog_manifest: Path, embedder: ImageEmbedder
 ) -> Path:
     """A data dir indexed once per session by the real indexer; tests copy it."""
-    from shoplens.indexer.build import run_index
+    from shoplens.indexer.ops.build import run_index
 
     data_dir = tmp_path_factory.mktemp("indexed") / "data"
     report = run_index(Settings(data_dir=data_dir), catalog_manifest, embedder=embedder)

@@ -81,7 +81,7 @@ def test_bad_requests(client: TestClient, tmp_path: Path) -> None:
 def test_a_cli_run_on_the_data_dir_is_a_conflict(
     client: TestClient, data_dir: Path, tmp_path: Path
 ) -> None:
-    from shoplens.indexer.build import run_lock
+    from shoplens.indexer.ops.build import run_lock
 
     manifest = generated_manifest(tmp_path / "cat", range(9500, 9501))
     with run_lock(Settings(data_dir=data_dir)):  # what `shoplens index` holds while it runs
@@ -98,7 +98,7 @@ def test_job_indexes_reports_and_matches_the_cli(
     embedder: ImageEmbedder,
     tmp_path: Path,
 ) -> None:
-    from shoplens.indexer.build import run_index
+    from shoplens.indexer.ops.build import run_index
 
     manifest = generated_manifest(tmp_path / "cat", range(9000, 9012), bad_rows=2)
     with make_client(data_dir) as client:

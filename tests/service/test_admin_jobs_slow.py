@@ -35,7 +35,7 @@ SEED = 20  # generated products the served data dir starts with
 
 
 def _seeded(tmp_path: Path, embedder: ImageEmbedder) -> Path:
-    from shoplens.indexer.build import run_index
+    from shoplens.indexer.ops.build import run_index
 
     data = tmp_path / "data"
     run_index(

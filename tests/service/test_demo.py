@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from shoplens import demo
 from shoplens.config import Settings
-from shoplens.indexer.manifest import read_manifest
+from shoplens.indexer.sources.manifest import read_manifest
 from shoplens.service.commands import DEMO_MARKER, ensure_demo_index
 from tests.service.conftest import AppFactory
 from tests.service.helpers import search

@@ -40,7 +40,7 @@ def test_searches_never_fail_while_a_new_snapshot_is_published(
     embedder: ImageEmbedder,
     tmp_path: Path,
 ) -> None:
-    from shoplens.indexer.build import run_index
+    from shoplens.indexer.ops.build import run_index
 
     before = client.get("/readyz").json()["index_version"]
     manifest = _manifest_with_new_products(catalog_manifest, tmp_path, 5)

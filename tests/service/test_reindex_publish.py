@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from shoplens.indexer import snapshot as snapshot_mod
-from shoplens.indexer.snapshot import CURRENT
+from shoplens.indexer.serving import snapshot as snapshot_mod
+from shoplens.indexer.serving.snapshot import CURRENT
 from tests.service.conftest import AppFactory
 from tests.service.helpers import search
 from tests.service.jobs_helpers import AUTH, finished, generated_manifest, wait_job

@@ -302,7 +302,7 @@ def test_no_snapshot_yet_is_503_then_ready_when_published(
     make_client: AppFactory, tmp_path: Path, embedder: object
 ) -> None:
     from shoplens.config import Settings
-    from shoplens.indexer.build import run_index
+    from shoplens.indexer.ops.build import run_index
 
     empty = tmp_path / "empty"
     with make_client(empty) as c:

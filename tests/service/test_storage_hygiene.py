@@ -15,10 +15,10 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from shoplens.config import Settings
-from shoplens.indexer.disk_lru import MIB
-from shoplens.indexer.gc import collect_garbage
-from shoplens.indexer.snapshot import load_snapshot
-from shoplens.indexer.store import CatalogStore, image_id_for, photo_path
+from shoplens.files.disk_lru import MIB
+from shoplens.indexer.catalog.store import CatalogStore, image_id_for, photo_path
+from shoplens.indexer.ops.gc import collect_garbage
+from shoplens.indexer.serving.snapshot import load_snapshot
 from shoplens.models.base import ImageEmbedder
 from tests.service.conftest import AppFactory
 from tests.service.helpers import demo_photo, jpeg_bytes, search, synthetic_photo

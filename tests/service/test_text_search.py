@@ -23,7 +23,7 @@ PRODUCTS = ("banana", "kiwi", "lime", "cucumber", "oatly-oat-milk", "arla-standa
 
 @pytest.fixture(scope="module")
 def clip_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    from shoplens.indexer.build import run_index
+    from shoplens.indexer.ops.build import run_index
 
     folder = tmp_path_factory.mktemp("tiny-clip")
     settings = Settings(

@@ -1,0 +1,5 @@
+"""What operators run: re-index runs from a manifest (``build``), admin jobs
+(``jobs``), garbage collection (``gc``) and the ``shoplens`` indexer commands.
+
+May import every other room of the indexer.
+"""

@@ -1,0 +1,487 @@
+"""Re-index jobs: :func:`run_index` on a worker thread, one job at a time, state in SQLite.
+
+A job is a row of the ``jobs`` table in the data dir's metadata database, so
+it outlives the process running it. A service killed mid-job finds the row
+still ``running`` when it starts again and runs the job again: the embedding
+cache makes the rerun skip every batch the killed attempt committed. A job
+stopped by a clean shutdown is marked ``interrupted`` and resumed the same way.
+
+The live index is only swapped when a job succeeds: :func:`run_index`
+publishes its snapshot and commits its catalog rows right after as its last
+steps (a job that fails before that, or is interrupted, changes nothing the
+service serves), and ``on_success`` lets the service pick it up at once
+instead of on its next reload tick.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shoplens.config import Settings
+from shoplens.db import write_transaction
+from shoplens.errors import BadParameter, Conflict, NotFound, ShoplensError
+from shoplens.indexer.ops.build import run_lock
+from shoplens.models.base import ImageEmbedder
+
+log = logging.getLogger(__name__)
+
+STATES = ("queued", "running", "succeeded", "failed", "interrupted")
+# Rows a starting runner picks up again.
+UNFINISHED = ("queued", "running", "interrupted")
+# Rows that make a new submission wait (one job at a time).
+ACTIVE = ("queued", "running")
+MAX_REJECTS = 100  # rejects listed in a job; the rest are in its rejects file
+PERSIST_EVERY_S = 1.0  # progress is written to SQLite at most this often
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    prune INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    progress TEXT NOT NULL DEFAULT '{}',
+    result TEXT,
+    error TEXT,
+    snapshot_id TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+"""
+
+_COLUMNS = (
+    "job_id, state, manifest, prune, created_at, started_at, finished_at, attempts, "
+    "progress, result, error, snapshot_id"
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_job_id() -> str:
+    """Sortable by creation time."""
+    return datetime.now(UTC).strftime("job-%Y%m%dT%H%M%S%fZ-") + secrets.token_hex(3)
+
+
+def empty_progress() -> dict[str, Any]:
+    return {"done": 0, "total": None, "rate_per_s": None, "eta_s": None, "phase": "queued"}
+
+
+class JobStore:
+    """The ``jobs`` table (its own table in ``settings.db_path``; thread-safe)."""
+
+    def __init__(self, db_path: Path, *, timeout_s: float = 30.0) -> None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            db_path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+        )
+        self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn, self._lock)
+
+    def check_idle(self) -> None:
+        """:class:`Conflict` while a job is queued or running."""
+        with self._lock:
+            _raise_if_active(self._conn)
+
+    def create(self, manifest: str, prune: bool) -> str:
+        """A new ``queued`` job; :class:`Conflict` while another is queued or running."""
+        with self._tx() as c:
+            _raise_if_active(c)
+            job_id = new_job_id()
+            c.execute(
+                "INSERT INTO jobs (job_id, state, manifest, prune, created_at, progress) "
+                "VALUES (?, 'queued', ?, ?, ?, ?)",
+                (job_id, manifest, int(prune), _now(), json.dumps(empty_progress())),
+            )
+        return job_id
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
+            ).fetchone()
+        return None if row is None else _row_dict(row)
+
+    def latest(self) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs ORDER BY created_at DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else _row_dict(row)
+
+    def requeue_unfinished(self) -> list[str]:
+        """Jobs a previous process left unfinished go back to ``queued``; their ids."""
+        with self._tx() as c:
+            ids = [
+                r[0]
+                for r in c.execute(
+                    f"SELECT job_id FROM jobs WHERE state IN {UNFINISHED!r} ORDER BY created_at"
+                )
+            ]
+            c.execute(f"UPDATE jobs SET state = 'queued' WHERE state IN {UNFINISHED!r}")
+        return ids
+
+    def next_queued(self) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE state = 'queued' ORDER BY created_at LIMIT 1"
+            ).fetchone()
+        return None if row is None else _row_dict(row)
+
+    def mark_running(self, job_id: str) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, ?), "
+                "attempts = attempts + 1, error = NULL WHERE job_id = ?",
+                (_now(), job_id),
+            )
+
+    def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE jobs SET progress = ? WHERE job_id = ?", (json.dumps(progress), job_id)
+            )
+
+    def finish(
+        self,
+        job_id: str,
+        state: str,
+        *,
+        progress: dict[str, Any],
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        snapshot_id: str | None = None,
+    ) -> None:
+        finished = None if state == "interrupted" else _now()
+        with self._tx() as c:
+            c.execute(
+                "UPDATE jobs SET state = ?, finished_at = ?, progress = ?, result = ?, "
+                "error = ?, snapshot_id = ? WHERE job_id = ?",
+                (
+                    state,
+                    finished,
+                    json.dumps(progress),
+                    None if result is None else json.dumps(result),
+                    error,
+                    snapshot_id,
+                    job_id,
+                ),
+            )
+
+
+def _raise_if_active(conn: sqlite3.Connection) -> None:
+    row = conn.execute(
+        f"SELECT job_id, state FROM jobs WHERE state IN {ACTIVE!r} ORDER BY created_at LIMIT 1"
+    ).fetchone()
+    if row is not None:
+        raise Conflict(
+            f"re-index job {row[0]} is {row[1]}; one job runs at a time, wait for it to finish"
+        )
+
+
+def _row_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    (job_id, state, manifest, prune, created, started, finished, attempts) = row[:8]
+    progress, result, error, snapshot_id = row[8:]
+    res: dict[str, Any] = json.loads(result) if result else {}
+    return {
+        "job_id": job_id,
+        "state": state,
+        "manifest": manifest,
+        "prune": bool(prune),
+        "created_at": created,
+        "started_at": started,
+        "finished_at": finished,
+        "attempts": int(attempts),
+        "progress": json.loads(progress) if progress else empty_progress(),
+        "counts": res.get("counts"),
+        "rejects": res.get("rejects", []),
+        "rejects_total": int(res.get("rejects_total", 0)),
+        "rejects_path": res.get("rejects_path"),
+        "seconds": res.get("seconds"),
+        "error": error,
+        "snapshot_id": snapshot_id,
+    }
+
+
+def latest_job(settings: Settings) -> dict[str, Any] | None:
+    """The most recent job of a data dir, or None (no database or no job yet)."""
+    if not settings.db_path.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{settings.db_path}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error:
+        return None
+    try:
+        row = conn.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY created_at DESC LIMIT 1")
+        got = row.fetchone()
+    except sqlite3.Error:  # no jobs table: the service never ran a job here
+        return None
+    finally:
+        conn.close()
+    return None if got is None else _row_dict(got)
+
+
+def read_rejects(path: str | None, limit: int = MAX_REJECTS) -> list[dict[str, Any]]:
+    """The first ``limit`` rows of a run's rejects CSV."""
+    if not path:
+        return []
+    out: list[dict[str, Any]] = []
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                if len(out) >= limit:
+                    break
+                line = row.get("line") or "0"
+                out.append(
+                    {
+                        "line": int(line) if line.isdigit() else 0,
+                        "product_id": row.get("product_id") or None,
+                        "reason": row.get("reason", ""),
+                    }
+                )
+    except OSError:
+        return []
+    return out
+
+
+class _Stopped(Exception):
+    """Raised from the progress callback to stop a run when the runner shuts down."""
+
+
+class _Progress:
+    """done/total, rate and ETA of the running attempt."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.done = 0
+        self.total: int | None = None
+        self.phase = "starting"
+
+    def update(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        self.phase = "embedding" if done < total else "building index"
+
+    def as_dict(self) -> dict[str, Any]:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = self.done / elapsed if self.done else None
+        eta = None
+        if rate and self.total is not None:
+            eta = round((self.total - self.done) / rate, 1)
+        return {
+            "done": self.done,
+            "total": self.total,
+            "rate_per_s": None if rate is None else round(rate, 2),
+            "eta_s": eta,
+            "phase": self.phase,
+        }
+
+
+class JobRunner:
+    """Runs queued jobs one at a time on a daemon thread.
+
+    ``embedder`` is the caller's loaded model (the service's); ``on_success``
+    is called with the new snapshot id after a job published it.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: ImageEmbedder,
+        *,
+        on_success: Callable[[str], object] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.on_success = on_success
+        self.store = JobStore(settings.db_path)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._running: tuple[str, _Progress] | None = None
+
+    def start(self) -> list[str]:
+        """Start the worker; jobs left unfinished by a previous process run again. Their ids."""
+        resumed = self.store.requeue_unfinished()
+        for job_id in resumed:
+            log.info("resuming re-index job %s", job_id)
+        self._thread = threading.Thread(target=self._loop, name="shoplens-jobs", daemon=True)
+        self._thread.start()
+        return resumed
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop at the next image: the running job becomes ``interrupted`` (resumed on start)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():  # it still uses the store: leave it open
+                log.warning("re-index job still finishing; it will be resumed on the next start")
+                return
+        self.store.close()
+
+    def submit(self, manifest: str, prune: bool) -> str:
+        """Queue a job for ``manifest`` (a file on this machine); its id."""
+        try:
+            path = Path(manifest).expanduser()
+            is_file, exists = path.is_file(), path.exists()
+        except (OSError, RuntimeError) as exc:  # ENAMETOOLONG, ~nosuchuser: a 400, not a 500
+            raise BadParameter(f"manifest path cannot be used: {exc}") from None
+        if not is_file:
+            what = "does not exist" if not exists else "is not a file"
+            raise BadParameter(f"manifest {manifest} {what} (on the server's file system)")
+        self.store.check_idle()
+        # A `shoplens index` holding the data dir: say so now rather than fail the job.
+        with run_lock(self.settings):
+            pass
+        job_id = self.store.create(str(path.resolve()), prune)
+        log.info("queued re-index job %s for %s (prune=%s)", job_id, path, prune)
+        self._wake.set()
+        return job_id
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        job = self.store.get(job_id)
+        if job is None:
+            raise NotFound(f"no re-index job {job_id}")
+        with self._lock:
+            running = self._running
+        if running is not None and running[0] == job_id and job["state"] == "running":
+            job["progress"] = running[1].as_dict()  # fresher than the persisted one
+        return job
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """True once no job is queued or running (tests, scripts)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                busy = self._running is not None
+            if not busy and self.store.next_queued() is None:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            job = self.store.next_queued()
+            if job is None:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            try:
+                self._run(job)
+            except Exception:  # the runner itself must survive (e.g. a locked database)
+                log.exception("re-index job %s could not be run", job["job_id"])
+                self._stop.wait(1.0)
+
+    def _run(self, job: dict[str, Any]) -> None:
+        job_id = str(job["job_id"])
+        self.store.mark_running(job_id)
+        progress = _Progress()
+        with self._lock:
+            self._running = (job_id, progress)
+        try:
+            self._attempt(job, progress)
+        finally:
+            with self._lock:
+                self._running = None
+
+    def _attempt(self, job: dict[str, Any], progress: _Progress) -> None:
+        from shoplens.indexer.ops.build import remote_fetch, run_index
+
+        job_id = str(job["job_id"])
+        last_saved = 0.0
+
+        def on_progress(done: int, total: int) -> None:
+            nonlocal last_saved
+            if self._stop.is_set():
+                raise _Stopped
+            progress.update(done, total)
+            now = time.monotonic()
+            if now - last_saved >= PERSIST_EVERY_S or done >= total:
+                last_saved = now
+                self.store.set_progress(job_id, progress.as_dict())
+
+        log.info("re-index job %s started (attempt %d)", job_id, int(job["attempts"]) + 1)
+        try:
+            with remote_fetch(self.settings) as hook:
+                report = run_index(
+                    self.settings,
+                    Path(job["manifest"]),
+                    prune=bool(job["prune"]),
+                    embedder=self.embedder,
+                    fetch=hook,
+                    on_progress=on_progress,
+                )
+        except _Stopped:
+            progress.phase = "interrupted"
+            self.store.finish(job_id, "interrupted", progress=progress.as_dict())
+            log.info("re-index job %s interrupted by shutdown; resumed on the next start", job_id)
+            return
+        except ShoplensError as exc:
+            self._fail(job_id, progress, exc.message)
+            return
+        except Exception as exc:
+            log.exception("re-index job %s failed", job_id)
+            self._fail(job_id, progress, f"unexpected error: {type(exc).__name__}: {exc}")
+            return
+        progress.phase = "done"
+        result = {
+            "counts": {
+                "indexed": report.indexed,
+                "unchanged": report.unchanged,
+                "rejected": report.rejected,
+                "removed": report.removed,
+            },
+            "rejects": read_rejects(report.rejects_path),
+            "rejects_total": report.rejected,
+            "rejects_path": report.rejects_path,
+            "seconds": report.seconds,
+            "run_id": report.run_id,
+        }
+        # Swap the service onto the run's snapshot *and* its catalog rows (committed
+        # just after the publish) before the job says "succeeded": a client that
+        # polls the job and then searches must see the new catalog, never the new
+        # snapshot with the old rows the reload loop may have caught in between.
+        if self.on_success is not None:
+            try:
+                self.on_success(report.snapshot_id)
+            except Exception:  # the reload loop picks the snapshot up anyway
+                log.exception(
+                    "swapping in snapshot %s after job %s failed", report.snapshot_id, job_id
+                )
+        self.store.finish(
+            job_id,
+            "succeeded",
+            progress=progress.as_dict(),
+            result=result,
+            snapshot_id=report.snapshot_id,
+        )
+        log.info("re-index job %s succeeded: %s", job_id, report.summary_line())
+
+    def _fail(self, job_id: str, progress: _Progress, message: str) -> None:
+        progress.phase = "failed"
+        self.store.finish(job_id, "failed", progress=progress.as_dict(), error=message)
+        log.warning("re-index job %s failed: %s", job_id, message)

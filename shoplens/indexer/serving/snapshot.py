@@ -1,0 +1,463 @@
+"""Index snapshots: immutable directories published by an atomic pointer switch.
+
+Layout of ``data_dir/snapshots/``::
+
+    CURRENT            the id of the live snapshot (replaced atomically)
+    <id>/facts.json    model, dim, preprocessing, counts, index facts, catalog
+                       seq at build, created_at, sha256 of every other file
+    <id>/idmap.npy     the int64 vector ids (= metadata-store image row ids)
+    <id>/idmap.json    vector id -> image row (image_id, product_id, sha256)
+    <id>/adapt/...     the catalog adaptation (shoplens.models.adapt), when one
+                       was fitted: the index holds adapted vectors and every
+                       query goes through the same projection
+    <id>/...           the vector index files (VectorIndex.save)
+
+Dimensions: ``facts["dim"]`` is the model's (what query vectors and the
+embeddings cache have); ``facts["index_dim"]`` is the searched space's, the
+adaptation's output dimension (equal to ``dim`` without an adaptation).
+
+A snapshot is written as ``<id>.tmp/``, fsynced, renamed to ``<id>/``; only then
+does CURRENT move. A reader therefore sees the old snapshot or the whole new
+one, never a half-written one; a corrupt one is refused by its checksums.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from shoplens.config import Settings
+from shoplens.errors import ModelMismatch, SnapshotError
+from shoplens.indexer.catalog.store import CatalogStore, write_atomic
+from shoplens.models.adapt import Adaptation, AdaptationError, fit_adaptation, head_only
+from shoplens.models.effnet import head_dims
+
+FACTS = "facts.json"
+IDMAP = "idmap.json"  # vector id -> image_id, product_id, sha256 (for people and tools)
+IDMAP_VIDS = "idmap.npy"  # the vector ids alone, what loading needs
+CURRENT = "CURRENT"
+KEEP_PREVIOUS = 2
+FORMAT_VERSION = 1
+ADAPT_DIR = "adapt"
+# The adaptation is fitted on at most this many images (a deterministic random
+# sample above it): the fit holds a float64 copy of what it learns from.
+ADAPT_FIT_MAX_IMAGES = 200_000
+# Rows projected per step when adapting the catalog (bounds temporary copies).
+_ADAPT_CHUNK = 65_536
+
+
+class SearchableIndex(Protocol):
+    """The part of VectorIndex the snapshot and the live index use."""
+
+    ntotal: int
+    dim: int
+    facts: dict[str, Any]
+
+    def search(
+        self, queries: NDArray[np.float32], k: int, allowed_ids: NDArray[np.int64] | None = None
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]: ...
+
+    def reconstruct(self, ids: NDArray[np.int64]) -> NDArray[np.float32]: ...
+
+    def save(self, directory: Path) -> dict[str, str]: ...
+
+
+def _vector_index_cls() -> Any:
+    # Imported on use: FAISS is heavy and `shoplens --help` must stay fast.
+    from shoplens.indexer.vectors.index import VectorIndex
+
+    return VectorIndex
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    path: Path
+    facts: dict[str, Any]
+    index: SearchableIndex | None  # None when the catalog was empty
+    vids: NDArray[np.int64]  # every vector id in the index, sorted
+    # The projection the index's vectors went through (None: plain model space).
+    adaptation: Adaptation | None = None
+
+    @property
+    def model(self) -> str:
+        return str(self.facts["model"])
+
+    @property
+    def seq(self) -> int:
+        return int(self.facts["catalog_seq"])
+
+    @property
+    def dim(self) -> int:
+        """The model's dimension: what query vectors and stored embeddings have."""
+        return int(self.facts["dim"])
+
+    @property
+    def index_dim(self) -> int:
+        """The dimension of the searched (adapted) space."""
+        return self.adaptation.dim_out if self.adaptation is not None else self.dim
+
+    def to_index_space(self, vectors: NDArray[np.float32]) -> NDArray[np.float32]:
+        """``(n, dim)`` model vectors -> ``(n, index_dim)`` L2-normalised search vectors."""
+        x = np.asarray(vectors, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None, :]
+        if self.adaptation is None:
+            out: NDArray[np.float32] = _l2n(x)
+            return out
+        return self.adaptation.apply(x)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _l2n(x: NDArray[np.float32]) -> NDArray[np.float32]:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    out: NDArray[np.float32] = (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    return out
+
+
+def _fit(
+    settings: Settings, vectors: NDArray[np.float32], product_ids: list[str], *, model: str
+) -> tuple[Adaptation | None, dict[str, Any] | None, str | None]:
+    """``(adaptation, facts, reason it is off)`` for the snapshot's catalog."""
+    adaptation, facts, reason = _fit_learnt(settings, vectors, product_ids)
+    head = head_dims(model)
+    if adaptation is None and head is not None and settings.adaptation != "none":
+        # Nothing to learn from: a multi-layer descriptor falls back to its head
+        # features, which generalise better from a single studio photo.
+        fallback = head_only(vectors.shape[1], head)
+        return (
+            fallback,
+            {
+                "kind": fallback.kind,
+                "dir": ADAPT_DIR,
+                "dim_in": fallback.dim_in,
+                "dim_out": fallback.dim_out,
+                "params": fallback.params,
+                "fallback_because": reason,
+            },
+            None,
+        )
+    return adaptation, facts, reason
+
+
+def _fit_learnt(
+    settings: Settings, vectors: NDArray[np.float32], product_ids: list[str]
+) -> tuple[Adaptation | None, dict[str, Any] | None, str | None]:
+    if settings.adaptation == "none":
+        return None, None, "turned off (settings.adaptation = 'none', SHOPLENS_ADAPTATION)"
+    n = len(product_ids)
+    n_products = len(set(product_ids))
+    x, pids = vectors, product_ids
+    if n > ADAPT_FIT_MAX_IMAGES:
+        rows = np.sort(np.random.default_rng(0).choice(n, size=ADAPT_FIT_MAX_IMAGES, replace=False))
+        x, pids = vectors[rows], [product_ids[i] for i in rows]
+    t0 = time.perf_counter()
+    fingerprint = _fit_fingerprint(settings.adaptation, x, pids)
+    adaptation = _previous_fit(settings, fingerprint)
+    reused = adaptation is not None
+    if adaptation is None:
+        adaptation = fit_adaptation(x, pids, method=settings.adaptation)
+    seconds = time.perf_counter() - t0
+    if adaptation is None:
+        return (
+            None,
+            None,
+            f"too few photos per product to learn from ({n} images of {n_products} "
+            "products; needs at least 2 products and 2 images per product on average)",
+        )
+    facts = {
+        "kind": adaptation.kind,
+        "dir": ADAPT_DIR,
+        "dim_in": adaptation.dim_in,
+        "dim_out": adaptation.dim_out,
+        "params": adaptation.params,
+        "fit_seconds": round(seconds, 3),
+        "n_images": int(adaptation.facts.get("n_images", len(pids))),
+        "n_products": int(adaptation.facts.get("n_products", n_products)),
+        "sampled": len(pids) < n,
+        "fingerprint": fingerprint,
+        "reused": reused,
+    }
+    return adaptation, facts, None
+
+
+def _fit_fingerprint(method: str, vectors: NDArray[np.float32], product_ids: list[str]) -> str:
+    """Hash of everything a fit learns from: the same inputs give the same adaptation."""
+    h = hashlib.sha256(f"{method}\n{vectors.shape}\n".encode())
+    h.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+    h.update("\n".join(product_ids).encode())
+    return h.hexdigest()
+
+
+def _previous_fit(settings: Settings, fingerprint: str) -> Adaptation | None:
+    """The published snapshot's adaptation when it was fitted on exactly these inputs.
+
+    A re-run with nothing changed would otherwise spend most of its time
+    refitting (two eigendecompositions of a d x d matrix) to the same result.
+    """
+    current = current_id(settings)
+    if current is None:
+        return None
+    folder = settings.snapshots_dir / current
+    try:
+        facts = json.loads((folder / FACTS).read_text(encoding="utf-8"))
+        previous = facts.get("adaptation") or {}
+        if previous.get("fingerprint") != fingerprint:
+            return None
+        return Adaptation.load(folder / str(previous.get("dir", ADAPT_DIR)))
+    except (OSError, ValueError, AttributeError, AdaptationError):
+        return None  # unreadable: fit again
+
+
+def _adapt_rows(adaptation: Adaptation, vectors: NDArray[np.float32]) -> NDArray[np.float32]:
+    out = np.empty((vectors.shape[0], adaptation.dim_out), dtype=np.float32)
+    for s in range(0, vectors.shape[0], _ADAPT_CHUNK):
+        out[s : s + _ADAPT_CHUNK] = adaptation.apply(vectors[s : s + _ADAPT_CHUNK])
+    return out
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def new_snapshot_id() -> str:
+    """Sortable by creation time, unique across concurrent writers."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def current_id(settings: Settings) -> str | None:
+    try:
+        text = (settings.snapshots_dir / CURRENT).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
+def build_snapshot(
+    settings: Settings,
+    store: CatalogStore,
+    *,
+    model: str,
+    dim: int,
+    preprocess: dict[str, Any],
+    extra_files: dict[str, bytes] | None = None,
+    build_facts: dict[str, Any] | None = None,
+) -> str:
+    """Build a snapshot of every live image embedded with ``model`` and publish it.
+
+    With ``settings.adaptation == "lda"`` a catalog adaptation is fitted on the
+    live image vectors and their product ids, stored in the snapshot, and the
+    index is built on the adapted vectors. The embeddings cache keeps the raw
+    model vectors; the adaptation is refitted at every build.
+    """
+    seq, images, vectors = store.live_vectors(model)
+    snap_id = new_snapshot_id()
+    root = settings.snapshots_dir
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f"{snap_id}.tmp"
+    tmp.mkdir()
+    try:
+        files: dict[str, str] = {}
+        index_facts: dict[str, Any] = {"type": "empty", "params": {}, "ntotal": 0}
+        adapt_facts: dict[str, Any] | None = None
+        adapt_reason: str | None = "empty catalog"
+        index_dim = dim
+        if vectors is not None:
+            if vectors.shape[1] != dim:
+                raise SnapshotError(
+                    f"stored embeddings have dimension {vectors.shape[1]}, model {model} has {dim}"
+                )
+            ids = np.array([im.vid for im in images], dtype=np.int64)
+            adaptation, adapt_facts, adapt_reason = _fit(
+                settings, vectors, [im.product_id for im in images], model=model
+            )
+            if adaptation is not None:
+                adaptation.save(tmp / ADAPT_DIR)
+                vectors = _adapt_rows(adaptation, vectors)
+                index_dim = adaptation.dim_out
+            index = _vector_index_cls().build(
+                vectors,
+                ids,
+                exact_max=settings.exact_index_max,
+                memory_budget_mb=settings.index_memory_budget_mb,
+            )
+            files.update(index.save(tmp))
+            index_facts = dict(index.facts)
+        with open(tmp / IDMAP_VIDS, "wb") as f:
+            np.save(f, np.array([im.vid for im in images], dtype=np.int64))
+        idmap = {
+            "vids": [im.vid for im in images],
+            "image_ids": [im.image_id for im in images],
+            "product_ids": [im.product_id for im in images],
+            "sha256": [im.sha256 for im in images],
+        }
+        for name, data in {IDMAP: json.dumps(idmap).encode(), **(extra_files or {})}.items():
+            (tmp / name).write_bytes(data)
+        # Checksums of what is on disk, whatever VectorIndex.save reported.
+        for p in sorted(tmp.iterdir()):
+            if p.is_file():
+                files[p.name] = _sha256_file(p)
+            else:
+                for sub in sorted(p.rglob("*")):
+                    if sub.is_file():
+                        files[str(sub.relative_to(tmp))] = _sha256_file(sub)
+        facts = {
+            "format": FORMAT_VERSION,
+            "id": snap_id,
+            "model": model,
+            "dim": dim,
+            "index_dim": index_dim,
+            "preprocess": preprocess,
+            "counts": {
+                "vectors": len(images),
+                "images": len(images),
+                "products": len({im.product_id for im in images}),
+            },
+            "index": index_facts,
+            "adaptation": adapt_facts,
+            **({"adaptation_reason": adapt_reason} if adapt_facts is None else {}),
+            "catalog_seq": seq,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "build": build_facts or {},
+            "files": files,
+        }
+        (tmp / FACTS).write_text(json.dumps(facts, indent=2), encoding="utf-8")
+        for p in tmp.rglob("*"):
+            if p.is_file():
+                with open(p, "rb") as f:
+                    os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        final = root / snap_id
+        os.rename(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    write_atomic(root / CURRENT, (snap_id + "\n").encode())
+    _fsync_dir(root)
+    prune_snapshots(settings)
+    return snap_id
+
+
+def prune_snapshots(settings: Settings, keep_previous: int = KEEP_PREVIOUS) -> list[str]:
+    """Delete snapshots older than the current one and its ``keep_previous`` predecessors."""
+    root = settings.snapshots_dir
+    cur = current_id(settings)
+    if cur is None:
+        return []
+    ids = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.endswith(".tmp"))
+    older = [i for i in ids if i < cur]
+    doomed = older[: max(0, len(older) - keep_previous)]
+    for i in doomed:
+        shutil.rmtree(root / i, ignore_errors=True)
+    # Leftovers of killed runs.
+    for p in root.glob("*.tmp"):
+        if p.is_dir() and time.time() - p.stat().st_mtime > 3600:
+            shutil.rmtree(p, ignore_errors=True)
+    return doomed
+
+
+def read_facts(path: Path) -> dict[str, Any]:
+    try:
+        facts = json.loads((path / FACTS).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise SnapshotError(f"snapshot {path.name} is missing (run `shoplens index`)") from exc
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise SnapshotError(f"snapshot {path.name} has unreadable facts.json: {exc}") from exc
+    if not isinstance(facts, dict) or "model" not in facts or "files" not in facts:
+        raise SnapshotError(f"snapshot {path.name} has an invalid facts.json")
+    return facts
+
+
+def load_snapshot_dir(path: Path, expected_model: str | None) -> Snapshot:
+    """Load and verify one snapshot directory."""
+    facts = read_facts(path)
+    if expected_model is not None and facts["model"] != expected_model:
+        raise ModelMismatch(
+            f"the index was built with model {facts['model']!r} but the configured model is "
+            f"{expected_model!r}: re-run `shoplens index --model {expected_model}` "
+            f"or set SHOPLENS_MODEL={facts['model']}"
+        )
+    for name, digest in facts["files"].items():
+        p = path / name
+        try:
+            actual = _sha256_file(p)
+        except OSError as exc:
+            raise SnapshotError(f"snapshot {path.name}: file {name} is missing") from exc
+        if actual != digest:
+            raise SnapshotError(f"snapshot {path.name}: file {name} is corrupt (checksum)")
+    try:
+        vids = np.load(path / IDMAP_VIDS, allow_pickle=False).astype(np.int64, copy=False)
+    except (OSError, ValueError) as exc:
+        raise SnapshotError(f"snapshot {path.name}: unreadable id map: {exc}") from exc
+    index: SearchableIndex | None = None
+    if int(facts["index"].get("ntotal", 0)) > 0:
+        try:
+            index = _vector_index_cls().load(path)
+        except SnapshotError:
+            raise
+        except Exception as exc:  # a corrupt FAISS file raises RuntimeError
+            raise SnapshotError(f"snapshot {path.name}: cannot load the index: {exc}") from exc
+        if index is None or index.ntotal != len(vids):
+            raise SnapshotError(f"snapshot {path.name}: index and id map disagree")
+    adaptation: Adaptation | None = None
+    adapt_facts = facts.get("adaptation")
+    if isinstance(adapt_facts, dict):
+        adaptation = _load_adaptation(path, facts, str(adapt_facts.get("dir", ADAPT_DIR)))
+    if index is not None and index.dim != (adaptation.dim_out if adaptation else facts["dim"]):
+        raise SnapshotError(f"snapshot {path.name}: index and adaptation dimensions disagree")
+    return Snapshot(
+        id=path.name,
+        path=path,
+        facts=facts,
+        index=index,
+        vids=np.sort(vids).astype(np.int64),
+        adaptation=adaptation,
+    )
+
+
+def _load_adaptation(path: Path, facts: dict[str, Any], sub: str) -> Adaptation:
+    # Its files were checksum-verified with every other file listed in facts.json.
+    if not any(name.startswith(sub + "/") for name in facts["files"]):
+        raise SnapshotError(f"snapshot {path.name}: the adaptation files are not listed")
+    try:
+        adaptation = Adaptation.load(path / sub)
+    except AdaptationError as exc:
+        raise SnapshotError(f"snapshot {path.name}: {exc.message}") from exc
+    if adaptation.dim_in != int(facts["dim"]):
+        raise SnapshotError(
+            f"snapshot {path.name}: the adaptation expects dimension {adaptation.dim_in}, "
+            f"the model has {facts['dim']}"
+        )
+    return adaptation
+
+
+def load_snapshot(settings: Settings, expected_model: str | None) -> Snapshot:
+    """The published snapshot, verified (checksums, model)."""
+    cur = current_id(settings)
+    if cur is None:
+        raise SnapshotError(f"no index in {settings.data_dir}: run `shoplens index MANIFEST` first")
+    return load_snapshot_dir(settings.snapshots_dir / cur, expected_model)
