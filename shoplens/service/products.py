@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from shoplens.errors import BadParameter, InvalidContent, NotFound
 from shoplens.indexer.catalog.types import ImageRecord, ProductRecord
 from shoplens.indexer.serving.live import LiveIndex
+from shoplens.indexer.serving.writer import CatalogWriter
 from shoplens.indexer.sources.manifest import RowError, product_from_mapping
 from shoplens.service.auth import require_admin
 from shoplens.service.params import SearchParamsDep
@@ -160,7 +161,7 @@ async def put_product(
             created = False
         except NotFound:
             created = True
-        live.upsert_product(record, photos, state.embedder)
+        CatalogWriter(live).upsert_product(record, photos, state.embedder)
         product, images = live.product(product_id)
         return product_body(state, request, product, images, live.version), created
 
@@ -177,5 +178,5 @@ async def put_product(
     dependencies=[Depends(require_admin)],
 )
 async def delete_product(product_id: ProductId, live: LiveDep) -> Response:
-    await run_in_threadpool(live.delete_product, product_id)
+    await run_in_threadpool(CatalogWriter(live).delete_product, product_id)
     return Response(status_code=204)

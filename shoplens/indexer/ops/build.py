@@ -49,9 +49,15 @@ from shoplens.config import Settings
 from shoplens.errors import Conflict, ManifestError
 from shoplens.indexer.catalog.store import CatalogStore, NewImage, write_atomic
 from shoplens.indexer.engines.local import Fetch, embed_missing
-from shoplens.indexer.serving.snapshot import build_snapshot, new_snapshot_id, read_facts
+from shoplens.indexer.serving.snapshot import (
+    CatalogVectors,
+    build_snapshot,
+    new_snapshot_id,
+    read_facts,
+)
 from shoplens.indexer.sources.manifest import Reject, read_manifest, write_rejects
 from shoplens.models.base import ImageEmbedder
+from shoplens.models.effnet import head_dims
 
 if TYPE_CHECKING:
     from shoplens.indexer.sources.fetch_hook import FetchHook
@@ -215,10 +221,11 @@ def run_index(
             report.rejects_path = str(rejects_path)
         snapshot_id = build_snapshot(
             settings,
-            store.planned(plan),
+            CatalogVectors(*store.planned(plan).live_vectors(embedder.name)),
             model=embedder.name,
             dim=embedder.dim,
             preprocess=embedder.preprocess_config.to_dict(),
+            head_dims=head_dims(embedder.name),
             build_facts={"run_id": run_id, "manifest": report.manifest},
         )
         # Right after the switch: a service reloading in between serves the new

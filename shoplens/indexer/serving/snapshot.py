@@ -29,19 +29,25 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from shoplens.config import Settings
 from shoplens.errors import ModelMismatch, SnapshotError
-from shoplens.indexer.catalog.store import CatalogStore, write_atomic
-from shoplens.models.adapt import Adaptation, AdaptationError, fit_adaptation, head_only
-from shoplens.models.effnet import head_dims
+from shoplens.indexer.catalog.store import StoredImage, write_atomic
+from shoplens.indexer.serving.adaptation import (
+    ADAPT_DIR,
+    PreviousFit,
+    adapt_rows,
+    fit_for_catalog,
+)
+from shoplens.models.adapt import Adaptation, AdaptationError
 
 FACTS = "facts.json"
 IDMAP = "idmap.json"  # vector id -> image_id, product_id, sha256 (for people and tools)
@@ -49,12 +55,6 @@ IDMAP_VIDS = "idmap.npy"  # the vector ids alone, what loading needs
 CURRENT = "CURRENT"
 KEEP_PREVIOUS = 2
 FORMAT_VERSION = 1
-ADAPT_DIR = "adapt"
-# The adaptation is fitted on at most this many images (a deterministic random
-# sample above it): the fit holds a float64 copy of what it learns from.
-ADAPT_FIT_MAX_IMAGES = 200_000
-# Rows projected per step when adapting the catalog (bounds temporary copies).
-_ADAPT_CHUNK = 65_536
 
 
 class SearchableIndex(Protocol):
@@ -133,107 +133,6 @@ def _l2n(x: NDArray[np.float32]) -> NDArray[np.float32]:
     return out
 
 
-def _fit(
-    settings: Settings, vectors: NDArray[np.float32], product_ids: list[str], *, model: str
-) -> tuple[Adaptation | None, dict[str, Any] | None, str | None]:
-    """``(adaptation, facts, reason it is off)`` for the snapshot's catalog."""
-    adaptation, facts, reason = _fit_learnt(settings, vectors, product_ids)
-    head = head_dims(model)
-    if adaptation is None and head is not None and settings.adaptation != "none":
-        # Nothing to learn from: a multi-layer descriptor falls back to its head
-        # features, which generalise better from a single studio photo.
-        fallback = head_only(vectors.shape[1], head)
-        return (
-            fallback,
-            {
-                "kind": fallback.kind,
-                "dir": ADAPT_DIR,
-                "dim_in": fallback.dim_in,
-                "dim_out": fallback.dim_out,
-                "params": fallback.params,
-                "fallback_because": reason,
-            },
-            None,
-        )
-    return adaptation, facts, reason
-
-
-def _fit_learnt(
-    settings: Settings, vectors: NDArray[np.float32], product_ids: list[str]
-) -> tuple[Adaptation | None, dict[str, Any] | None, str | None]:
-    if settings.adaptation == "none":
-        return None, None, "turned off (settings.adaptation = 'none', SHOPLENS_ADAPTATION)"
-    n = len(product_ids)
-    n_products = len(set(product_ids))
-    x, pids = vectors, product_ids
-    if n > ADAPT_FIT_MAX_IMAGES:
-        rows = np.sort(np.random.default_rng(0).choice(n, size=ADAPT_FIT_MAX_IMAGES, replace=False))
-        x, pids = vectors[rows], [product_ids[i] for i in rows]
-    t0 = time.perf_counter()
-    fingerprint = _fit_fingerprint(settings.adaptation, x, pids)
-    adaptation = _previous_fit(settings, fingerprint)
-    reused = adaptation is not None
-    if adaptation is None:
-        adaptation = fit_adaptation(x, pids, method=settings.adaptation)
-    seconds = time.perf_counter() - t0
-    if adaptation is None:
-        return (
-            None,
-            None,
-            f"too few photos per product to learn from ({n} images of {n_products} "
-            "products; needs at least 2 products and 2 images per product on average)",
-        )
-    facts = {
-        "kind": adaptation.kind,
-        "dir": ADAPT_DIR,
-        "dim_in": adaptation.dim_in,
-        "dim_out": adaptation.dim_out,
-        "params": adaptation.params,
-        "fit_seconds": round(seconds, 3),
-        "n_images": int(adaptation.facts.get("n_images", len(pids))),
-        "n_products": int(adaptation.facts.get("n_products", n_products)),
-        "sampled": len(pids) < n,
-        "fingerprint": fingerprint,
-        "reused": reused,
-    }
-    return adaptation, facts, None
-
-
-def _fit_fingerprint(method: str, vectors: NDArray[np.float32], product_ids: list[str]) -> str:
-    """Hash of everything a fit learns from: the same inputs give the same adaptation."""
-    h = hashlib.sha256(f"{method}\n{vectors.shape}\n".encode())
-    h.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
-    h.update("\n".join(product_ids).encode())
-    return h.hexdigest()
-
-
-def _previous_fit(settings: Settings, fingerprint: str) -> Adaptation | None:
-    """The published snapshot's adaptation when it was fitted on exactly these inputs.
-
-    A re-run with nothing changed would otherwise spend most of its time
-    refitting (two eigendecompositions of a d x d matrix) to the same result.
-    """
-    current = current_id(settings)
-    if current is None:
-        return None
-    folder = settings.snapshots_dir / current
-    try:
-        facts = json.loads((folder / FACTS).read_text(encoding="utf-8"))
-        previous = facts.get("adaptation") or {}
-        if previous.get("fingerprint") != fingerprint:
-            return None
-        return Adaptation.load(folder / str(previous.get("dir", ADAPT_DIR)))
-    except (OSError, ValueError, AttributeError, AdaptationError):
-        return None  # unreadable: fit again
-
-
-def _adapt_rows(adaptation: Adaptation, vectors: NDArray[np.float32]) -> NDArray[np.float32]:
-    out = np.empty((vectors.shape[0], adaptation.dim_out), dtype=np.float32)
-    for s in range(0, vectors.shape[0], _ADAPT_CHUNK):
-        out[s : s + _ADAPT_CHUNK] = adaptation.apply(vectors[s : s + _ADAPT_CHUNK])
-    return out
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -256,24 +155,49 @@ def current_id(settings: Settings) -> str | None:
     return text or None
 
 
+class CatalogVectors(NamedTuple):
+    """What a snapshot is built from (``CatalogStore.live_vectors``): the catalog
+    sequence it reflects, its live images embedded with the model (by vector
+    id), and their raw model vectors in that order (None when there are none)."""
+
+    seq: int
+    images: Sequence[StoredImage]
+    vectors: NDArray[np.float32] | None
+
+
+def _published_fit(settings: Settings) -> PreviousFit | None:
+    """The published snapshot's adaptation facts, for reuse; None if unreadable."""
+    current = current_id(settings)
+    if current is None:
+        return None
+    folder = settings.snapshots_dir / current
+    try:
+        facts = json.loads((folder / FACTS).read_text(encoding="utf-8"))
+        previous = facts.get("adaptation")
+    except (OSError, ValueError, AttributeError):
+        return None  # unreadable: fit again
+    return PreviousFit(previous, folder) if isinstance(previous, dict) else None
+
+
 def build_snapshot(
     settings: Settings,
-    store: CatalogStore,
+    catalog: CatalogVectors,
     *,
     model: str,
     dim: int,
     preprocess: dict[str, Any],
+    head_dims: int | None = None,
     extra_files: dict[str, bytes] | None = None,
     build_facts: dict[str, Any] | None = None,
 ) -> str:
-    """Build a snapshot of every live image embedded with ``model`` and publish it.
+    """Build a snapshot of the catalog's vectors (embedded with ``model``) and publish it.
 
-    With ``settings.adaptation == "lda"`` a catalog adaptation is fitted on the
-    live image vectors and their product ids, stored in the snapshot, and the
-    index is built on the adapted vectors. The embeddings cache keeps the raw
-    model vectors; the adaptation is refitted at every build.
+    The catalog adaptation (``shoplens.indexer.serving.adaptation``, with
+    ``settings.adaptation`` and the embedder's ``head_dims``) is stored in the
+    snapshot and the index is built on the adapted vectors. The embeddings
+    cache keeps the raw model vectors.
     """
-    seq, images, vectors = store.live_vectors(model)
+    seq, images, vectors = catalog
     snap_id = new_snapshot_id()
     root = settings.snapshots_dir
     root.mkdir(parents=True, exist_ok=True)
@@ -291,12 +215,16 @@ def build_snapshot(
                     f"stored embeddings have dimension {vectors.shape[1]}, model {model} has {dim}"
                 )
             ids = np.array([im.vid for im in images], dtype=np.int64)
-            adaptation, adapt_facts, adapt_reason = _fit(
-                settings, vectors, [im.product_id for im in images], model=model
+            adaptation, adapt_facts, adapt_reason = fit_for_catalog(
+                settings.adaptation,
+                vectors,
+                [im.product_id for im in images],
+                head_dims=head_dims,
+                previous=_published_fit(settings),
             )
             if adaptation is not None:
                 adaptation.save(tmp / ADAPT_DIR)
-                vectors = _adapt_rows(adaptation, vectors)
+                vectors = adapt_rows(adaptation, vectors)
                 index_dim = adaptation.dim_out
             index = _vector_index_cls().build(
                 vectors,

@@ -17,6 +17,7 @@ from shoplens.indexer.catalog.types import ProductRecord, SearchFilters
 from shoplens.indexer.ops.build import run_index, run_lock
 from shoplens.indexer.serving.live import LiveIndex
 from shoplens.indexer.serving.snapshot import current_id, load_snapshot
+from shoplens.indexer.serving.writer import CatalogWriter
 from shoplens.models.base import ImageEmbedder
 from shoplens.models.decode import decode_image
 from tests.indexer.helpers import HistEmbedder, image_bytes, write_catalog
@@ -222,7 +223,7 @@ def test_empty_catalog_snapshot(tmp_path: Path, settings: Settings, hist: HistEm
     try:
         q = np.ones(hist.dim, np.float32)
         assert live.search(q, 5, SearchFilters()) == []
-        live.upsert_product(ProductRecord("p2"), [image_bytes(3)], hist)
+        CatalogWriter(live).upsert_product(ProductRecord("p2"), [image_bytes(3)], hist)
         assert [h.product.product_id for h in live.search(q, 5, SearchFilters())] == ["p2"]
     finally:
         live.close()
@@ -238,7 +239,7 @@ def test_real_model_end_to_end(tmp_path: Path, settings: Settings, embedder: Ima
         q = embedder.embed([decode_image(photo, max_pixels=10**8)])[0]
         hits = live.search(q, 3, SearchFilters())
         assert hits[0].product.product_id == "p2" and hits[0].score > 0.99
-        live.upsert_product(ProductRecord("twin", title="Twin"), [photo], embedder)
+        CatalogWriter(live).upsert_product(ProductRecord("twin", title="Twin"), [photo], embedder)
         ids = [h.product.product_id for h in live.search(q, 2, SearchFilters())]
         assert set(ids) == {"p2", "twin"}
     finally:

@@ -26,6 +26,7 @@ from shoplens.indexer.ops.build import run_index
 from shoplens.indexer.serving import snapshot as snapshot_mod
 from shoplens.indexer.serving.live import LiveIndex
 from shoplens.indexer.serving.snapshot import CURRENT, current_id, load_snapshot
+from shoplens.indexer.serving.writer import CatalogWriter
 from tests.indexer.helpers import HistEmbedder, image_bytes, write_catalog
 
 Rows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
@@ -238,7 +239,9 @@ def test_killed_right_after_the_switch_serves_the_old_catalog_then_a_rerun_repai
         # ids were reserved, so a PUT now cannot get one and be searched with
         # another photo's vector.
         uploaded = image_bytes(5151)
-        live.upsert_product(ProductRecord("svc-2", title="Uploaded"), [uploaded], hist)
+        CatalogWriter(live).upsert_product(
+            ProductRecord("svc-2", title="Uploaded"), [uploaded], hist
+        )
         top = live.search(_vec(hist, uploaded), 1, SearchFilters())[0]
         assert top.product.product_id == "svc-2" and top.score > 0.99
         for name in ("p10", "p13", "p3-new"):
@@ -266,9 +269,11 @@ def test_service_edits_made_while_a_run_builds_win_over_the_run(
     live = LiveIndex.open(settings, hist.name)
 
     def service_edits() -> None:
-        live.upsert_product(ProductRecord("p4", title="Edited"), [edited], hist)
-        live.delete_product("p5")
-        live.upsert_product(ProductRecord("svc-1", title="Uploaded"), [created], hist)
+        CatalogWriter(live).upsert_product(ProductRecord("p4", title="Edited"), [edited], hist)
+        CatalogWriter(live).delete_product("p5")
+        CatalogWriter(live).upsert_product(
+            ProductRecord("svc-1", title="Uploaded"), [created], hist
+        )
 
     seen = _at_publish(monkeypatch, service_edits)
     try:

@@ -13,6 +13,7 @@ import io
 import json
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from shoplens.indexer.catalog.types import ProductRecord, SearchFilters
 from shoplens.indexer.ops.build import run_index
 from shoplens.indexer.serving.live import LiveIndex
 from shoplens.indexer.serving.snapshot import load_snapshot
+from shoplens.indexer.serving.writer import CatalogWriter
 from tests.indexer.helpers import GRID, HistEmbedder
 
 _TEMPLATE = np.random.default_rng(12345).uniform(60, 190, size=(GRID, GRID, 3))
@@ -174,7 +176,7 @@ def test_upload_search_similar_restart_and_new_snapshot(
     with closing(LiveIndex.open(settings, hist.name)) as live:
         first = load_snapshot(settings, hist.name)
         assert first.adaptation is not None
-        live.upsert_product(ProductRecord("p900", title="New"), photos, hist)
+        CatalogWriter(live).upsert_product(ProductRecord("p900", title="New"), photos, hist)
         hits = live.search(_query(hist, new_p, 0), 3, SearchFilters())
         assert hits[0].product.product_id == "p900"
         assert live.size["products"] == N_PRODUCTS + 1
@@ -198,7 +200,7 @@ def test_upload_search_similar_restart_and_new_snapshot(
         bigger = _catalog(tmp_path / "cat2", 10, SHOTS, first=N_PRODUCTS)
         second = run_index(settings, bigger, embedder=hist)
         with closing(LiveIndex.open(settings, hist.name)) as writer:
-            writer.upsert_product(
+            CatalogWriter(writer).upsert_product(
                 ProductRecord("p901", title="Newer"), [_photo(901, s) for s in range(3)], hist
             )
         assert live.maybe_reload() and live.snapshot_id == second.snapshot_id
@@ -247,7 +249,13 @@ def test_multilayer_model_falls_back_to_its_head_with_one_photo_per_product(
 ) -> None:
     """Nothing to learn from: a multi-layer descriptor keeps its 1280 head dims
     (they generalise from one studio photo); other models keep raw vectors."""
-    from shoplens.indexer.serving.snapshot import _fit
+    from shoplens.indexer.serving.adaptation import fit_for_catalog
+    from shoplens.models.effnet import head_dims
+
+    def _fit(settings: Settings, vectors: np.ndarray, pids: list[str], *, model: str) -> Any:
+        return fit_for_catalog(
+            settings.adaptation, vectors, pids, head_dims=head_dims(model), previous=None
+        )
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(6, 1584)).astype(np.float32)

@@ -17,7 +17,8 @@ from shoplens.indexer.catalog.store import CatalogStore, NewImage
 from shoplens.indexer.catalog.types import ProductRecord, SearchFilters
 from shoplens.indexer.ops.build import run_index
 from shoplens.indexer.serving.live import LiveIndex
-from shoplens.indexer.serving.snapshot import build_snapshot, load_snapshot
+from shoplens.indexer.serving.snapshot import CatalogVectors, build_snapshot, load_snapshot
+from shoplens.indexer.serving.writer import CatalogWriter
 from tests.indexer.helpers import HistEmbedder, image_bytes, write_catalog
 
 DIM = 32
@@ -68,7 +69,13 @@ def _synthetic(
     with CatalogStore(settings.db_path) as store:
         store.put_embeddings(MODEL, emb)
         store.upsert_products(items)
-        build_snapshot(settings, store, model=MODEL, dim=DIM, preprocess={})
+        build_snapshot(
+            settings,
+            CatalogVectors(*store.live_vectors(MODEL)),
+            model=MODEL,
+            dim=DIM,
+            preprocess={},
+        )
     return vecs
 
 
@@ -173,7 +180,7 @@ def test_overlay_edits_searchable_at_once_and_survive_restart(
         )
     )[0]
     v0 = live.version
-    rec = live.upsert_product(
+    rec = CatalogWriter(live).upsert_product(
         ProductRecord("new-1", title="New", category="odd", price=3.0, currency="eur"),
         [photo],
         hist,
@@ -188,7 +195,7 @@ def test_overlay_edits_searchable_at_once_and_survive_restart(
 
     # Replace an existing product's photos: old photo gone from results.
     _, old_imgs = live.product("p5")
-    live.upsert_product(ProductRecord("p5", title="Five"), [image_bytes(777)], hist)
+    CatalogWriter(live).upsert_product(ProductRecord("p5", title="Five"), [image_bytes(777)], hist)
     prod, imgs = live.product("p5")
     assert (
         prod.title == "Five"
@@ -196,17 +203,19 @@ def test_overlay_edits_searchable_at_once_and_survive_restart(
         and imgs[0].image_id not in {i.image_id for i in old_imgs}
     )
     # Metadata-only update keeps photos.
-    live.upsert_product(ProductRecord("p5", title="Five b", in_stock=False), [], hist)
+    CatalogWriter(live).upsert_product(
+        ProductRecord("p5", title="Five b", in_stock=False), [], hist
+    )
     assert len(live.product("p5")[1]) == 1
     assert "p5" not in [
         h.product.product_id for h in live.search(q, 60, SearchFilters(in_stock=True))
     ]
 
-    live.delete_product("p7")
+    CatalogWriter(live).delete_product("p7")
     with pytest.raises(NotFound):
         live.product("p7")
     with pytest.raises(NotFound):
-        live.delete_product("p7")
+        CatalogWriter(live).delete_product("p7")
     assert "p7" not in [h.product.product_id for h in live.search(q, 100, SearchFilters())]
     v1 = live.version
     live.close()
@@ -253,7 +262,7 @@ def test_no_snapshot(settings: Settings) -> None:
 def test_other_process_edits_are_picked_up(synth: LiveIndex, settings: Settings) -> None:
     other = LiveIndex.open(settings, MODEL)
     try:
-        other.delete_product("p1")
+        CatalogWriter(other).delete_product("p1")
         assert synth.maybe_reload() is True
         with pytest.raises(NotFound):
             synth.product("p1")
@@ -278,7 +287,7 @@ def test_concurrent_search_and_writes(synth: LiveIndex) -> None:
     for t in threads:
         t.start()
     for i in range(5):
-        synth.delete_product(f"p{100 + i}")
+        CatalogWriter(synth).delete_product(f"p{100 + i}")
         synth.maybe_reload()
     stop.set()
     for t in threads:
