@@ -28,6 +28,11 @@ def _service(data_dir: Path | None) -> tuple[ArService, Settings]:
     return ArService.open(settings), settings
 
 
+def _base_url(settings: Settings) -> str:
+    """For links printed outside a request: the public URL, else the serve address."""
+    return (settings.public_base_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+
+
 @ar_app.command("add")
 def add(
     product_id: Annotated[str, typer.Argument(help="Product id (1-128 chars of A-Za-z0-9._:-)")],
@@ -37,7 +42,6 @@ def add(
     data_dir: DataDirOption = None,
 ) -> None:
     """Check, optimise, convert and attach a 3D model to a product."""
-    from shoplens.ar_assets.routes import base_url_from_settings
     from shoplens.errors import NotFound
 
     if not file.is_file():
@@ -48,7 +52,7 @@ def add(
     row, report = ar.ingest(
         product_id, file, original_name=file.name, placement=placement, variant=variant
     )
-    block = ar.block(product_id, base_url_from_settings(settings), row.variant)
+    block = ar.block(product_id, _base_url(settings), row.variant)
     typer.echo(json.dumps(block, indent=2))
     typer.echo(f"report: {report.summary()}")
     for w in report.warnings:
@@ -61,10 +65,8 @@ def show(
     data_dir: DataDirOption = None,
 ) -> None:
     """Print a product's AR block."""
-    from shoplens.ar_assets.routes import base_url_from_settings
-
     ar, settings = _service(data_dir)
-    typer.echo(json.dumps(ar.block(product_id, base_url_from_settings(settings)), indent=2))
+    typer.echo(json.dumps(ar.block(product_id, _base_url(settings)), indent=2))
 
 
 @ar_app.command("rm")
