@@ -1,19 +1,17 @@
 """The ``shoplens`` command: parses, configures logging, calls into the parts.
 
 Each part contributes its commands through ``register(app)`` in its own
-``commands.py`` so this file stays a thin composition root.
+``commands.py`` so this file stays a thin composition root; the options and
+settings the commands share live in :mod:`shoplens.cli_options`.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
-from typing import Annotated, Any
 
 import typer
 
-from shoplens.config import Settings
 from shoplens.errors import ShoplensError
 
 app = typer.Typer(
@@ -23,23 +21,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        envvar="SHOPLENS_DATA_DIR",
-        help="Where indexes, metadata and AR assets live (default ./shoplens-data).",
-    ),
-]
-
-
-def make_settings(data_dir: Path | None, **overrides: Any) -> Settings:
-    """Settings from the environment, with command-line options on top."""
-    values = {k: v for k, v in overrides.items() if v is not None}
-    if data_dir is not None:
-        values["data_dir"] = data_dir
-    return Settings(**values)
 
 
 def _register_parts() -> None:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from shoplens.cli_options import DataDirOption, make_settings
+
 if TYPE_CHECKING:
     from shoplens.ar_assets.service import ArService
     from shoplens.config import Settings
@@ -21,10 +23,14 @@ ar_app = typer.Typer(help="3D models for AR try-on.", no_args_is_help=True)
 def _service(data_dir: Path | None) -> tuple[ArService, Settings]:
     # Imported here: pxr and friends should not slow down every other command.
     from shoplens.ar_assets.service import ArService
-    from shoplens.cli import make_settings
 
     settings = make_settings(data_dir)
     return ArService.open(settings), settings
+
+
+def _base_url(settings: Settings) -> str:
+    """For links printed outside a request: the public URL, else the serve address."""
+    return (settings.public_base_url or f"http://{settings.host}:{settings.port}").rstrip("/")
 
 
 @ar_app.command("add")
@@ -33,10 +39,9 @@ def add(
     file: Annotated[Path, typer.Argument(help=".glb, or .zip holding one .gltf")],
     placement: Annotated[str, typer.Option(help="floor|wall|table|face|head|wrist|foot")] = "floor",
     variant: Annotated[str | None, typer.Option(help="Named variant (colour, size...)")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SHOPLENS_DATA_DIR")] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Check, optimise, convert and attach a 3D model to a product."""
-    from shoplens.ar_assets.routes import base_url_from_settings
     from shoplens.errors import NotFound
 
     if not file.is_file():
@@ -47,7 +52,7 @@ def add(
     row, report = ar.ingest(
         product_id, file, original_name=file.name, placement=placement, variant=variant
     )
-    block = ar.block(product_id, base_url_from_settings(settings), row.variant)
+    block = ar.block(product_id, _base_url(settings), row.variant)
     typer.echo(json.dumps(block, indent=2))
     typer.echo(f"report: {report.summary()}")
     for w in report.warnings:
@@ -57,20 +62,18 @@ def add(
 @ar_app.command("show")
 def show(
     product_id: str,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SHOPLENS_DATA_DIR")] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Print a product's AR block."""
-    from shoplens.ar_assets.routes import base_url_from_settings
-
     ar, settings = _service(data_dir)
-    typer.echo(json.dumps(ar.block(product_id, base_url_from_settings(settings)), indent=2))
+    typer.echo(json.dumps(ar.block(product_id, _base_url(settings)), indent=2))
 
 
 @ar_app.command("rm")
 def rm(
     product_id: str,
     variant: Annotated[str | None, typer.Option(help="Only this variant")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SHOPLENS_DATA_DIR")] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Remove a product's 3D model (all variants unless --variant)."""
     ar, _settings = _service(data_dir)
@@ -88,7 +91,7 @@ def reconvert(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only say what would be rebuilt")
     ] = False,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="SHOPLENS_DATA_DIR")] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Rebuild the USDZ and mobile GLB of stored assets made by an older recipe.
 

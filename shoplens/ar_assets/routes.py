@@ -1,23 +1,26 @@
-"""HTTP routes of the AR part: upload, AR block, stored files, viewer page, viewer script."""
+"""HTTP routes of the AR part: upload, AR block, stored files, viewer page, viewer script.
+
+The AR part sits below the service: :func:`build_router` takes what the routes
+need from the app (:class:`ArRouteDeps`, FastAPI dependencies) as arguments, and
+the service fills them (:func:`shoplens.service.deps.ar_router`), so this module
+never imports the service nor reads ``app.state``.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from shoplens.ar_assets.service import ArService, check_product_id
 from shoplens.ar_assets.viewer import viewer_html
-from shoplens.config import Settings
 from shoplens.errors import InvalidAsset, NotFound, TooLarge
-from shoplens.service.auth import require_admin
-
-router = APIRouter(tags=["ar"])
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 JS = "text/javascript; charset=utf-8"
@@ -33,19 +36,23 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 CHUNK = 1 << 16
 
 
-def get_ar(request: Request) -> ArService:
-    ar: ArService = request.app.state.ar
-    return ar
+class Catalog(Protocol):
+    """Read-only product look-up: the viewer page shows the product's title and shop link."""
+
+    def product(self, product_id: str) -> tuple[Any, Any]: ...
 
 
-def base_url(request: Request) -> str:
-    settings: Settings = request.app.state.settings
-    return (settings.public_base_url or str(request.base_url)).rstrip("/")
+@dataclass(frozen=True)
+class ArRouteDeps:
+    """FastAPI dependencies (callables taking the request) the AR routes need from their app."""
 
-
-def base_url_from_settings(settings: Settings) -> str:
-    """For links printed outside a request (CLI): the public URL, else the serve address."""
-    return (settings.public_base_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    ar: Callable[..., Awaitable[ArService]]
+    # Absolute base of links in answers, without the trailing slash.
+    base_url: Callable[..., Awaitable[str]]
+    # Raises (401/403) unless the request is an admin's.
+    require_admin: Callable[..., Awaitable[None]]
+    # None while the app has no catalog loaded: the viewer then shows the product id.
+    catalog: Callable[..., Awaitable[Catalog | None]]
 
 
 def _save_upload(file: UploadFile, dest: Path, limit: int) -> None:
@@ -69,30 +76,23 @@ def invalid_asset_response(exc: InvalidAsset) -> JSONResponse:
     )
 
 
-@router.put(
-    "/v1/products/{product_id}/ar",
-    status_code=201,
-    dependencies=[Depends(require_admin)],
-    summary="Attach a 3D model (.glb or zipped .gltf) to a product",
-    response_model=None,
-)
-def put_ar(
-    request: Request,
+def _ingest(
+    ar: ArService,
+    base: str,
     product_id: str,
-    file: UploadFile = File(..., description=".glb, or .zip holding one .gltf and its files"),
-    placement: str = Form("floor"),
-    variant: str | None = Form(None),
-    ar: ArService = Depends(get_ar),
+    file: UploadFile,
+    placement: str,
+    variant: str | None,
 ) -> dict[str, Any] | JSONResponse:
+    """Receive an upload into the store's tmp dir, then check, convert and store it."""
     check_product_id(product_id)
-    settings: Settings = request.app.state.settings
-    tmp_root = settings.assets_dir / "tmp"
+    tmp_root = ar.settings.assets_dir / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=tmp_root, prefix="recv-")
     os.close(fd)
     tmp = Path(name)
     try:
-        _save_upload(file, tmp, settings.max_asset_bytes)
+        _save_upload(file, tmp, ar.settings.max_asset_bytes)
         try:
             row, report = ar.ingest(
                 product_id,
@@ -105,31 +105,8 @@ def put_ar(
             return invalid_asset_response(exc)
     finally:
         tmp.unlink(missing_ok=True)
-    block = ar.block(product_id, base_url(request), row.variant)
+    block = ar.block(product_id, base, row.variant)
     return {**block, "report": report.to_dict()}
-
-
-@router.get("/v1/products/{product_id}/ar", summary="The product's AR block")
-def get_ar_block(
-    request: Request,
-    product_id: str,
-    variant: str | None = Query(None),
-    ar: ArService = Depends(get_ar),
-) -> dict[str, Any]:
-    return ar.block(product_id, base_url(request), variant)
-
-
-@router.delete(
-    "/v1/products/{product_id}/ar",
-    status_code=204,
-    dependencies=[Depends(require_admin)],
-    summary="Remove the product's 3D model (all variants, or one with ?variant=)",
-)
-def delete_ar(
-    product_id: str, variant: str | None = Query(None), ar: ArService = Depends(get_ar)
-) -> Response:
-    ar.delete(product_id, variant)
-    return Response(status_code=204)
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -169,8 +146,8 @@ def _read(f: BinaryIO, start: int, length: int) -> Iterator[bytes]:
             yield chunk
 
 
-@router.api_route("/ar/files/{name}", methods=["GET", "HEAD"], summary="A stored AR file")
-def get_file(request: Request, name: str, ar: ArService = Depends(get_ar)) -> Response:
+def _file_response(request: Request, ar: ArService, name: str) -> Response:
+    """A stored file with ETag, conditional GET and single byte ranges."""
     path, media_type, sha = ar.file_path(name)
     etag = f'"{sha}"'
     try:
@@ -207,20 +184,17 @@ def get_file(request: Request, name: str, ar: ArService = Depends(get_ar)) -> Re
     )
 
 
-@router.get("/ar/view/{product_id}", response_class=HTMLResponse, summary="3D/AR viewer page")
-def view(
+def _viewer_page(
     request: Request,
+    block: dict[str, Any],
+    base: str,
+    catalog: Catalog | None,
     product_id: str,
-    variant: str | None = Query(None),
-    material_variant: str | None = Query(None),
-    ar: ArService = Depends(get_ar),
+    material_variant: str | None,
 ) -> HTMLResponse:
-    block = ar.block(product_id, base_url(request), variant)
-    title, shop_url = _product_info(request, product_id)
+    title, shop_url = _product_info(catalog, product_id)
     back = request.headers.get("referer") or "/"
-    same_site = back.startswith(base_url(request) + "/") or (
-        back.startswith("/") and not back.startswith("//")
-    )
+    same_site = back.startswith(base + "/") or (back.startswith("/") and not back.startswith("//"))
     if not same_site:
         back = "/"
     if shop_url and shop_url.startswith(("https://", "http://")):
@@ -228,16 +202,12 @@ def view(
     return HTMLResponse(viewer_html(title, block, back, material_variant))
 
 
-def _product_info(request: Request, product_id: str) -> tuple[str, str | None]:
-    """(title, shop url) from the catalog when a live index is loaded (read-only)."""
-    live = getattr(request.app.state, "live", None)
-    if live is None:
-        service = getattr(request.app.state, "service", None)
-        live = getattr(getattr(service, "index", None), "live", None)
-    if live is None:
+def _product_info(catalog: Catalog | None, product_id: str) -> tuple[str, str | None]:
+    """(title, shop url) from the catalog when one is loaded (read-only)."""
+    if catalog is None:
         return product_id, None
     try:
-        product, _images = live.product(product_id)
+        product, _images = catalog.product(product_id)
     except Exception:  # the catalog is optional here: any failure falls back to the id
         return product_id, None
     title = getattr(product, "title", None)
@@ -256,14 +226,77 @@ def _static(name: str) -> Response:
     )
 
 
-@router.get("/ar/static/{name}", summary="model-viewer and decoders, served from our own origin")
-def static(name: str) -> Response:
-    return _static(name)
+def build_router(deps: ArRouteDeps) -> APIRouter:
+    """The AR routes, taking what they need from the app through ``deps``."""
+    router = APIRouter(tags=["ar"])
+    admin = [Depends(deps.require_admin)]
+
+    @router.put(
+        "/v1/products/{product_id}/ar",
+        status_code=201,
+        dependencies=admin,
+        summary="Attach a 3D model (.glb or zipped .gltf) to a product",
+        response_model=None,
+    )
+    def put_ar(
+        product_id: str,
+        file: UploadFile = File(..., description=".glb, or .zip holding one .gltf and its files"),
+        placement: str = Form("floor"),
+        variant: str | None = Form(None),
+        ar: ArService = Depends(deps.ar),
+        base: str = Depends(deps.base_url),
+    ) -> dict[str, Any] | JSONResponse:
+        return _ingest(ar, base, product_id, file, placement, variant)
+
+    @router.get("/v1/products/{product_id}/ar", summary="The product's AR block")
+    def get_ar_block(
+        product_id: str,
+        variant: str | None = Query(None),
+        ar: ArService = Depends(deps.ar),
+        base: str = Depends(deps.base_url),
+    ) -> dict[str, Any]:
+        return ar.block(product_id, base, variant)
+
+    @router.delete(
+        "/v1/products/{product_id}/ar",
+        status_code=204,
+        dependencies=admin,
+        summary="Remove the product's 3D model (all variants, or one with ?variant=)",
+    )
+    def delete_ar(
+        product_id: str, variant: str | None = Query(None), ar: ArService = Depends(deps.ar)
+    ) -> Response:
+        ar.delete(product_id, variant)
+        return Response(status_code=204)
+
+    @router.api_route("/ar/files/{name}", methods=["GET", "HEAD"], summary="A stored AR file")
+    def get_file(request: Request, name: str, ar: ArService = Depends(deps.ar)) -> Response:
+        return _file_response(request, ar, name)
+
+    @router.get("/ar/view/{product_id}", response_class=HTMLResponse, summary="3D/AR viewer page")
+    def view(
+        request: Request,
+        product_id: str,
+        variant: str | None = Query(None),
+        material_variant: str | None = Query(None),
+        ar: ArService = Depends(deps.ar),
+        base: str = Depends(deps.base_url),
+        catalog: Catalog | None = Depends(deps.catalog),
+    ) -> HTMLResponse:
+        block = ar.block(product_id, base, variant)
+        return _viewer_page(request, block, base, catalog, product_id, material_variant)
+
+    @router.get(
+        "/ar/static/{name}", summary="model-viewer and decoders, served from our own origin"
+    )
+    def static(name: str) -> Response:
+        return _static(name)
+
+    @router.get("/ar/static/{group}/{name}", include_in_schema=False)
+    def static_decoder(group: str, name: str) -> Response:
+        return _static(f"{group}/{name}")
+
+    return router
 
 
-@router.get("/ar/static/{group}/{name}", include_in_schema=False)
-def static_decoder(group: str, name: str) -> Response:
-    return _static(f"{group}/{name}")
-
-
-__all__ = ["get_ar", "invalid_asset_response", "router"]
+__all__ = ["ArRouteDeps", "Catalog", "build_router", "invalid_asset_response"]

@@ -7,32 +7,23 @@ fast and never needs torch.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from shoplens.cli_options import DataDirOption, make_settings
 
 models_app = typer.Typer(
     help="Embedding models: what exists, export to ONNX.", no_args_is_help=True
 )
 
-_DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        envvar="SHOPLENS_DATA_DIR",
-        help="Where indexes, metadata and AR assets live (default ./shoplens-data).",
-    ),
-]
-
 
 @models_app.command("list")
 def list_models(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
-    data_dir: _DataDir = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """The models this install knows, and whether each is exported on this machine."""
-    from shoplens.cli import make_settings
     from shoplens.errors import ModelUnavailable
     from shoplens.models.registry import available_models, cached_model_dir
 
@@ -76,10 +67,9 @@ def export(
     name: Annotated[
         str | None, typer.Argument(help="Model name (default: the configured model).")
     ] = None,
-    data_dir: _DataDir = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Export a model to ONNX into the model cache (needs the 'export' extra)."""
-    from shoplens.cli import make_settings
     from shoplens.models.registry import export_model
 
     settings = make_settings(data_dir)

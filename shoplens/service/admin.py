@@ -1,21 +1,20 @@
 """Admin operations: re-index jobs (``POST /v1/admin/reindex``, ``GET /v1/admin/jobs/{id}``).
 
-The job runner (:class:`shoplens.indexer.ops.jobs.JobRunner`) lives on
-``app.state.jobs``; :func:`start_jobs` builds it in the app's lifespan with the
-service's loaded model, so a job embeds with exactly the model that serves.
+The job runner (:class:`shoplens.indexer.ops.jobs.JobRunner`): :func:`start_jobs`
+builds it in the app's lifespan with the service's loaded model, so a job embeds
+with exactly the model that serves; routes get it through ``JobsDep``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from shoplens.errors import NotReady
 from shoplens.indexer.ops.jobs import JobRunner
-from shoplens.service.auth import require_admin
+from shoplens.service.deps import JobsDep, require_admin
 from shoplens.service.schemas import ErrorBody, error_responses
 from shoplens.service.state import ServiceState
 
@@ -79,26 +78,15 @@ class JobResponse(BaseModel):
     snapshot_id: str | None = Field(description="the snapshot the job published")
 
 
-def start_jobs(app_state: Any, state: ServiceState) -> JobRunner:
-    """Build and start the job runner (resuming unfinished jobs); kept on ``app.state.jobs``."""
+def start_jobs(state: ServiceState) -> JobRunner:
+    """Build and start the job runner (resuming unfinished jobs)."""
 
     def swap_in(snapshot_id: str) -> None:
         state.index.poll()
 
     runner = JobRunner(state.settings, state.embedder, on_success=swap_in)
     runner.start()
-    app_state.jobs = runner
     return runner
-
-
-def get_jobs(request: Request) -> JobRunner:
-    runner: JobRunner | None = getattr(request.app.state, "jobs", None)
-    if runner is None:
-        raise NotReady("the job runner is not started")
-    return runner
-
-
-JobsDep = Annotated[JobRunner, Depends(get_jobs)]
 
 
 @router.post(

@@ -1,7 +1,8 @@
 """The FastAPI application factory.
 
 Everything the app needs is built in its lifespan and kept on ``app.state``;
-routes get it through dependencies (:mod:`shoplens.service.state`).
+routes get it through dependencies (:mod:`shoplens.service.deps`, the only
+reader of ``app.state``).
 """
 
 from __future__ import annotations
@@ -22,11 +23,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shoplens import __name__ as _pkg
-from shoplens.ar_assets import routes as ar_routes
 from shoplens.ar_assets.service import ArService
 from shoplens.config import Settings
 from shoplens.models.base import ImageEmbedder, TextEmbedder
-from shoplens.service import admin, handlers, home, images, ops, products, search
+from shoplens.service import admin, deps, handlers, home, images, ops, products, search
 from shoplens.service import openapi as openapi_doc
 from shoplens.service.limits import BodyLimitMiddleware
 from shoplens.service.metrics import Metrics
@@ -144,7 +144,8 @@ def create_app(
         )
         app.state.service = state
         app.state.ar = ar
-        jobs = await run_in_threadpool(admin.start_jobs, app.state, state)
+        jobs = await run_in_threadpool(admin.start_jobs, state)
+        app.state.jobs = jobs
         reloader = asyncio.create_task(_reload_loop(holder, settings.reload_interval_s))
         try:
             yield {}
@@ -165,7 +166,7 @@ def create_app(
     handlers.install(app)
     for module in (search, products, images, ops, home):
         app.include_router(module.router)
-    app.include_router(ar_routes.router)
+    app.include_router(deps.ar_router())
     app.include_router(admin.router)
     openapi_doc.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

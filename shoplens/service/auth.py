@@ -1,10 +1,11 @@
-"""Admin authentication: a bearer token compared in constant time."""
+"""Admin authentication: a bearer token compared in constant time.
+
+Routes ask for it through :func:`shoplens.service.deps.require_admin`.
+"""
 
 from __future__ import annotations
 
 import hmac
-
-from fastapi import Request
 
 from shoplens.config import Settings
 from shoplens.errors import Forbidden, Unauthorized
@@ -25,9 +26,3 @@ def check_admin(settings: Settings, authorization: str | None) -> None:
     expected = settings.admin_token.get_secret_value().encode()
     if not hmac.compare_digest(token.strip().encode(), expected):
         raise Unauthorized("invalid admin token")
-
-
-def require_admin(request: Request) -> None:
-    """FastAPI dependency for admin routes (settings live on ``app.state.settings``)."""
-    settings: Settings = request.app.state.settings
-    check_admin(settings, request.headers.get("authorization"))

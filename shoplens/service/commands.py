@@ -10,9 +10,11 @@ import hashlib
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from shoplens.cli_options import DataDirOption, make_settings
 
 if TYPE_CHECKING:
     from shoplens.config import Settings
@@ -24,28 +26,11 @@ log = logging.getLogger(__name__)
 # demo one, so `shoplens demo` never prunes a real catalog.
 DEMO_MARKER = "demo-manifest.sha256"
 
-_DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        envvar="SHOPLENS_DATA_DIR",
-        help="Where indexes, metadata and AR assets live (default ./shoplens-data).",
-    ),
-]
 _Host = Annotated[
     str | None,
     typer.Option("--host", help="Address to listen on (default 127.0.0.1; 0.0.0.0 for phones)."),
 ]
 _Port = Annotated[int | None, typer.Option("--port", help="TCP port (default 8000).")]
-
-
-def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
-    from shoplens.config import Settings
-
-    values = {k: v for k, v in overrides.items() if v is not None}
-    if data_dir is not None:
-        values["data_dir"] = data_dir
-    return Settings(**values)
 
 
 def run_server(settings: Settings) -> None:
@@ -103,14 +88,14 @@ def ensure_demo_index(settings: Settings, *, progress: bool = False) -> bool:
     return True
 
 
-def serve(host: _Host = None, port: _Port = None, data_dir: _DataDir = None) -> None:
+def serve(host: _Host = None, port: _Port = None, data_dir: DataDirOption = None) -> None:
     """Run the HTTP service (search, products, images, metrics, the demo page)."""
-    run_server(_settings(data_dir, host=host, port=port))
+    run_server(make_settings(data_dir, host=host, port=port))
 
 
-def demo(host: _Host = None, port: _Port = None, data_dir: _DataDir = None) -> None:
+def demo(host: _Host = None, port: _Port = None, data_dir: DataDirOption = None) -> None:
     """Index the bundled demo catalog if needed, then serve it with the demo page at /."""
-    settings = _settings(data_dir, host=host, port=port)
+    settings = make_settings(data_dir, host=host, port=port)
     ensure_demo_index(settings, progress=sys.stderr.isatty())
     run_server(settings)
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from shoplens.files.disk_lru import MIB
-from shoplens.indexer.serving.live import LiveIndex
+from shoplens.service.deps import LiveDep, StateDep
 from shoplens.service.renditions import DEFAULT_WIDTH, MAX_WIDTH, MIN_WIDTH, Renditions
 from shoplens.service.schemas import error_responses
-from shoplens.service.state import ServiceState, get_live, get_state
 
 router = APIRouter(tags=["images"])
 
@@ -58,8 +57,8 @@ def _matches(if_none_match: str, etag: str) -> bool:
 async def get_image(
     image_id: str,
     request: Request,
-    state: Annotated[ServiceState, Depends(get_state)],
-    live: Annotated[LiveIndex, Depends(get_live)],
+    state: StateDep,
+    live: LiveDep,
     w: Annotated[
         int,
         Query(ge=MIN_WIDTH, le=MAX_WIDTH, description=f"width in pixels ({MIN_WIDTH}-{MAX_WIDTH})"),

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from shoplens.service.deps import StateDep
 from shoplens.service.schemas import Health, Readiness, error_responses
-from shoplens.service.state import ServiceState, get_state
 
 router = APIRouter(tags=["operations"])
-StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process answers")

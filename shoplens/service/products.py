@@ -12,10 +12,9 @@ from starlette.concurrency import run_in_threadpool
 
 from shoplens.errors import BadParameter, InvalidContent, NotFound
 from shoplens.indexer.catalog.types import ImageRecord, ProductRecord
-from shoplens.indexer.serving.live import LiveIndex
 from shoplens.indexer.serving.writer import CatalogWriter
 from shoplens.indexer.sources.manifest import RowError, product_from_mapping
-from shoplens.service.auth import require_admin
+from shoplens.service.deps import LiveDep, StateDep, public_base_url, require_admin
 from shoplens.service.params import SearchParamsDep
 from shoplens.service.schemas import (
     ProductImage,
@@ -24,12 +23,10 @@ from shoplens.service.schemas import (
     error_responses,
 )
 from shoplens.service.search import respond, to_results
-from shoplens.service.state import ServiceState, get_live, get_state
+from shoplens.service.state import ServiceState
 from shoplens.service.uploads import read_limited
 
 router = APIRouter(tags=["products"])
-StateDep = Annotated[ServiceState, Depends(get_state)]
-LiveDep = Annotated[LiveIndex, Depends(get_live)]
 
 PRODUCT_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 ProductId = Annotated[
@@ -66,7 +63,8 @@ def product_body(
     images: list[ImageRecord],
     version: str,
 ) -> ProductResponse:
-    ar = state.ar_blocks(request, [product.product_id])
+    base = public_base_url(request)
+    ar = state.ar_blocks(base, [product.product_id])
     return ProductResponse(
         product_id=product.product_id,
         title=product.title,
@@ -78,7 +76,7 @@ def product_body(
         in_stock=product.in_stock,
         attributes=dict(product.attributes),
         images=[
-            ProductImage(image_id=i.image_id, image_url=state.image_url(request, i.image_id))
+            ProductImage(image_id=i.image_id, image_url=state.image_url(base, i.image_id))
             for i in images
         ],
         ar=ar.get(product.product_id),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from shoplens.errors import BadParameter
@@ -15,13 +15,13 @@ from shoplens.indexer.catalog.types import Hit
 from shoplens.indexer.serving.live import LiveIndex
 from shoplens.models.base import FloatArray
 from shoplens.models.decode import Crop, decode_image, parse_crop
+from shoplens.service.deps import StateDep, public_base_url
 from shoplens.service.params import SearchParams, SearchParamsDep
 from shoplens.service.schemas import SearchResponse, SearchResultItem, error_responses
-from shoplens.service.state import ServiceState, get_state
+from shoplens.service.state import ServiceState
 from shoplens.service.uploads import read_limited
 
 router = APIRouter(tags=["search"])
-StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
 def result_item(hit: Hit, image_url: str, ar: dict[str, Any] | None) -> SearchResultItem:
@@ -41,9 +41,10 @@ def result_item(hit: Hit, image_url: str, ar: dict[str, Any] | None) -> SearchRe
 
 def to_results(state: ServiceState, request: Request, hits: list[Hit]) -> list[SearchResultItem]:
     """Hits -> the public result shape (blocking: asks the AR part for blocks)."""
-    ar = state.ar_blocks(request, [h.product.product_id for h in hits])
+    base = public_base_url(request)
+    ar = state.ar_blocks(base, [h.product.product_id for h in hits])
     return [
-        result_item(h, state.image_url(request, h.image_id), ar.get(h.product.product_id))
+        result_item(h, state.image_url(base, h.image_id), ar.get(h.product.product_id))
         for h in hits
     ]
 

@@ -1,4 +1,6 @@
-"""What the service holds while it runs (on ``app.state``) and the dependencies that hand it out.
+"""What the service holds while it runs (on ``app.state``).
+
+Routes get it through the dependencies of :mod:`shoplens.service.deps`.
 
 Nothing here is module-level: :func:`shoplens.service.app.create_app` builds a
 :class:`ServiceState` in its lifespan, so tests can run several apps side by
@@ -11,8 +13,6 @@ import logging
 import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-from fastapi import Request
 
 from shoplens.config import Settings
 from shoplens.errors import ModelMismatch, NotReady, SnapshotError
@@ -93,33 +93,11 @@ class ServiceState:
     renditions: Renditions
     ar: ArBlocks
 
-    def base_url(self, request: Request) -> str:
-        """Absolute base of links in answers, without the trailing slash."""
-        return (self.settings.public_base_url or str(request.base_url)).rstrip("/")
+    # ``base``: the request's public base URL (shoplens.service.deps.public_base_url).
+    def image_url(self, base: str, image_id: str) -> str:
+        return f"{base}/v1/images/{image_id}"
 
-    def image_url(self, request: Request, image_id: str) -> str:
-        return f"{self.base_url(request)}/v1/images/{image_id}"
-
-    def ar_blocks(self, request: Request, product_ids: list[str]) -> dict[str, dict[str, Any]]:
+    def ar_blocks(self, base: str, product_ids: list[str]) -> dict[str, dict[str, Any]]:
         if not product_ids:
             return {}
-        return self.ar.blocks(product_ids, self.base_url(request))
-
-
-# The dependencies below are ``async def`` although they never await: FastAPI
-# runs a plain ``def`` dependency on the thread pool, a round trip between
-# threads per dependency per request for what is an attribute look-up.
-
-
-def state_of(request: Request) -> ServiceState:
-    state: ServiceState = request.app.state.service
-    return state
-
-
-async def get_state(request: Request) -> ServiceState:
-    return state_of(request)
-
-
-async def get_live(request: Request) -> LiveIndex:
-    """The live index; 503 ``not_ready`` until a snapshot is loaded."""
-    return state_of(request).index.require()
+        return self.ar.blocks(product_ids, base)

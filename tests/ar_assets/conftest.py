@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from shoplens.ar_assets import tools
-from shoplens.ar_assets.routes import router
 from shoplens.ar_assets.service import ArService
 from shoplens.config import Settings
 
@@ -21,14 +20,20 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def make_app(settings: Settings) -> FastAPI:
-    from shoplens.service import handlers
+    from shoplens.service import deps, handlers
 
     app = FastAPI()
     app.state.settings = settings
     app.state.ar = ArService.open(settings)
     handlers.install(app)
-    app.include_router(router)
+    app.include_router(deps.ar_router())
+    # No service state in this app: the viewer's catalog is what a test puts on app.state.live.
+    app.dependency_overrides[deps.get_catalog] = _catalog
     return app
+
+
+async def _catalog(request: Request) -> Any:
+    return getattr(request.app.state, "live", None)
 
 
 @pytest.fixture

@@ -15,27 +15,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from shoplens.cli_options import DataDirOption, JsonOption, make_settings
+
 if TYPE_CHECKING:
     from shoplens.config import Settings
     from shoplens.indexer.catalog.types import Hit
-
-_DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        envvar="SHOPLENS_DATA_DIR",
-        help="Where indexes, metadata and AR assets live (default ./shoplens-data).",
-    ),
-]
-
-
-def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
-    from shoplens.config import Settings
-
-    values = {k: v for k, v in overrides.items() if v is not None}
-    if data_dir is not None:
-        values["data_dir"] = data_dir
-    return Settings(**values)
 
 
 def _quiet_libraries() -> None:
@@ -103,12 +87,12 @@ def index(
             "--ray-address", help="Ray cluster address, e.g. ray://head:10001 (--engine ray)."
         ),
     ] = None,
-    data_dir: _DataDir = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Index a catalog manifest (incremental, resumable) and publish a snapshot."""
     from shoplens.indexer.ops.build import remote_fetch, run_index
 
-    settings = _settings(
+    settings = make_settings(
         data_dir,
         index_engine=None if engine is None else engine.value,
         ray_address=ray_address,
@@ -144,15 +128,15 @@ def gc(
             "seconds ago (default: SHOPLENS_GC_GRACE_S, 3600).",
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    data_dir: _DataDir = None,
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Delete photos and embeddings nothing references any more; trim the caches to budget."""
     from dataclasses import asdict
 
     from shoplens.indexer.ops.gc import collect_garbage
 
-    settings = _settings(data_dir)
+    settings = make_settings(data_dir)
     report = collect_garbage(settings, dry_run=dry_run, grace_s=grace_s)
     if as_json:
         out = {**asdict(report), "bytes_freed": report.bytes_freed}
@@ -164,8 +148,8 @@ def gc(
 def search(
     image: Annotated[Path, typer.Argument(help="A photo of the product to look for.")],
     k: Annotated[int, typer.Option("--k", min=1, max=100, help="How many products.")] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    data_dir: _DataDir = None,
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Search the index with a photo and print the ranked products."""
     from shoplens.errors import BadParameter
@@ -174,7 +158,7 @@ def search(
     from shoplens.models.decode import decode_image
     from shoplens.models.registry import load_embedder
 
-    settings = _settings(data_dir)
+    settings = make_settings(data_dir)
     try:
         data = image.read_bytes()
     except OSError as exc:
@@ -215,8 +199,8 @@ def search(
 
 
 def status(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    data_dir: _DataDir = None,
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Show the live snapshot (model, counts, index type, age), the last run and the last job."""
     from shoplens.errors import SnapshotError
@@ -224,7 +208,7 @@ def status(
     from shoplens.indexer.ops.jobs import latest_job
     from shoplens.indexer.serving.snapshot import current_id, read_facts
 
-    settings = _settings(data_dir)
+    settings = make_settings(data_dir)
     cur = current_id(settings)
     if cur is None:
         raise SnapshotError(f"no index in {settings.data_dir}: run `shoplens index MANIFEST`")
