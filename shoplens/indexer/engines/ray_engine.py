@@ -41,7 +41,7 @@ from shoplens.models.base import FloatArray, ImageEmbedder, PreprocessConfig, pr
 if TYPE_CHECKING:
     from shoplens.config import Settings
     from shoplens.indexer.catalog.store import CatalogStore
-    from shoplens.indexer.engines.local import EmbedResult, Fetch
+    from shoplens.indexer.engines.base import EmbedResult, Fetch
     from shoplens.indexer.sources.manifest import ImageRef
 
 log = logging.getLogger(__name__)
