@@ -57,6 +57,15 @@ def of_image(source: str, reason: str) -> str:
     return f"image {source}: {reason}"
 
 
+def worker_reason(source: str, reason: str) -> str:
+    """A reason a worker gave for bytes it was sent, as the reject of the row ``source``.
+
+    The worker knows no row: its read failures name the file already, its
+    decode failures get the row's source as the local pipeline words them.
+    """
+    return reason if reason.startswith("cannot read image ") else of_image(source, reason)
+
+
 def unprocessable(exc: Exception) -> str:
     """The reason for an unexpected error: one odd image must not stop a run."""
     return f"cannot be processed ({type(exc).__name__})"

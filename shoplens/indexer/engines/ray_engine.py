@@ -341,9 +341,7 @@ def embed_missing_ray(
         for key, reason in batch.errors.items():
             stats.pop(key, None)
             for pos in waiting.pop(key):
-                # A read failure on a worker names its file; a decode failure gets the row's.
-                failed_read = reason.startswith("cannot read")
-                reject(pos, reason if failed_read else ingest.of_image(refs[pos].source, reason))
+                reject(pos, ingest.worker_reason(refs[pos].source, reason))
         result.batches += 1
         if on_progress is not None:  # per result batch (rows settled so far, of all rows)
             on_progress(result.indexed + result.unchanged + len(result.rejects), len(refs))

@@ -21,6 +21,7 @@ from shoplens.indexer.engines.ingest import (
     Rejected,
     Unchanged,
     ingest_upload,
+    worker_reason,
 )
 from shoplens.indexer.sources.manifest import ImageRef
 from shoplens.models.decode import decode_image
@@ -120,3 +121,10 @@ def test_upload_raises_naming_the_photo(tmp_path: Path, hist: HistEmbedder) -> N
         ingest_upload(settings, image_bytes(6, size=200)[:300], 1, hist)
     assert cut.value.message.startswith("image 1: ")
     assert not (settings.data_dir / "images").exists()
+
+
+def test_a_worker_reason_becomes_the_local_reject() -> None:
+    read = "cannot read image /mnt/photos/a.jpg: No such file or directory"
+    assert worker_reason("photos/a.jpg", read) == read
+    decode = "the image is empty (0 bytes)"
+    assert worker_reason("photos/a.jpg", decode) == "image photos/a.jpg: " + decode
