@@ -1,56 +1,62 @@
-"""Decode and embed a big catalog as a Ray Data pipeline on a Ray cluster.
+"""The Ray engine: decode and embed a big catalog as a Ray Data pipeline on a cluster.
 
-The stages are the local pipeline's, moved onto the cluster:
+This module is the driver; what the workers run is in ``ray_stages``. The
+stages are the local pipeline's, moved onto the cluster:
 
-1. ``map_batches`` tasks: read (bytes shipped in, or a path on shared storage),
-   sha256, :func:`~shoplens.models.decode.decode_image` with the same limits
-   and JPEG draft size as the local pipeline, then
-   :func:`~shoplens.models.base.preprocess` with the model's
+1. ``map_batches`` tasks (:func:`~shoplens.indexer.engines.ray_stages.decode_batch`):
+   read (bytes shipped in, or a path on shared storage), sha256 and decode
+   with the ingest module's functions, the same limits and JPEG draft size as
+   the local pipeline, then preprocess with the model's
    :class:`~shoplens.models.base.PreprocessConfig`.
-2. ``map_batches`` on a pool of actors, each loading the exported ONNX model
-   once into an :class:`~shoplens.models.onnx_embedder.OnnxEmbedder` -- the
-   class the local path uses -- and embedding the decoded rows.
+2. ``map_batches`` on a pool of actors
+   (:class:`~shoplens.indexer.engines.ray_stages.EmbedActor`), each loading the
+   exported ONNX model once into the class the local path uses.
 3. Results stream back to the driver in batches (``iter_batches``), so the
    driver holds one result batch at a time, never the catalog's vectors.
 
 An item that cannot be read or decoded comes back as an error with its reason
-(the reject message), never as a failed job. Index build and publish stay on
-the driver. Ray is an optional extra: it is imported only when called.
+(the reject message), never as a failed job. For a manifest
+(:func:`embed_missing_ray`), the driver reads references with the ingest
+module's :class:`~shoplens.indexer.engines.ingest.Ingest`, as the local engine
+does, and commits what comes back. Index build and publish stay on the
+driver. Ray is an optional extra: it is imported only when called.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import logging
-import os
-import stat
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shoplens.errors import ModelUnavailable, ShoplensError
-from shoplens.models.base import FloatArray, ImageEmbedder, PreprocessConfig, preprocess
+from shoplens.errors import ModelUnavailable
+from shoplens.indexer.catalog.store import PHOTO_MAX_SIDE
+from shoplens.indexer.engines import ingest
+from shoplens.indexer.engines.base import EmbedResult
+from shoplens.indexer.engines.ray_stages import (
+    Batch,
+    EmbedActor,
+    decode_batch,
+    model_files,
+    read_preprocess,
+)
+from shoplens.indexer.sources.manifest import Reject
+from shoplens.models.base import FloatArray, ImageEmbedder
 
 if TYPE_CHECKING:
     from shoplens.config import Settings
     from shoplens.indexer.catalog.store import CatalogStore
-    from shoplens.indexer.engines.local import EmbedResult, Fetch
+    from shoplens.indexer.engines.base import Fetch, OnProgress
     from shoplens.indexer.sources.manifest import ImageRef
 
 log = logging.getLogger(__name__)
 
 Item = tuple[str, bytes | Path]
-Batch = dict[str, Any]  # Ray Data's "numpy" batch format: column name -> array
-
-MODEL_FILE = "model.onnx"
-PREPROCESS_FILE = "preprocess.json"
 
 
 @dataclass
@@ -70,124 +76,6 @@ class RayEmbedResult:
     vectors: dict[str, FloatArray] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
-
-
-def read_preprocess(model_dir: Path) -> PreprocessConfig:
-    try:
-        text = (Path(model_dir) / PREPROCESS_FILE).read_text(encoding="utf-8")
-        return PreprocessConfig.from_dict(json.loads(text))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelUnavailable(f"no usable {PREPROCESS_FILE} in {model_dir}: {exc}") from None
-
-
-def model_files(model_dir: Path) -> dict[str, bytes]:
-    """Every file of an exported model folder, to ship to workers through the object store."""
-    files = {p.name: p.read_bytes() for p in sorted(Path(model_dir).iterdir()) if p.is_file()}
-    if MODEL_FILE not in files:
-        raise ModelUnavailable(f"no {MODEL_FILE} in {model_dir}")
-    return files
-
-
-# -- stage 1: read + decode + preprocess (stateless Ray tasks) ------------------
-
-
-def _read(data: Any, path: Any) -> bytes:
-    if path:
-        try:
-            return Path(str(path)).read_bytes()
-        except OSError as exc:
-            raise _ItemError(f"cannot read image {path}: {exc.strerror or exc}") from None
-    return bytes(data)
-
-
-class _ItemError(Exception):
-    pass
-
-
-def decode_batch(
-    batch: Batch,
-    *,
-    preprocess_cfg: dict[str, Any],
-    max_pixels: int,
-    draft: bool = True,
-    photo_max_side: int | None = None,
-) -> Batch:
-    """Rows ``key, data, path`` -> ``key, sha256, error, photo, pixels``.
-
-    ``pixels`` is zeros where ``error`` is set; ``photo`` is the re-encoded
-    JPEG the service shows (empty unless ``photo_max_side``).
-    """
-    from shoplens.models.decode import decode_image, encode_jpeg
-
-    cfg = PreprocessConfig.from_dict(preprocess_cfg)
-    keys = list(batch["key"])
-    n = len(keys)
-    pixels = np.zeros((n, 3, cfg.crop, cfg.crop), np.float32)
-    shas: list[str] = [""] * n
-    errors: list[str] = [""] * n
-    photos: list[bytes] = [b""] * n
-    for i in range(n):
-        try:
-            data = _read(batch["data"][i], batch["path"][i])
-            shas[i] = hashlib.sha256(data).hexdigest()
-            image = decode_image(
-                data, max_pixels=max_pixels, draft_size=cfg.resize if draft else None
-            )
-            if photo_max_side is not None:
-                photos[i] = encode_jpeg(image, max_side=photo_max_side)
-            pixels[i] = preprocess(image, cfg)
-        except _ItemError as exc:
-            errors[i] = str(exc)
-        except ShoplensError as exc:
-            errors[i] = exc.message
-        except Exception as exc:  # one odd file must not fail a cluster job
-            log.warning("unexpected error decoding %s", keys[i], exc_info=True)
-            errors[i] = f"cannot decode image: {exc!r}"
-    return {
-        "key": np.asarray(keys, dtype=object),
-        "sha256": np.asarray(shas, dtype=object),
-        "error": np.asarray(errors, dtype=object),
-        "photo": np.asarray(photos, dtype=object),
-        "pixels": pixels,
-    }
-
-
-# -- stage 2: embed (one model per actor) ---------------------------------------
-
-
-class EmbedActor:
-    """Loads the exported model once; embeds the rows stage 1 decoded."""
-
-    def __init__(self, model: dict[str, bytes] | str | Any, threads: int = 1) -> None:
-        from shoplens.models.onnx_embedder import OnnxEmbedder
-
-        if not isinstance(model, dict | str):  # an ObjectRef: Ray Data passes it unresolved
-            import ray
-
-            model = ray.get(model)
-        if isinstance(model, str):
-            model_dir = Path(model)  # a path every worker sees (shared storage)
-        else:
-            self._tmp = tempfile.TemporaryDirectory(prefix="shoplens-model-")
-            model_dir = Path(self._tmp.name)
-            for name, blob in model.items():
-                (model_dir / name).write_bytes(blob)
-        self.embedder = OnnxEmbedder(model_dir, threads=threads)
-
-    def __call__(self, batch: Batch) -> Batch:
-        errors = np.asarray(batch["error"], dtype=object)
-        ok = errors == ""
-        vectors = np.zeros((len(errors), self.embedder.dim), np.float32)
-        if ok.any():
-            pixels = np.asarray(batch["pixels"], dtype=np.float32)[ok]
-            vectors[ok] = self.embedder.embed_prepared(pixels)
-        return {
-            "key": batch["key"],
-            "sha256": batch["sha256"],
-            "error": errors,
-            "photo": batch["photo"],
-            "vector": vectors,
-        }
 
 
 # -- driver ---------------------------------------------------------------------
@@ -339,7 +227,7 @@ def embed_with_ray(items: Iterable[Item], **kwargs: Any) -> RayEmbedResult:
     return result
 
 
-# -- drop-in for the indexer's embed_missing -------------------------------------
+# -- the indexer's engine ------------------------------------------------------
 
 
 def embed_missing_ray(
@@ -350,7 +238,7 @@ def embed_missing_ray(
     *,
     fetch: Fetch | None = None,
     progress: bool = False,
-    on_progress: Callable[[int, int], object] | None = None,
+    on_progress: OnProgress | None = None,
     ray_address: str | None = None,
     actors: int = 1,
     threads_per_actor: int = 1,
@@ -370,10 +258,6 @@ def embed_missing_ray(
     every worker sees the manifest's files at the same paths.
     ``on_progress(done, total)`` is called after each committed result batch.
     """
-    from shoplens.indexer.catalog.store import PHOTO_MAX_SIDE, photo_path, write_atomic
-    from shoplens.indexer.engines.local import REMOTE_UNSUPPORTED, EmbedResult
-    from shoplens.indexer.sources.manifest import Reject
-
     model_dir = getattr(embedder, "model_dir", None)
     if model_dir is None:
         raise ModelUnavailable(
@@ -381,98 +265,44 @@ def embed_missing_ray(
         )
     t0 = time.perf_counter()
     model = embedder.name
-    data_dir = settings.data_dir
-    limit = settings.max_image_bytes
     embedded = store.embedded_shas_all(model)
+    reader = ingest.Ingest(settings, store, embedder, embedded, fetch)
     result = EmbedResult()
     # Work key (sha256, or path with paths_on_workers) -> positions of refs waiting on it.
     waiting: dict[str, list[int]] = {}
     # Work key -> the idx_sources row to commit with its embedding: (path, size, mtime_ns).
     stats: dict[str, tuple[str, int, int]] = {}
-    unchanged_sources: list[tuple[str, int, int, str]] = []
-
-    def done(sha: str) -> bool:
-        return sha in embedded and photo_path(data_dir, sha).is_file()
+    unchanged_sources: list[ingest.SourceRow] = []
 
     def reject(pos: int, reason: str) -> None:
         ref = refs[pos]
         result.rejects.append(Reject(ref.line, ref.product_id, reason))
 
-    def unchanged(pos: int, sha: str) -> None:
-        result.unchanged += 1
-        result.shas[pos] = sha
-
     def work() -> Iterator[Item]:
         """Lazily, so only one chunk of bytes is in memory at a time."""
         for pos, ref in enumerate(refs):
-            if ref.url is not None:
-                if fetch is None:
-                    reject(pos, REMOTE_UNSUPPORTED)
-                    continue
-                try:
-                    data = fetch(ref.url)
-                except (ShoplensError, OSError) as exc:
-                    reject(pos, f"cannot fetch {ref.url}: {getattr(exc, 'message', exc)}")
-                    continue
-                if len(data) > limit:
-                    reject(pos, f"image is {len(data)} bytes, more than the limit of {limit}")
-                    continue
-                sha = hashlib.sha256(data).hexdigest()
-                if done(sha):
-                    unchanged(pos, sha)
-                elif sha in waiting:
-                    waiting[sha].append(pos)
-                else:
-                    waiting[sha] = [pos]
-                    yield sha, data
+            got = reader.locate(ref) if paths_on_workers else reader.read(ref)
+            if isinstance(got, ingest.Rejected):
+                reject(pos, got.reason)
                 continue
-            path = ref.path
-            if path is None:
-                reject(pos, f"image {ref.source} is neither a file nor a URL")
+            if isinstance(got, ingest.Unchanged):
+                result.unchanged += 1
+                result.shas[pos] = got.sha256
+                if got.source_row is not None:
+                    unchanged_sources.append(got.source_row)
                 continue
-            try:
-                st = os.stat(path)
-            except FileNotFoundError:
-                reject(pos, f"image file not found: {ref.source}")
+            key = got.key if isinstance(got, ingest.LocalFile) else got.sha256
+            if isinstance(got, ingest.Read) and got.source_row is not None:
+                stats.setdefault(key, got.source_row[:3])
+            if key in waiting:  # the same content (or file) is on its way already
+                waiting[key].append(pos)
                 continue
-            except OSError as exc:
-                reject(pos, f"cannot read image {ref.source}: {exc.strerror}")
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                reject(pos, f"image {ref.source} is not a file")
-                continue
-            if st.st_size > limit:
-                reject(pos, f"image is {st.st_size} bytes, more than the limit of {limit}")
-                continue
-            key = str(path)
-            cached = store.cached_sha(key, st.st_size, st.st_mtime_ns)
-            if cached is not None and done(cached):
-                unchanged(pos, cached)
-                continue
-            if paths_on_workers:
-                if key in waiting:
-                    waiting[key].append(pos)
-                else:
-                    waiting[key] = [pos]
-                    stats[key] = (key, st.st_size, st.st_mtime_ns)
-                    yield key, Path(path)
-                continue
-            try:
-                data = Path(path).read_bytes()
-            except OSError as exc:
-                reject(pos, f"cannot read image {ref.source}: {exc.strerror}")
-                continue
-            sha = hashlib.sha256(data).hexdigest()
-            if done(sha):
-                unchanged(pos, sha)
-                unchanged_sources.append((key, st.st_size, st.st_mtime_ns, sha))
-            elif sha in waiting:
-                waiting[sha].append(pos)
-                stats.setdefault(sha, (key, st.st_size, st.st_mtime_ns))
+            waiting[key] = [pos]
+            if isinstance(got, ingest.LocalFile):
+                stats[key] = (key, got.size, got.mtime_ns)
+                yield key, got.path
             else:
-                waiting[sha] = [pos]
-                stats[sha] = (key, st.st_size, st.st_mtime_ns)
-                yield sha, data
+                yield key, got.data
 
     prefetch = getattr(fetch, "prefetch", None)
     if callable(prefetch):
@@ -492,12 +322,10 @@ def embed_missing_ray(
     )
     for batch in batches:
         items: list[tuple[str, FloatArray]] = []
-        sources: list[tuple[str, int, int, str]] = []
+        sources: list[ingest.SourceRow] = []
         for i, key in enumerate(batch.keys):
             sha = batch.sha256[i]
-            target = photo_path(data_dir, sha)
-            if not target.is_file():
-                write_atomic(target, batch.photos[i], fsync=False)
+            ingest.store_photo(settings.data_dir, sha, batch.photos[i], fsync=False)
             items.append((sha, batch.vectors[i]))
             if key in stats:
                 sources.append((*stats.pop(key), sha))
@@ -513,8 +341,7 @@ def embed_missing_ray(
         for key, reason in batch.errors.items():
             stats.pop(key, None)
             for pos in waiting.pop(key):
-                prefix = "" if reason.startswith("cannot read") else f"image {refs[pos].source}: "
-                reject(pos, prefix + reason)
+                reject(pos, ingest.worker_reason(refs[pos].source, reason))
         result.batches += 1
         if on_progress is not None:  # per result batch (rows settled so far, of all rows)
             on_progress(result.indexed + result.unchanged + len(result.rejects), len(refs))

@@ -48,7 +48,8 @@ from typing import TYPE_CHECKING, Any
 from shoplens.config import Settings
 from shoplens.errors import Conflict, ManifestError
 from shoplens.indexer.catalog.store import CatalogStore, NewImage, write_atomic
-from shoplens.indexer.engines.local import Fetch, embed_missing
+from shoplens.indexer.engines.base import Fetch
+from shoplens.indexer.engines.table import engine_for
 from shoplens.indexer.serving.snapshot import (
     CatalogVectors,
     build_snapshot,
@@ -142,32 +143,15 @@ def run_index(
         embedder = load_embedder(settings)
     run_id = new_snapshot_id()
     with run_lock(settings), CatalogStore(settings.db_path) as store:
-        if settings.index_engine == "ray":
-            from shoplens.indexer.engines.ray_engine import embed_missing_ray
-
-            emb = embed_missing_ray(
-                settings,
-                store,
-                embedder,
-                manifest.images,
-                fetch=fetch,
-                progress=progress,
-                on_progress=on_progress,
-                ray_address=settings.ray_address,
-                actors=settings.ray_actors,
-                threads_per_actor=settings.ray_threads_per_actor,
-                paths_on_workers=settings.ray_paths_on_workers,
-            )
-        else:
-            emb = embed_missing(
-                settings,
-                store,
-                embedder,
-                manifest.images,
-                fetch=fetch,
-                progress=progress,
-                on_progress=on_progress,
-            )
+        emb = engine_for(settings)(
+            settings,
+            store,
+            embedder,
+            manifest.images,
+            fetch=fetch,
+            progress=progress,
+            on_progress=on_progress,
+        )
         rejects: list[Reject] = [*manifest.rejects, *emb.rejects]
         rejects.sort(key=lambda r: r.line)
         partial = manifest.partial | {r.product_id for r in emb.rejects if r.product_id}
