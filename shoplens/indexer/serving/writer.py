@@ -1,8 +1,9 @@
 """The write side of the live catalog: product upserts and deletes from the service.
 
-A :class:`CatalogWriter` validates, ingests the uploaded photos (stored photo +
-embedding), commits the rows to the store, and only then lets the live index
-serve the change (:meth:`LiveIndex.apply_edit`). Everything an edit needs is
+A :class:`CatalogWriter` validates, ingests the uploaded photos through the one
+ingest step (``shoplens.indexer.engines.ingest.ingest_upload``: stored photo +
+prepared tensor), embeds them, commits the rows to the store, and only then
+lets the live index serve the change (:meth:`LiveIndex.apply_edit`). Everything an edit needs is
 on disk before the in-memory view changes, so an acknowledged write survives
 a restart. The writer holds no state of its own: the service may make one per
 request.
@@ -10,20 +11,14 @@ request.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import numpy as np
 
-from shoplens.errors import ModelMismatch, NotFound, ShoplensError, TooLarge
-from shoplens.indexer.catalog.store import (
-    PHOTO_MAX_SIDE,
-    CatalogStore,
-    NewImage,
-    photo_path,
-    write_atomic,
-)
+from shoplens.errors import ModelMismatch, NotFound
+from shoplens.indexer.catalog.store import CatalogStore, NewImage
 from shoplens.indexer.catalog.types import ProductRecord
+from shoplens.indexer.engines.ingest import ingest_upload
 from shoplens.indexer.serving.live import LiveIndex
 from shoplens.indexer.sources.manifest import validate_product
 from shoplens.models.base import FloatArray, ImageEmbedder
@@ -42,8 +37,6 @@ class CatalogWriter:
 
         With no images the product's metadata is updated and its photos kept.
         """
-        from shoplens.models.decode import decode_image, encode_jpeg
-
         live = self._live
         settings = live.settings
         product = validate_product(product)
@@ -59,21 +52,10 @@ class CatalogWriter:
         prepared: list[FloatArray] = []
         shas: list[str] = []
         for i, data in enumerate(images):
-            if len(data) > settings.max_image_bytes:
-                raise TooLarge(
-                    f"image {i + 1} is {len(data)} bytes; the limit is {settings.max_image_bytes}"
-                )
-            sha = hashlib.sha256(data).hexdigest()
-            try:
-                img = decode_image(data, max_pixels=settings.max_image_pixels)
-            except ShoplensError as exc:
-                raise type(exc)(f"image {i + 1}: {exc.message}") from exc
-            target = photo_path(settings.data_dir, sha)
-            if not target.exists():
-                write_atomic(target, encode_jpeg(img, max_side=PHOTO_MAX_SIDE))
+            sha, array = ingest_upload(settings, data, i + 1, embedder)
             new.append(NewImage(source="upload", sha256=sha))
             shas.append(sha)
-            prepared.append(embedder.prepare(img))
+            prepared.append(array)
         # Embedded before taking the write lock: the model is the slow part and
         # other edits need not wait for it; the rows still commit in lock order.
         vecs = embedder.embed_prepared(np.stack(prepared).astype(np.float32)) if prepared else None
