@@ -1,31 +1,20 @@
-"""The serving embedder: an exported model on ONNX Runtime (no torch needed)."""
+"""The serving embedder: an exported model on ONNX Runtime (no torch needed).
+
+Everything it needs to know about the model is in the export's folder
+(:mod:`shoplens.models.cache`): the graph, the preprocessing and ``meta.json``.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from shoplens.errors import ModelUnavailable
 from shoplens.models.base import EmbedderBase, FloatArray, PreprocessConfig, l2_normalise
-
-MODEL_FILE = "model.onnx"
-PREPROCESS_FILE = "preprocess.json"
-META_FILE = "meta.json"
-
-
-def read_meta(model_dir: Path) -> dict[str, Any]:
-    """The export's ``meta.json``; :class:`ModelUnavailable` when absent or broken."""
-    try:
-        meta = json.loads((model_dir / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelUnavailable(f"no usable exported model in {model_dir}: {exc}") from None
-    if not isinstance(meta, dict):
-        raise ModelUnavailable(f"{model_dir / META_FILE} is not a JSON object")
-    return meta
+from shoplens.models.cache import MODEL_FILE, PREPROCESS_FILE, read_meta
 
 
 def session_options(threads: int) -> ort.SessionOptions:

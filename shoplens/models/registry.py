@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shoplens.config import Settings
 from shoplens.errors import ModelUnavailable
 from shoplens.models.base import ImageEmbedder, TextEmbedder
+from shoplens.models.cache import is_complete, model_dir_for, newest_export
 from shoplens.models.effnet import EFFNET_SPECS, member_specs, weights_path
-from shoplens.models.export import is_complete, model_dir_for, safe_name
 from shoplens.models.hashing import file_sha256
-from shoplens.models.onnx_embedder import META_FILE, OnnxEmbedder
+from shoplens.models.onnx_embedder import OnnxEmbedder
 
 if TYPE_CHECKING:
     from shoplens.models.torch_embedder import TorchEmbedder
@@ -86,7 +85,8 @@ def available_models(settings: Settings | None = None) -> list[ModelInfo]:
         for spec in EFFNET_SPECS.values()
     ]
     if settings is not None and is_openclip(settings.model):
-        meta = _newest_export_meta(settings.model, settings.model_cache_dir)
+        newest = newest_export(settings.model, settings.model_cache_dir)
+        meta = newest[1] if newest else None
         infos.append(
             ModelInfo(
                 name=settings.model,
@@ -240,26 +240,6 @@ def _installed(module: str) -> bool:
         return False
 
 
-def _export_metas(name: str, cache_dir: Path) -> list[tuple[str, Path, dict[str, Any]]]:
-    found = []
-    for meta_file in Path(cache_dir).glob(f"{safe_name(name)}-*/{META_FILE}"):
-        folder = meta_file.parent
-        if not is_complete(folder):
-            continue
-        try:
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(meta, dict) and meta.get("name") == name:
-            found.append((str(meta.get("created", "")), folder, meta))
-    return sorted(found, key=lambda item: item[0])
-
-
 def _newest_export_dir(name: str, cache_dir: Path) -> Path | None:
-    metas = _export_metas(name, cache_dir)
-    return metas[-1][1] if metas else None
-
-
-def _newest_export_meta(name: str, cache_dir: Path) -> dict[str, Any] | None:
-    metas = _export_metas(name, cache_dir)
-    return metas[-1][2] if metas else None
+    newest = newest_export(name, cache_dir)
+    return newest[0] if newest else None

@@ -13,16 +13,12 @@ from PIL import Image
 
 from shoplens.config import Settings
 from shoplens.models.base import ImageEmbedder, PreprocessConfig
+from shoplens.models.cache import EXPORT_FORMAT, is_complete, model_dir_for
 from shoplens.models.onnx_embedder import OnnxEmbedder
 
 torch = pytest.importorskip("torch")
 
-from shoplens.models.export import (  # noqa: E402
-    EXPORT_FORMAT,
-    export_to_cache,
-    is_complete,
-    model_dir_for,
-)
+from shoplens.models.export import export_to_cache  # noqa: E402
 from shoplens.models.registry import load_torch_embedder  # noqa: E402
 from shoplens.models.torch_embedder import NormalisedFeatures, TorchEmbedder  # noqa: E402
 

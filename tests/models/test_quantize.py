@@ -13,7 +13,8 @@ from PIL import Image
 
 from shoplens.errors import ModelUnavailable
 from shoplens.models.base import ImageEmbedder
-from shoplens.models.onnx_embedder import META_FILE, MODEL_FILE, OnnxEmbedder
+from shoplens.models.cache import META_FILE, MODEL_FILE
+from shoplens.models.onnx_embedder import OnnxEmbedder
 from shoplens.models.quantize import (
     base_name,
     calibration_photos,
