@@ -2,8 +2,9 @@
 
 The folder's layout, naming and atomic placement are :mod:`shoplens.models.cache`'s;
 this module makes its contents: the ONNX graph, the preprocessing beside it,
-and ``meta.json``. Every export is checked against torch before it is
-published.
+and ``meta.json`` (including ``head_dims``, so serving never has to know
+which family a model belongs to). Every export is checked against torch
+before it is published.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def _meta(embedder: TorchEmbedder, cosine: float | None, seconds: float | None) 
     return {
         "name": embedder.name,
         "dim": embedder.dim,
+        "head_dims": embedder.head_dims,
         "input_size": embedder.preprocess_config.crop,
         "weights_sha256": embedder.weights_sha256,
         "opset": OPSET,

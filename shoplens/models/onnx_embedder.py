@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -15,6 +16,21 @@ import onnxruntime as ort
 from shoplens.errors import ModelUnavailable
 from shoplens.models.base import EmbedderBase, FloatArray, PreprocessConfig, l2_normalise
 from shoplens.models.cache import MODEL_FILE, PREPROCESS_FILE, read_meta
+from shoplens.models.effnet import EFFNET_SPECS
+
+
+def _head_dims(meta: dict[str, Any]) -> int | None:
+    """The export's ``head_dims`` (see :attr:`ImageEmbedder.head_dims`).
+
+    Exports made before ``meta.json`` recorded it are still in caches (same
+    export format: what they compute did not change). For those it is derived
+    here, once per load: only the built-in multi-layer EfficientNets have a
+    head part, and an int8 folder names the float32 model it was made from.
+    """
+    if "head_dims" in meta:
+        return None if meta["head_dims"] is None else int(meta["head_dims"])
+    spec = EFFNET_SPECS.get(str(meta.get("float32_name", meta.get("name"))))
+    return None if spec is None else spec.head_dims
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -55,6 +71,7 @@ class OnnxEmbedder(EmbedderBase):
         self._input = self._session.get_inputs()[0].name
         self._name = str(self.meta["name"])
         self._dim = int(self.meta["dim"])
+        self._head_dims = _head_dims(self.meta)
         self.threads = threads
 
     @property

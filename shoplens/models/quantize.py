@@ -212,6 +212,8 @@ def _meta(
     meta = dict(fp32.meta)
     meta.update(
         name=int8_name(fp32.name),
+        # Written even when the float32 folder predates it (derived at its load).
+        head_dims=fp32.head_dims,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         quant_format=QUANT_FORMAT,
         quantization={
