@@ -8,9 +8,16 @@ What the other parts call:
 - :mod:`shoplens.models.registry`: ``load_embedder(settings)`` (ONNX Runtime,
   exported on first use), ``load_text_embedder(settings)``,
   ``load_torch_embedder(name, settings)``, ``export_model(name, settings)``,
-  ``available_models(settings)``, ``cached_model_dir(name, settings)``.
-- :mod:`shoplens.models.base`: ``ImageEmbedder`` / ``TextEmbedder`` protocols,
+  ``available_models(settings)``, ``cached_model_dir(name, settings)``; each
+  walks one table of model families (effnet, its int8 variant, OpenCLIP).
+- :mod:`shoplens.models.base`: ``ImageEmbedder`` / ``TextEmbedder`` protocols
+  (an image embedder's ``head_dims`` comes from its export's metadata),
   ``PreprocessConfig``, ``preprocess``, ``preprocess_batch``, ``l2_normalise``.
+
+Inside: :mod:`~shoplens.models.cache` owns the model cache (folder naming,
+``meta.json``, locking, atomic placement); :mod:`~shoplens.models.export` and
+:mod:`~shoplens.models.quantize` fill its folders; ``effnet`` / ``openclip``
+build the eager networks; ``onnx_embedder`` runs an export.
 
 Torch, timm and open_clip are imported only inside the functions that export
 or run eager models, so serving needs none of them once a model is exported.

@@ -111,6 +111,13 @@ class ImageEmbedder(Protocol):
     @property
     def preprocess_config(self) -> PreprocessConfig: ...
 
+    @property
+    def head_dims(self) -> int | None:
+        """How many leading dims are plain pooled head features (a multi-layer
+        descriptor's part that generalises from one photo per product); None
+        when the vector has no such part."""
+        ...
+
     def prepare(self, image: Image.Image) -> FloatArray:
         """One decoded image -> the network input (thread-safe; run on workers)."""
         ...
@@ -146,13 +153,15 @@ class TextEmbedder(Protocol):
 class EmbedderBase:
     """What every image embedder shares: identity, preprocessing, ``embed``.
 
-    Subclasses set ``_name``, ``_dim`` and ``_cfg`` and implement
-    :meth:`embed_prepared` (their runtime: ONNX Runtime, torch).
+    Subclasses set ``_name``, ``_dim``, ``_cfg`` (and ``_head_dims`` when the
+    model has a head part) and implement :meth:`embed_prepared` (their
+    runtime: ONNX Runtime, torch).
     """
 
     _name: str
     _dim: int
     _cfg: PreprocessConfig
+    _head_dims: int | None = None
 
     @property
     def name(self) -> str:
@@ -165,6 +174,10 @@ class EmbedderBase:
     @property
     def preprocess_config(self) -> PreprocessConfig:
         return self._cfg
+
+    @property
+    def head_dims(self) -> int | None:
+        return self._head_dims
 
     def prepare(self, image: Image.Image) -> FloatArray:
         return preprocess(image, self._cfg)

@@ -66,6 +66,14 @@ class EffnetSpec:
     def pip_name(self) -> str:
         return self.package.replace("_", "-")
 
+    @property
+    def head_dims(self) -> int | None:
+        """How many leading dims are the plain pooled head features (a multi-layer
+        descriptor puts every member's head first); None for a plain head model."""
+        if self.pooling != "multilayer":
+            return None
+        return 1280 * (1 + len(self.companions))
+
 
 EFFNET_SPECS: dict[str, EffnetSpec] = {
     "effnet-lite0": EffnetSpec(
@@ -108,7 +116,7 @@ EFFNET_SPECS: dict[str, EffnetSpec] = {
     ),
     # The default's float32 model: Lite0 and Lite1 side by side on Lite1's input
     # (240 px). Output: both heads first, then each member's earlier stages, so
-    # the leading 2 x 1280 dims are the head-only fallback (see head_dims).
+    # the leading 2 x 1280 dims are the head-only fallback (see EffnetSpec.head_dims).
     "effnet-lite0-lite1-ml": EffnetSpec(
         "effnet-lite0-lite1-ml",
         "tf_efficientnet_lite0",
@@ -123,12 +131,13 @@ EFFNET_SPECS: dict[str, EffnetSpec] = {
 
 
 def head_dims(model_name: str) -> int | None:
-    """For a multi-layer descriptor model (``-int8`` too): how many leading dims are
-    the plain pooled head features; None for any other model."""
+    """:attr:`EffnetSpec.head_dims` by model name (``-int8`` too); None for any other model.
+
+    Kept for the indexer until it reads ``embedder.head_dims`` (which every
+    embedder now carries, from its export's metadata); new code should use that.
+    """
     spec = EFFNET_SPECS.get(model_name.removesuffix("-int8"))
-    if spec is None or spec.pooling != "multilayer":
-        return None
-    return 1280 * (1 + len(spec.companions))
+    return None if spec is None else spec.head_dims
 
 
 def member_specs(spec: EffnetSpec) -> list[EffnetSpec]:
@@ -207,6 +216,7 @@ def load_effnet(name: str, weights_sha256: str) -> TorchEmbedder:
         dim=spec.dim,
         preprocess_config=spec.preprocess_config,
         weights_sha256=weights_sha256,
+        head_dims=spec.head_dims,
     )
 
 

@@ -1,24 +1,18 @@
 """Export a torch embedder to ONNX once, into the shared model cache.
 
-Layout: ``<model_cache_dir>/<name>-<weights_sha256[:12]>/`` holding
-``model.onnx``, ``preprocess.json`` and ``meta.json``. The folder is built
-under a temporary name and renamed into place, so a reader either sees a
-complete export or none; a killed export leaves only a ``.tmp`` folder that
-the next export sweeps away.
+The folder's layout, naming and atomic placement are :mod:`shoplens.models.cache`'s;
+this module makes its contents: the ONNX graph, the preprocessing beside it,
+and ``meta.json`` (including ``head_dims``, so serving never has to know
+which family a model belongs to). Every export is checked against torch
+before it is published.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
-import os
-import re
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,13 +20,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shoplens.errors import ModelUnavailable
-from shoplens.models.onnx_embedder import (
+from shoplens.models.cache import (
+    EXPORT_FORMAT,
     META_FILE,
     MODEL_FILE,
     PREPROCESS_FILE,
-    OnnxEmbedder,
-    read_meta,
+    build_into_cache,
+    model_dir_for,
+    write_json,
 )
+from shoplens.models.onnx_embedder import OnnxEmbedder
 
 if TYPE_CHECKING:  # torch is the 'export' extra: cache look-ups must work without it
     from shoplens.models.torch_embedder import TorchEmbedder
@@ -40,75 +37,26 @@ if TYPE_CHECKING:  # torch is the 'export' extra: cache look-ups must work witho
 log = logging.getLogger(__name__)
 
 OPSET = 18
-# Bump when the export changes what a cached model computes; older folders
-# are then exported again instead of being trusted.
-EXPORT_FORMAT = 1
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "embedding"
-# A temp folder older than this belongs to an export that was killed.
-_STALE_TMP_S = 3600.0
-
-
-def safe_name(name: str) -> str:
-    """A model name as a portable folder name (``open_clip:ViT-B-32`` -> ``open_clip_ViT-B-32``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
-def model_dir_for(cache_dir: Path, name: str, weights_sha256: str) -> Path:
-    return Path(cache_dir) / f"{safe_name(name)}-{weights_sha256[:12]}"
-
-
-def is_complete(model_dir: Path) -> bool:
-    """True when ``model_dir`` holds a finished export of the current format."""
-    if not all((model_dir / f).is_file() for f in (MODEL_FILE, PREPROCESS_FILE, META_FILE)):
-        return False
-    try:
-        return read_meta(model_dir).get("export_format") == EXPORT_FORMAT
-    except ModelUnavailable:
-        return False
 
 
 def export_to_cache(embedder: TorchEmbedder, cache_dir: Path) -> Path:
     """The cached export of ``embedder``: reused when present, else made now."""
     target = model_dir_for(cache_dir, embedder.name, embedder.weights_sha256)
-    if is_complete(target):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Processes starting together on a fresh machine (indexer, service, test
-    # workers) queue here, and all but the first find the export done.
-    with _export_lock(target):
-        if is_complete(target):
-            return target
-        _sweep_stale(target)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared by every user
-        try:
-            started = time.perf_counter()
-            _write_export(embedder, tmp)
-            cosine = _verify(embedder, tmp)
-            meta = _meta(embedder, cosine, time.perf_counter() - started)
-            _write_json(tmp / META_FILE, meta)
-            _publish(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    log.info("exported %s to %s (torch vs ORT cosine %.6f)", embedder.name, target, cosine)
+    cosine = build_into_cache(target, lambda tmp: _export(embedder, tmp))
+    if cosine is not None:
+        log.info("exported %s to %s (torch vs ORT cosine %.6f)", embedder.name, target, cosine)
     return target
 
 
-@contextlib.contextmanager
-def _export_lock(target: Path) -> Iterator[None]:
-    """An advisory lock per export folder (a no-op where fcntl does not exist)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: the rename in _publish still keeps readers safe
-        yield
-        return
-    with (target.parent / f".{target.name}.lock").open("a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+def _export(embedder: TorchEmbedder, out: Path) -> float:
+    """Fill ``out`` with the verified export; returns the torch vs ORT cosine."""
+    started = time.perf_counter()
+    _write_export(embedder, out)
+    cosine = _verify(embedder, out)
+    write_json(out / META_FILE, _meta(embedder, cosine, time.perf_counter() - started))
+    return cosine
 
 
 def _write_export(embedder: TorchEmbedder, out: Path) -> None:
@@ -131,9 +79,9 @@ def _write_export(embedder: TorchEmbedder, out: Path) -> None:
             dynamo=True,
             external_data=False,
         )
-    _write_json(out / PREPROCESS_FILE, embedder.preprocess_config.to_dict())
+    write_json(out / PREPROCESS_FILE, embedder.preprocess_config.to_dict())
     # Meta is needed to open the folder with OnnxEmbedder during verification.
-    _write_json(out / META_FILE, _meta(embedder, None, None))
+    write_json(out / META_FILE, _meta(embedder, None, None))
 
 
 def _verify(embedder: TorchEmbedder, out: Path) -> float:
@@ -156,6 +104,7 @@ def _meta(embedder: TorchEmbedder, cosine: float | None, seconds: float | None) 
     return {
         "name": embedder.name,
         "dim": embedder.dim,
+        "head_dims": embedder.head_dims,
         "input_size": embedder.preprocess_config.crop,
         "weights_sha256": embedder.weights_sha256,
         "opset": OPSET,
@@ -168,51 +117,3 @@ def _meta(embedder: TorchEmbedder, cosine: float | None, seconds: float | None) 
         "verify_cosine": cosine,
         "export_seconds": None if seconds is None else round(seconds, 2),
     }
-
-
-def _write_json(path: Path, value: Any) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        json.dump(value, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _publish(tmp: Path, target: Path) -> None:
-    """Rename the finished folder into place; another process may have won."""
-    for name in (MODEL_FILE,):
-        with (tmp / name).open("rb") as fh:
-            os.fsync(fh.fileno())
-    if target.exists() and not is_complete(target):
-        # An export of an older format: move it aside, then drop it.
-        old = target.with_name(f".{target.name}.old-{os.getpid()}-{time.time_ns()}")
-        os.replace(target, old)
-        shutil.rmtree(old, ignore_errors=True)
-    try:
-        os.replace(tmp, target)
-    except OSError:
-        if not is_complete(target):  # not a lost race: a real failure
-            raise
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _sweep_stale(target: Path) -> None:
-    """Remove temp folders of exports that were killed long ago."""
-    now = time.time()
-    leftovers = [
-        *target.parent.glob(f".{target.name}.tmp-*"),
-        *target.parent.glob(f".{target.name}.old-*"),
-    ]
-    for leftover in leftovers:
-        with contextlib.suppress(OSError):
-            if now - leftover.stat().st_mtime > _STALE_TMP_S:
-                shutil.rmtree(leftover, ignore_errors=True)

@@ -1,4 +1,8 @@
-"""The serving embedder: an exported model on ONNX Runtime (no torch needed)."""
+"""The serving embedder: an exported model on ONNX Runtime (no torch needed).
+
+Everything it needs to know about the model is in the export's folder
+(:mod:`shoplens.models.cache`): the graph, the preprocessing and ``meta.json``.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +15,22 @@ import onnxruntime as ort
 
 from shoplens.errors import ModelUnavailable
 from shoplens.models.base import EmbedderBase, FloatArray, PreprocessConfig, l2_normalise
-
-MODEL_FILE = "model.onnx"
-PREPROCESS_FILE = "preprocess.json"
-META_FILE = "meta.json"
+from shoplens.models.cache import MODEL_FILE, PREPROCESS_FILE, read_meta
+from shoplens.models.effnet import EFFNET_SPECS
 
 
-def read_meta(model_dir: Path) -> dict[str, Any]:
-    """The export's ``meta.json``; :class:`ModelUnavailable` when absent or broken."""
-    try:
-        meta = json.loads((model_dir / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelUnavailable(f"no usable exported model in {model_dir}: {exc}") from None
-    if not isinstance(meta, dict):
-        raise ModelUnavailable(f"{model_dir / META_FILE} is not a JSON object")
-    return meta
+def _head_dims(meta: dict[str, Any]) -> int | None:
+    """The export's ``head_dims`` (see :attr:`ImageEmbedder.head_dims`).
+
+    Exports made before ``meta.json`` recorded it are still in caches (same
+    export format: what they compute did not change). For those it is derived
+    here, once per load: only the built-in multi-layer EfficientNets have a
+    head part, and an int8 folder names the float32 model it was made from.
+    """
+    if "head_dims" in meta:
+        return None if meta["head_dims"] is None else int(meta["head_dims"])
+    spec = EFFNET_SPECS.get(str(meta.get("float32_name", meta.get("name"))))
+    return None if spec is None else spec.head_dims
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -66,6 +71,7 @@ class OnnxEmbedder(EmbedderBase):
         self._input = self._session.get_inputs()[0].name
         self._name = str(self.meta["name"])
         self._dim = int(self.meta["dim"])
+        self._head_dims = _head_dims(self.meta)
         self.threads = threads
 
     @property

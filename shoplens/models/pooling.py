@@ -71,8 +71,9 @@ class EnsembleEmbedder(nn.Module):
     Output: ``l2n(concat[every member's head part, then every member's stage
     parts])``. Heads first so that the leading ``1280 * len(members)`` dims are
     the head-only descriptor a catalog without anything to learn from falls back
-    to (``shoplens.models.effnet.head_dims``). Members are fully convolutional
-    with global pooling, so they share one input size (the largest member's).
+    to (``EffnetSpec.head_dims``, recorded in the export's metadata). Members are
+    fully convolutional with global pooling, so they share one input size (the
+    largest member's).
     """
 
     def __init__(self, members: Sequence[MultiLayerEmbedder]) -> None:

@@ -15,18 +15,17 @@ The quantized folder sits beside its float32 export in the model cache,
 ``<model_cache_dir>/<name>-int8-<weights_sha256[:12]>/``, with the same
 files (``model.onnx``, ``preprocess.json``, ``meta.json``), so
 :class:`~shoplens.models.onnx_embedder.OnnxEmbedder` opens either. It is
-built under a temporary name and renamed into place, like every export.
+built and placed by :func:`shoplens.models.cache.build_into_cache`, like
+every export. This module owns the int8 naming (``<name>-int8``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +34,18 @@ from PIL import Image
 
 from shoplens.errors import ModelUnavailable
 from shoplens.models.base import FloatArray
-from shoplens.models.decode import decode_image
-from shoplens.models.export import (
-    _publish,
-    _sweep_stale,
-    _write_json,
-    is_complete,
-    model_dir_for,
-)
-from shoplens.models.onnx_embedder import (
+from shoplens.models.cache import (
     META_FILE,
     MODEL_FILE,
     PREPROCESS_FILE,
-    OnnxEmbedder,
+    build_into_cache,
+    is_complete,
+    model_dir_for,
     read_meta,
+    write_json,
 )
+from shoplens.models.decode import decode_image
+from shoplens.models.onnx_embedder import OnnxEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -126,32 +122,27 @@ def quantize_export(
     """
     fp32_dir = Path(fp32_dir)
     target = int8_dir_for(fp32_dir, cache_dir)
-    if is_complete_int8(target, fp32_dir):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_stale(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    tmp.chmod(0o755)
-    try:
-        started = time.perf_counter()
-        fp32 = OnnxEmbedder(fp32_dir, threads=0)
-        inputs = _calibration_inputs(fp32, photos or calibration_photos())
-        _quantize(fp32_dir / MODEL_FILE, tmp / MODEL_FILE, fp32.meta, inputs)
-        shutil.copyfile(fp32_dir / PREPROCESS_FILE, tmp / PREPROCESS_FILE)
-        meta = _meta(fp32.meta, len(inputs), None, None)
-        _write_json(tmp / META_FILE, meta)  # OnnxEmbedder needs it to verify
-        cosine = _verify(fp32, tmp, inputs)
-        _write_json(tmp / META_FILE, _meta(fp32.meta, len(inputs), cosine, started))
-        if target.exists():  # stale: older recipe or an older float32 export
-            old = target.with_name(f".{target.name}.old-{os.getpid()}-{time.time_ns()}")
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(target, old)
-            shutil.rmtree(old, ignore_errors=True)
-        _publish(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("quantized %s to int8 in %s (cosine to float32 %.4f)", fp32.name, target, cosine)
+    cosine = build_into_cache(
+        target,
+        lambda tmp: _quantize_into(fp32_dir, tmp, photos or calibration_photos()),
+        is_current=lambda folder: is_complete_int8(folder, fp32_dir),
+    )
+    if cosine is not None:
+        log.info("quantized %s to int8 in %s (cosine to float32 %.4f)", fp32_dir, target, cosine)
     return target
+
+
+def _quantize_into(fp32_dir: Path, out: Path, photos: Sequence[Path]) -> float:
+    """Fill ``out`` with the verified int8 model; returns its mean cosine to float32."""
+    started = time.perf_counter()
+    fp32 = OnnxEmbedder(fp32_dir, threads=0)
+    inputs = _calibration_inputs(fp32, photos)
+    _quantize(fp32_dir / MODEL_FILE, out / MODEL_FILE, fp32.meta, inputs)
+    shutil.copyfile(fp32_dir / PREPROCESS_FILE, out / PREPROCESS_FILE)
+    write_json(out / META_FILE, _meta(fp32, len(inputs), None, None))  # OnnxEmbedder needs it
+    cosine = _verify(fp32, out, inputs)
+    write_json(out / META_FILE, _meta(fp32, len(inputs), cosine, started))
+    return cosine
 
 
 def _calibration_inputs(fp32: OnnxEmbedder, photos: Sequence[Path]) -> FloatArray:
@@ -216,13 +207,13 @@ def _verify(fp32: OnnxEmbedder, folder: Path, inputs: FloatArray) -> float:
 
 
 def _meta(
-    fp32_meta: dict[str, Any], photos: int, cosine: float | None, started: float | None
+    fp32: OnnxEmbedder, photos: int, cosine: float | None, started: float | None
 ) -> dict[str, Any]:
-    from datetime import UTC, datetime
-
-    meta = dict(fp32_meta)
+    meta = dict(fp32.meta)
     meta.update(
-        name=int8_name(str(fp32_meta["name"])),
+        name=int8_name(fp32.name),
+        # Written even when the float32 folder predates it (derived at its load).
+        head_dims=fp32.head_dims,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         quant_format=QUANT_FORMAT,
         quantization={
@@ -234,8 +225,8 @@ def _meta(
             "calibration_photos": photos,
             "cosine_to_float32": None if cosine is None else round(cosine, 6),
         },
-        float32_name=str(fp32_meta["name"]),
-        float32_created=fp32_meta.get("created"),
+        float32_name=fp32.name,
+        float32_created=fp32.meta.get("created"),
         quantize_seconds=None if started is None else round(time.perf_counter() - started, 2),
     )
     return meta

@@ -1,4 +1,11 @@
-"""Named models: what exists, where its export is cached, how to load it.
+"""Named models: a table of model families, and the functions that walk it.
+
+Each :class:`ModelFamily` says which names are its, what it lists, how its
+weights are hashed and how its eager (torch) model is built; finding and
+making its export in the cache is the same for every family. The int8
+variant of a family (:class:`Int8Variant`, ``<name>-int8``) is defined once,
+over any family, and differs only in how its folder is found and made (by
+quantizing the float32 export).
 
 The serving path calls :func:`load_embedder` and gets an ONNX Runtime model;
 torch is imported only when a model has to be exported first (once per
@@ -10,35 +17,44 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ClassVar
 
 from shoplens.config import Settings
 from shoplens.errors import ModelUnavailable
+from shoplens.models import openclip
 from shoplens.models.base import ImageEmbedder, TextEmbedder
+from shoplens.models.cache import is_complete, model_dir_for, newest_export
 from shoplens.models.effnet import EFFNET_SPECS, member_specs, weights_path
-from shoplens.models.export import is_complete, model_dir_for, safe_name
 from shoplens.models.hashing import file_sha256
-from shoplens.models.onnx_embedder import META_FILE, OnnxEmbedder
+from shoplens.models.onnx_embedder import OnnxEmbedder
+from shoplens.models.quantize import (
+    base_name,
+    int8_dir_for,
+    int8_name,
+    is_complete_int8,
+    is_int8,
+    quantize_export,
+)
 
 if TYPE_CHECKING:
     from shoplens.models.torch_embedder import TorchEmbedder
 
 DEFAULT_MODEL = "effnet-lite0-lite1-ml-int8"
-OPENCLIP_PREFIX = "open_clip:"
-# "<effnet name>-int8": the float32 export quantized by shoplens.models.quantize.
-INT8_SUFFIX = "-int8"
 
 _EXPORT_HINT = (
     "install the 'export' extra: pip install 'shoplens[export]' "
     "or run `shoplens models export` where torch is available"
 )
+_EXPORT_MODULES = ("torch", "onnx", "onnxscript")
 
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """One row of ``shoplens models list``."""
+
     name: str
     dim: int | None  # None: not known without loading (an OpenCLIP arch never exported)
     input_size: int | None
@@ -47,23 +63,91 @@ class ModelInfo:
     description: str
 
 
-def is_openclip(name: str) -> bool:
-    return name.startswith(OPENCLIP_PREFIX)
+@dataclass(frozen=True)
+class ModelFamily:
+    """Float32 models exported from torch: one row of the table."""
+
+    owns: Callable[[str], bool]
+    known: tuple[str, ...]  # how its names look, for the unknown-model message
+    listing: Callable[[Settings | None], list[ModelInfo]]
+    hash_weights: Callable[[str, Settings], str]  # ModelUnavailable when absent
+    needs: tuple[str, ...]  # modules checked before building the eager model
+    build: Callable[[str, Settings, str], TorchEmbedder]  # (name, settings, weights sha)
+    load_text: Callable[[str, Settings], TextEmbedder] | None = None
+
+    def cached_dir(self, name: str, settings: Settings) -> Path | None:
+        """With the weights here the folder must match their hash; on a serving
+        machine without them, the newest finished export of that name is used."""
+        try:
+            sha = self.hash_weights(name, settings)
+        except ModelUnavailable:
+            return _newest_dir(name, settings)
+        target = model_dir_for(settings.model_cache_dir, name, sha)
+        return target if is_complete(target) else None
+
+    def make(self, name: str, settings: Settings) -> Path:
+        """Export ``name`` now (torch): :meth:`cached_dir` found nothing."""
+        from shoplens.models.export import export_to_cache
+
+        return export_to_cache(self.load_torch(name, settings), settings.model_cache_dir)
+
+    def load_torch(self, name: str, settings: Settings) -> TorchEmbedder:
+        _require(*self.needs)
+        return self.build(name, settings, self.hash_weights(name, settings))
 
 
-def is_int8(name: str) -> bool:
-    """``effnet-lite0-int8`` and the like: ONNX-only int8 variants of a built-in model."""
-    return name.endswith(INT8_SUFFIX) and name.removesuffix(INT8_SUFFIX) in EFFNET_SPECS
+@dataclass(frozen=True)
+class Int8Variant:
+    """``<name>-int8`` for each model of ``base``: its float32 export quantized
+    by :mod:`shoplens.models.quantize` (ONNX Runtime only, no text tower)."""
+
+    base: ModelFamily
+    load_text: ClassVar[None] = None
+
+    @property
+    def known(self) -> tuple[str, ...]:
+        return tuple(int8_name(n) for n in self.base.known)
+
+    def owns(self, name: str) -> bool:
+        return is_int8(name) and self.base.owns(base_name(name))
+
+    def listing(self, settings: Settings | None) -> list[ModelInfo]:
+        return [
+            replace(
+                info,
+                name=int8_name(info.name),
+                supports_text=False,
+                description=f"{info.name} quantized to int8 (faster on CPU, ONNX Runtime only)",
+            )
+            for info in self.base.listing(settings)
+        ]
+
+    def hash_weights(self, name: str, settings: Settings) -> str:
+        return self.base.hash_weights(base_name(name), settings)
+
+    def cached_dir(self, name: str, settings: Settings) -> Path | None:
+        fp32_dir = self.base.cached_dir(base_name(name), settings)
+        if fp32_dir is None:
+            try:
+                self.hash_weights(name, settings)
+            except ModelUnavailable:
+                # A serving cache may hold only int8 folders, without the weights.
+                return _newest_dir(name, settings)
+            return None  # float32 must be exported first, then quantized
+        target = int8_dir_for(fp32_dir, settings.model_cache_dir)
+        return target if is_complete_int8(target, fp32_dir) else None
+
+    def make(self, name: str, settings: Settings) -> Path:
+        return quantize_export(export_model(base_name(name), settings), settings.model_cache_dir)
+
+    def load_torch(self, name: str, settings: Settings) -> TorchEmbedder:
+        raise ModelUnavailable(
+            f"{name} runs on ONNX Runtime only; its eager float32 model is {base_name(name)}"
+        )
 
 
-def supports_text(name: str) -> bool:
-    """Whether model ``name`` embeds text into its image space (GET /v1/search?q=)."""
-    return is_openclip(name)
-
-
-def available_models(settings: Settings | None = None) -> list[ModelInfo]:
-    """Every built-in model, plus the configured OpenCLIP one when there is one."""
-    infos = [
+def _effnet_listing(settings: Settings | None) -> list[ModelInfo]:
+    return [
         ModelInfo(
             name=spec.name,
             dim=spec.dim,
@@ -74,86 +158,113 @@ def available_models(settings: Settings | None = None) -> list[ModelInfo]:
         )
         for spec in EFFNET_SPECS.values()
     ]
-    infos += [
-        ModelInfo(
-            name=spec.name + INT8_SUFFIX,
-            dim=spec.dim,
-            input_size=spec.input_size,
-            family="effnet",
-            supports_text=False,
-            description=f"{spec.name} quantized to int8 (faster on CPU, ONNX Runtime only)",
-        )
-        for spec in EFFNET_SPECS.values()
+
+
+def _effnet_sha(name: str, settings: Settings) -> str:
+    shas = [
+        file_sha256(weights_path(spec), settings.model_cache_dir)
+        for spec in member_specs(EFFNET_SPECS[name])
     ]
-    if settings is not None and is_openclip(settings.model):
-        meta = _newest_export_meta(settings.model, settings.model_cache_dir)
-        infos.append(
-            ModelInfo(
-                name=settings.model,
-                dim=int(meta["dim"]) if meta else None,
-                input_size=int(meta["input_size"]) if meta else None,
-                family="open_clip",
-                supports_text=True,
-                description=f"OpenCLIP checkpoint {settings.openclip_checkpoint or '(not set)'}",
-            )
+    if len(shas) == 1:
+        return shas[0]
+    # An ensemble's export depends on every member's weights: hash them together.
+    return hashlib.sha256("\n".join(shas).encode()).hexdigest()
+
+
+def _effnet_build(name: str, settings: Settings, sha: str) -> TorchEmbedder:
+    from shoplens.models.effnet import load_effnet
+
+    return load_effnet(name, sha)
+
+
+def _openclip_listing(settings: Settings | None) -> list[ModelInfo]:
+    """The configured OpenCLIP model, when there is one (its arch is open-ended)."""
+    if settings is None or not _OPENCLIP.owns(settings.model):
+        return []
+    newest = newest_export(settings.model, settings.model_cache_dir)
+    meta = newest[1] if newest else None
+    return [
+        ModelInfo(
+            name=settings.model,
+            dim=int(meta["dim"]) if meta else None,
+            input_size=int(meta["input_size"]) if meta else None,
+            family="open_clip",
+            supports_text=True,
+            description=f"OpenCLIP checkpoint {settings.openclip_checkpoint or '(not set)'}",
         )
-    return infos
+    ]
+
+
+def _openclip_sha(name: str, settings: Settings) -> str:
+    return file_sha256(openclip.checkpoint_path(settings), settings.model_cache_dir)
+
+
+def _openclip_build(name: str, settings: Settings, sha: str) -> TorchEmbedder:
+    _require("open_clip")
+    return openclip.load_openclip_image(name, settings, sha)
+
+
+def _openclip_text(name: str, settings: Settings) -> TextEmbedder:
+    _require(
+        "torch", "open_clip", hint="install the 'openclip' extra: pip install 'shoplens[openclip]'"
+    )
+    return openclip.load_openclip_text(name, settings)
+
+
+_EFFNET = ModelFamily(
+    owns=lambda name: name in EFFNET_SPECS,
+    known=tuple(EFFNET_SPECS),
+    listing=_effnet_listing,
+    hash_weights=_effnet_sha,
+    needs=(*_EXPORT_MODULES, "timm"),
+    build=_effnet_build,
+)
+_OPENCLIP = ModelFamily(
+    owns=lambda name: name.startswith(openclip.PREFIX),
+    known=(f"{openclip.PREFIX}<arch>",),
+    listing=_openclip_listing,
+    hash_weights=_openclip_sha,
+    needs=_EXPORT_MODULES,
+    build=_openclip_build,
+    load_text=_openclip_text,
+)
+# First match wins; the order is also the order of available_models().
+FAMILIES: tuple[ModelFamily | Int8Variant, ...] = (_EFFNET, Int8Variant(_EFFNET), _OPENCLIP)
+
+
+def family_of(name: str) -> ModelFamily | Int8Variant:
+    """The family owning model ``name``; ModelUnavailable naming the choices if none."""
+    for family in FAMILIES:
+        if family.owns(name):
+            return family
+    known = ", ".join(n for family in FAMILIES for n in family.known)
+    raise ModelUnavailable(f"unknown model {name!r}; choose one of {known}")
+
+
+def supports_text(name: str) -> bool:
+    """Whether model ``name`` embeds text into its image space (GET /v1/search?q=)."""
+    return any(f.owns(name) and f.load_text is not None for f in FAMILIES)
+
+
+def available_models(settings: Settings | None = None) -> list[ModelInfo]:
+    """Every built-in model, plus the configured OpenCLIP one when there is one."""
+    return [info for family in FAMILIES for info in family.listing(settings)]
 
 
 def weights_sha256(name: str, settings: Settings) -> str:
     """The hash naming the export of ``name``; ModelUnavailable if weights are absent."""
-    if is_int8(name):
-        name = name.removesuffix(INT8_SUFFIX)
-    if name in EFFNET_SPECS:
-        shas = [
-            file_sha256(weights_path(spec), settings.model_cache_dir)
-            for spec in member_specs(EFFNET_SPECS[name])
-        ]
-        if len(shas) == 1:
-            return shas[0]
-        # An ensemble's export depends on every member's weights: hash them together.
-        return hashlib.sha256("\n".join(shas).encode()).hexdigest()
-    if is_openclip(name):
-        from shoplens.models.openclip import checkpoint_path
-
-        return file_sha256(checkpoint_path(settings), settings.model_cache_dir)
-    raise _unknown(name)
+    return family_of(name).hash_weights(name, settings)
 
 
 def cached_model_dir(name: str, settings: Settings) -> Path | None:
-    """The finished export ``name`` would load, or None when it must be exported.
-
-    With the weights on this machine the folder must match their hash. On a
-    serving machine without them (no export extra, checkpoint elsewhere) the
-    newest finished export of that name in the cache is used.
-    """
-    _check_known(name)
-    if is_int8(name):
-        return _cached_int8_dir(name, settings)
-    try:
-        sha = weights_sha256(name, settings)
-    except ModelUnavailable:
-        newest = _newest_export_dir(name, settings.model_cache_dir)
-        return newest
-    target = model_dir_for(settings.model_cache_dir, name, sha)
-    return target if is_complete(target) else None
+    """The finished export ``name`` would load, or None when it must be exported."""
+    return family_of(name).cached_dir(name, settings)
 
 
 def export_model(name: str, settings: Settings) -> Path:
     """The export folder of ``name``, exporting it now (needs torch) if not cached."""
-    _check_known(name)
-    cached = cached_model_dir(name, settings)
-    if cached is not None:
-        return cached
-    if is_int8(name):
-        from shoplens.models.quantize import quantize_export
-
-        fp32_dir = export_model(name.removesuffix(INT8_SUFFIX), settings)
-        return quantize_export(fp32_dir, settings.model_cache_dir)
-    from shoplens.models.export import export_to_cache
-
-    embedder = load_torch_embedder(name, settings)
-    return export_to_cache(embedder, settings.model_cache_dir)
+    family = family_of(name)
+    return family.cached_dir(name, settings) or family.make(name, settings)
 
 
 def load_embedder(settings: Settings) -> ImageEmbedder:
@@ -164,22 +275,7 @@ def load_embedder(settings: Settings) -> ImageEmbedder:
 
 def load_torch_embedder(name: str, settings: Settings) -> TorchEmbedder:
     """The eager torch model behind the same protocol (tests, benchmarks, export)."""
-    _check_known(name)
-    if is_int8(name):
-        raise ModelUnavailable(
-            f"{name} runs on ONNX Runtime only; its eager float32 model is "
-            f"{name.removesuffix(INT8_SUFFIX)}"
-        )
-    _require("torch", "onnx", "onnxscript", *(["timm"] if name in EFFNET_SPECS else []))
-    sha = weights_sha256(name, settings)
-    if name in EFFNET_SPECS:
-        from shoplens.models.effnet import load_effnet
-
-        return load_effnet(name, sha)
-    _require("open_clip")
-    from shoplens.models.openclip import load_openclip_image
-
-    return load_openclip_image(name, settings, sha)
+    return family_of(name).load_torch(name, settings)
 
 
 def load_text_embedder(settings: Settings) -> TextEmbedder | None:
@@ -188,41 +284,15 @@ def load_text_embedder(settings: Settings) -> TextEmbedder | None:
     Raises :class:`ModelUnavailable` when the model should embed text but
     cannot here (OpenCLIP without torch/open_clip installed, checkpoint gone).
     """
-    if not supports_text(settings.model):
-        return None
-    _require(
-        "torch", "open_clip", hint="install the 'openclip' extra: pip install 'shoplens[openclip]'"
-    )
-    from shoplens.models.openclip import load_openclip_text
-
-    return load_openclip_text(settings.model, settings)
+    for family in FAMILIES:
+        if family.owns(settings.model):
+            return None if family.load_text is None else family.load_text(settings.model, settings)
+    return None
 
 
-def _cached_int8_dir(name: str, settings: Settings) -> Path | None:
-    from shoplens.models.quantize import int8_dir_for, is_complete_int8
-
-    base = name.removesuffix(INT8_SUFFIX)
-    fp32_dir = cached_model_dir(base, settings)
-    if fp32_dir is None:
-        try:
-            weights_sha256(base, settings)
-        except ModelUnavailable:
-            # A serving cache may hold only int8 folders, without the weights.
-            return _newest_export_dir(name, settings.model_cache_dir)
-        return None  # float32 must be exported first, then quantized
-    target = int8_dir_for(fp32_dir, settings.model_cache_dir)
-    return target if is_complete_int8(target, fp32_dir) else None
-
-
-def _check_known(name: str) -> None:
-    if name not in EFFNET_SPECS and not is_openclip(name) and not is_int8(name):
-        raise _unknown(name)
-
-
-def _unknown(name: str) -> ModelUnavailable:
-    known = ", ".join([*EFFNET_SPECS, *(n + INT8_SUFFIX for n in EFFNET_SPECS)])
-    known += f", {OPENCLIP_PREFIX}<arch>"
-    return ModelUnavailable(f"unknown model {name!r}; choose one of {known}")
+def _newest_dir(name: str, settings: Settings) -> Path | None:
+    newest = newest_export(name, settings.model_cache_dir)
+    return newest[0] if newest else None
 
 
 def _require(*modules: str, hint: str = _EXPORT_HINT) -> None:
@@ -238,28 +308,3 @@ def _installed(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a broken or deliberately blocked install
         return False
-
-
-def _export_metas(name: str, cache_dir: Path) -> list[tuple[str, Path, dict[str, Any]]]:
-    found = []
-    for meta_file in Path(cache_dir).glob(f"{safe_name(name)}-*/{META_FILE}"):
-        folder = meta_file.parent
-        if not is_complete(folder):
-            continue
-        try:
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(meta, dict) and meta.get("name") == name:
-            found.append((str(meta.get("created", "")), folder, meta))
-    return sorted(found, key=lambda item: item[0])
-
-
-def _newest_export_dir(name: str, cache_dir: Path) -> Path | None:
-    metas = _export_metas(name, cache_dir)
-    return metas[-1][1] if metas else None
-
-
-def _newest_export_meta(name: str, cache_dir: Path) -> dict[str, Any] | None:
-    metas = _export_metas(name, cache_dir)
-    return metas[-1][2] if metas else None

@@ -42,11 +42,13 @@ class TorchEmbedder(EmbedderBase):
         dim: int,
         preprocess_config: PreprocessConfig,
         weights_sha256: str,
+        head_dims: int | None = None,
     ) -> None:
         self.module = module.eval()
         self._name = name
         self._dim = dim
         self._cfg = preprocess_config
+        self._head_dims = head_dims
         self.weights_sha256 = weights_sha256
         # torch modules are not documented as safe for concurrent forward().
         self._lock = threading.Lock()

@@ -42,6 +42,10 @@ class HistEmbedder:
     def preprocess_config(self) -> PreprocessConfig:
         return self._cfg
 
+    @property
+    def head_dims(self) -> int | None:
+        return None  # a thumbnail has no head part to fall back to
+
     def prepare(self, image: Image.Image) -> FloatArray:
         small = image.convert("RGB").resize((GRID, GRID), Image.Resampling.BOX)
         arr = np.asarray(small, dtype=np.float32) / 255.0

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,6 +60,7 @@ def test_registered_as_the_default_with_lite1_preprocessing(duo: OnnxEmbedder) -
     # Both members run on Lite1's input: short side 272, centre 240.
     assert duo.preprocess_config == EFFNET_SPECS["effnet-lite1"].preprocess_config
     assert head_dims(NAME) == head_dims(NAME + "-int8") == 2 * HEAD
+    assert EFFNET_SPECS[NAME].head_dims == duo.head_dims == 2 * HEAD
 
 
 def test_export_is_named_by_both_members_weights(duo: OnnxEmbedder) -> None:
@@ -76,7 +79,7 @@ def test_export_is_named_by_both_members_weights(duo: OnnxEmbedder) -> None:
 def test_torch_and_onnx_runtime_agree(
     duo: OnnxEmbedder, duo_torch: TorchEmbedder, batch: np.ndarray
 ) -> None:
-    assert duo_torch.dim == DIM
+    assert duo_torch.dim == DIM and duo_torch.head_dims == 2 * HEAD
     out = duo.embed_prepared(batch)
     assert out.shape == (len(batch), DIM) and out.dtype == np.float32
     assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
@@ -118,9 +121,23 @@ def test_same_product_is_closer_than_other_products(
 def test_int8_variant_stays_close_to_float32(duo: OnnxEmbedder, batch: np.ndarray) -> None:
     int8 = registry.load_embedder(Settings(model=NAME + "-int8"))
     assert isinstance(int8, OnnxEmbedder)
-    assert (int8.name, int8.dim) == (NAME + "-int8", DIM)
+    assert (int8.name, int8.dim, int8.head_dims) == (NAME + "-int8", DIM, 2 * HEAD)
     cosine = np.sum(int8.embed_prepared(batch) * duo.embed_prepared(batch), axis=1)
     assert cosine.mean() > 0.95, cosine
+
+
+def test_an_int8_export_older_than_head_dims_in_its_metadata_still_has_them(
+    tmp_path: Path,
+) -> None:
+    """Derived at load from the float32 model the folder was quantized from."""
+    int8 = registry.load_embedder(Settings(model=NAME + "-int8"))
+    assert isinstance(int8, OnnxEmbedder)
+    old = tmp_path / int8.model_dir.name
+    shutil.copytree(int8.model_dir, old)
+    meta = json.loads((old / "meta.json").read_text())
+    meta.pop("head_dims", None)
+    (old / "meta.json").write_text(json.dumps(meta))
+    assert OnnxEmbedder(old).head_dims == 2 * HEAD
 
 
 def test_an_ensemble_needs_two_members() -> None:

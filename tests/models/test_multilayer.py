@@ -7,6 +7,8 @@ these tests are quick after the first run.
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,6 +92,21 @@ def test_head_part_is_the_plain_lite0_descriptor(
     assert np.allclose(norms, 1 / np.sqrt(3), atol=1e-4)
 
 
+def test_head_dims_come_with_the_model(ml: OnnxEmbedder, ml_torch: TorchEmbedder) -> None:
+    assert ml.head_dims == ml_torch.head_dims == HEAD
+
+
+def test_an_export_older_than_head_dims_in_its_metadata_still_has_them(
+    ml: OnnxEmbedder, tmp_path: Path
+) -> None:
+    old = tmp_path / ml.model_dir.name
+    shutil.copytree(ml.model_dir, old)
+    meta = json.loads((old / "meta.json").read_text())
+    meta.pop("head_dims", None)
+    (old / "meta.json").write_text(json.dumps(meta))
+    assert OnnxEmbedder(old).head_dims == HEAD
+
+
 def test_same_product_is_closer_than_other_products(
     ml: OnnxEmbedder, photos: dict[str, Image.Image]
 ) -> None:
@@ -104,6 +121,7 @@ def test_int8_variant_loads_through_the_registry(ml: OnnxEmbedder, batch: np.nda
     int8 = registry.load_embedder(Settings(model=NAME + "-int8"))
     assert isinstance(int8, OnnxEmbedder)
     assert (int8.name, int8.dim) == (NAME + "-int8", DIM)
+    assert int8.head_dims == HEAD
     assert int8.model_dir.parent == ml.model_dir.parent
     cosine = np.sum(int8.embed_prepared(batch) * ml.embed_prepared(batch), axis=1)
     assert cosine.mean() > 0.95, cosine

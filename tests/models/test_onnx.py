@@ -13,16 +13,12 @@ from PIL import Image
 
 from shoplens.config import Settings
 from shoplens.models.base import ImageEmbedder, PreprocessConfig
+from shoplens.models.cache import EXPORT_FORMAT, is_complete, model_dir_for
 from shoplens.models.onnx_embedder import OnnxEmbedder
 
 torch = pytest.importorskip("torch")
 
-from shoplens.models.export import (  # noqa: E402
-    EXPORT_FORMAT,
-    export_to_cache,
-    is_complete,
-    model_dir_for,
-)
+from shoplens.models.export import export_to_cache  # noqa: E402
 from shoplens.models.registry import load_torch_embedder  # noqa: E402
 from shoplens.models.torch_embedder import NormalisedFeatures, TorchEmbedder  # noqa: E402
 
@@ -39,6 +35,7 @@ def test_embedder_contract(embedder: ImageEmbedder, photos: dict[str, Image.Imag
     assert vectors.shape == (len(photos), 1280) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert embedder.embed([]).shape == (0, 1280)
+    assert embedder.head_dims is None  # one pooled head, nothing to fall back to
 
 
 def test_torch_and_onnx_runtime_agree(
@@ -80,7 +77,7 @@ def test_export_metadata(embedder: OnnxEmbedder) -> None:
     assert PreprocessConfig.from_dict(cfg) == embedder.preprocess_config
 
 
-def _tiny_embedder(seed: int = 0) -> TorchEmbedder:
+def _tiny_embedder(seed: int = 0, head_dims: int | None = None) -> TorchEmbedder:
     torch.manual_seed(seed)
     net = torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 3, stride=2),
@@ -94,6 +91,7 @@ def _tiny_embedder(seed: int = 0) -> TorchEmbedder:
         dim=8,
         preprocess_config=PreprocessConfig(resize=32, crop=32),
         weights_sha256=f"{seed:064x}",
+        head_dims=head_dims,
     )
 
 
@@ -112,6 +110,16 @@ def test_export_happens_once_then_is_reused(tmp_path: Path) -> None:
     images = [Image.new("RGB", (50, 40), (10 * i, 100, 200)) for i in range(3)]
     onnx_vectors = OnnxEmbedder(first).embed(images)
     assert np.sum(onnx_vectors * tiny.embed(images), axis=1).min() > 0.999
+
+
+def test_head_dims_travel_in_the_export_metadata(tmp_path: Path) -> None:
+    # Tiny weight hashes share their first 12 digits: one cache per export.
+    plain = export_to_cache(_tiny_embedder(4), tmp_path / "plain")
+    assert json.loads((plain / "meta.json").read_text())["head_dims"] is None
+    assert OnnxEmbedder(plain).head_dims is None
+    headed = export_to_cache(_tiny_embedder(5, head_dims=4), tmp_path / "headed")
+    assert json.loads((headed / "meta.json").read_text())["head_dims"] == 4
+    assert OnnxEmbedder(headed).head_dims == 4
 
 
 def test_half_written_or_outdated_exports_are_redone(tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ def test_image_tower_on_onnx_runtime_matches_torch(tiny_settings: Settings) -> N
     assert np.sum(vectors * eager.embed(_images()), axis=1).min() > 0.999
     assert embedder.model_dir.parent == tiny_settings.model_cache_dir
     assert embedder.model_dir.name.startswith("open_clip_tiny-")
+    assert embedder.head_dims is None and eager.head_dims is None
 
 
 def test_text_vectors_share_the_image_space(tiny_settings: Settings) -> None:

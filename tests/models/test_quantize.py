@@ -13,7 +13,8 @@ from PIL import Image
 
 from shoplens.errors import ModelUnavailable
 from shoplens.models.base import ImageEmbedder
-from shoplens.models.onnx_embedder import META_FILE, MODEL_FILE, OnnxEmbedder
+from shoplens.models.cache import META_FILE, MODEL_FILE
+from shoplens.models.onnx_embedder import OnnxEmbedder
 from shoplens.models.quantize import (
     base_name,
     calibration_photos,
@@ -74,6 +75,7 @@ def test_int8_runs_and_agrees_with_float32(
     assert cosine.mean() > 0.95
     assert cosine.min() > 0.9
     assert int8.meta["quantization"]["cosine_to_float32"] > 0.95
+    assert int8.head_dims is None and int8.meta["head_dims"] is None
 
 
 def test_int8_keeps_products_apart(int8: OnnxEmbedder, photos: dict[str, Image.Image]) -> None:
