@@ -133,8 +133,8 @@ EFFNET_SPECS: dict[str, EffnetSpec] = {
 def head_dims(model_name: str) -> int | None:
     """:attr:`EffnetSpec.head_dims` by model name (``-int8`` too); None for any other model.
 
-    Kept for the indexer until it reads ``embedder.head_dims`` (which every
-    embedder now carries, from its export's metadata); new code should use that.
+    A lookup by name for tools and tests; code that holds an embedder reads
+    ``embedder.head_dims`` (from its export's metadata) instead.
     """
     spec = EFFNET_SPECS.get(model_name.removesuffix("-int8"))
     return None if spec is None else spec.head_dims

@@ -20,7 +20,8 @@ import numpy as np
 from shoplens.errors import ModelUnavailable, ShoplensError
 from shoplens.indexer.engines import ingest
 from shoplens.models.base import PreprocessConfig, preprocess
-from shoplens.models.onnx_embedder import MODEL_FILE, PREPROCESS_FILE, OnnxEmbedder
+from shoplens.models.cache import MODEL_FILE, PREPROCESS_FILE
+from shoplens.models.onnx_embedder import OnnxEmbedder
 
 log = logging.getLogger(__name__)
 

@@ -58,7 +58,6 @@ from shoplens.indexer.serving.snapshot import (
 )
 from shoplens.indexer.sources.manifest import Reject, read_manifest, write_rejects
 from shoplens.models.base import ImageEmbedder
-from shoplens.models.effnet import head_dims
 
 if TYPE_CHECKING:
     from shoplens.indexer.sources.fetch_hook import FetchHook
@@ -209,7 +208,7 @@ def run_index(
             model=embedder.name,
             dim=embedder.dim,
             preprocess=embedder.preprocess_config.to_dict(),
-            head_dims=head_dims(embedder.name),
+            head_dims=embedder.head_dims,
             build_facts={"run_id": run_id, "manifest": report.manifest},
         )
         # Right after the switch: a service reloading in between serves the new
