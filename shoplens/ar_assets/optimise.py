@@ -12,7 +12,8 @@ from pathlib import Path
 
 from shoplens.ar_assets import tools
 from shoplens.ar_assets.report import Report
-from shoplens.ar_assets.validate import MAX_TRIANGLES, run_khronos
+from shoplens.ar_assets.validation.commerce import MAX_TRIANGLES
+from shoplens.ar_assets.validation.khronos import run_khronos
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pxr import Gf, Sdf, Usd, UsdGeom
 
 from shoplens.ar_assets import usdz
 from shoplens.ar_assets.anchoring import BY_PLACEMENT, for_placement
-from shoplens.ar_assets.validate import PLACEMENTS
+from shoplens.ar_assets.validation.commerce import PLACEMENTS
 from shoplens.config import Settings
 
 from .conftest import upload

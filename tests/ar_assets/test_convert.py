@@ -139,12 +139,12 @@ def test_without_node_tools_uploads_still_work(
     assert row.mobile_sha == row.glb_sha  # no optimiser: phones get the original
     assert row.usdz_sha is not None
     packed = ar.file_path(f"{row.glb_sha}.glb")[0]
-    from shoplens.ar_assets.validate import validate
+    from shoplens.ar_assets.validation.checks import validate
 
     assert validate(packed, "floor", packed.stat().st_size, khronos=False).report.ok
     monkeypatch.undo()
     from shoplens.ar_assets.report import Report
-    from shoplens.ar_assets.validate import run_khronos
+    from shoplens.ar_assets.validation.khronos import run_khronos
 
     check = Report()
     if run_khronos(packed, check) is not None:

@@ -251,7 +251,7 @@ def test_mobile_variant_is_valid_and_not_larger(client: TestClient, tmp_path: An
     p = tmp_path / "mobile.glb"
     p.write_bytes(mobile)
     from shoplens.ar_assets.report import Report
-    from shoplens.ar_assets.validate import run_khronos
+    from shoplens.ar_assets.validation.khronos import run_khronos
 
     rep = Report()
     result = run_khronos(p, rep)

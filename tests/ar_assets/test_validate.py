@@ -9,7 +9,7 @@ import pytest
 
 from shoplens.ar_assets import tools
 from shoplens.ar_assets.report import Report
-from shoplens.ar_assets.validate import validate
+from shoplens.ar_assets.validation.checks import validate
 
 from .models import box, box_glb, glb, mutate
 

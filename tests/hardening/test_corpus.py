@@ -10,7 +10,8 @@ from starlette.testclient import TestClient
 
 from shoplens.ar_assets import tools
 from tests.hardening.conftest import AppFactory
-from tests.hardening.corpus import malformed_3d, malformed_images
+from tests.hardening.corpus.images import malformed_images
+from tests.hardening.corpus.models3d import malformed_3d
 from tests.service.helpers import demo_photo, search
 
 IMAGES = malformed_images()

@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from shoplens.config import Settings
-from tests.hardening.corpus import malformed_images
+from tests.hardening.corpus.images import malformed_images
 from tests.service.helpers import ADMIN_TOKEN, demo_photo
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 from shoplens.errors import ManifestError, ShoplensError
 from shoplens.indexer.sources.manifest import RowError, product_from_mapping, read_manifest
 from shoplens.models.decode import SUPPORTED_FORMATS, decode_image, parse_crop, sniff_format
-from tests.hardening.corpus import base_images
+from tests.hardening.corpus.images import base_images
 
 BASES = base_images()
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))

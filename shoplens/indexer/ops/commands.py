@@ -205,7 +205,7 @@ def status(
     """Show the live snapshot (model, counts, index type, age), the last run and the last job."""
     from shoplens.errors import SnapshotError
     from shoplens.indexer.ops.build import last_run
-    from shoplens.indexer.ops.jobs import latest_job
+    from shoplens.indexer.ops.job_store import latest_job
     from shoplens.indexer.serving.snapshot import current_id, read_facts
 
     settings = make_settings(data_dir)

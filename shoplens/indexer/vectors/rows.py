@@ -22,6 +22,9 @@ from numpy.typing import NDArray
 
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
+# Rows processed per step when adding, converting or copying: bounds the
+# temporary float32 copies to ~300 MB at 1280-d.
+ROW_CHUNK = 65_536
 _F16_SCALE = np.float32(2.0**112)
 
 
