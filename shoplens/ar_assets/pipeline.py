@@ -21,9 +21,9 @@ from shoplens.ar_assets import optimise, pack, tools, usdz, zipin
 from shoplens.ar_assets.anchoring import Anchoring, for_placement
 from shoplens.ar_assets.gltf import Gltf
 from shoplens.ar_assets.report import Report
-from shoplens.ar_assets.store import sha256_file
 from shoplens.ar_assets.validate import PLACEMENTS, run_khronos, validate
 from shoplens.errors import BadParameter, InvalidAsset, TooLarge, UnsupportedMedia
+from shoplens.files.atomic import sha256_file
 
 log = logging.getLogger(__name__)
 

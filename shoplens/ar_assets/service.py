@@ -25,9 +25,10 @@ from urllib.parse import quote
 from shoplens.ar_assets.anchoring import for_placement
 from shoplens.ar_assets.pipeline import Processed, process
 from shoplens.ar_assets.report import Report
-from shoplens.ar_assets.store import FILE_NAME, AssetRow, AssetStore, sha256_file
+from shoplens.ar_assets.store import FILE_NAME, AssetRow, AssetStore
 from shoplens.config import Settings
 from shoplens.errors import BadParameter, InvalidContent, NotFound
+from shoplens.files.atomic import sha256_file
 
 log = logging.getLogger(__name__)
 

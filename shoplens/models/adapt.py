@@ -30,7 +30,6 @@ the plain features.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shoplens.errors import ShoplensError
+from shoplens.files.atomic import sha256_file
 
 FloatArray = NDArray[np.float32]
 
@@ -62,10 +62,6 @@ def _l2n(x: NDArray[np.floating[Any]]) -> FloatArray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     out: FloatArray = (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
     return out
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def head_only(dim_in: int, head: int) -> Adaptation:
@@ -129,7 +125,7 @@ class Adaptation:
             "dim_out": self.dim_out,
         }
         (directory / _JSON).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        return {name: _sha256(directory / name) for name in (_JSON, _MEAN, _MATRIX)}
+        return {name: sha256_file(directory / name) for name in (_JSON, _MEAN, _MATRIX)}
 
     @classmethod
     def load(cls, directory: Path) -> Adaptation:

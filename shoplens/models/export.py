@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shoplens.errors import ModelUnavailable
+from shoplens.files.atomic import fsync_dir
 from shoplens.models.onnx_embedder import (
     META_FILE,
     MODEL_FILE,
@@ -193,16 +194,7 @@ def _publish(tmp: Path, target: Path) -> None:
     except OSError:
         if not is_complete(target):  # not a lost race: a real failure
             raise
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    fsync_dir(target.parent, best_effort=True)
 
 
 def _sweep_stale(target: Path) -> None:

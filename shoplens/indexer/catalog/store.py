@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -109,18 +108,6 @@ def image_id_for(sha256: str) -> str:
 def photo_path(data_dir: Path, sha256: str) -> Path:
     """Where the re-encoded catalog photo of these source bytes is kept."""
     return data_dir / "images" / sha256[:2] / f"{sha256}.jpg"
-
-
-def write_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ import numpy as np
 
 from shoplens.config import Settings
 from shoplens.errors import ShoplensError
-from shoplens.indexer.catalog.store import PHOTO_MAX_SIDE, CatalogStore, photo_path, write_atomic
+from shoplens.files.atomic import write_atomic
+from shoplens.indexer.catalog.store import PHOTO_MAX_SIDE, CatalogStore, photo_path
 from shoplens.indexer.sources.manifest import ImageRef, Reject
 from shoplens.models.base import FloatArray, ImageEmbedder
 

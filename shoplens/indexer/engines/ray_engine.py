@@ -370,7 +370,8 @@ def embed_missing_ray(
     every worker sees the manifest's files at the same paths.
     ``on_progress(done, total)`` is called after each committed result batch.
     """
-    from shoplens.indexer.catalog.store import PHOTO_MAX_SIDE, photo_path, write_atomic
+    from shoplens.files.atomic import write_atomic
+    from shoplens.indexer.catalog.store import PHOTO_MAX_SIDE, photo_path
     from shoplens.indexer.engines.local import REMOTE_UNSUPPORTED, EmbedResult
     from shoplens.indexer.sources.manifest import Reject
 

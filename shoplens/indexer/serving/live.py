@@ -52,13 +52,13 @@ from shoplens.errors import (
     SnapshotError,
     TooLarge,
 )
+from shoplens.files.atomic import write_atomic
 from shoplens.indexer.catalog.store import (
     PHOTO_MAX_SIDE,
     CatalogStore,
     NewImage,
     StoredImage,
     photo_path,
-    write_atomic,
 )
 from shoplens.indexer.catalog.types import Hit, ImageRecord, ProductRecord, SearchFilters
 from shoplens.indexer.serving.snapshot import Snapshot, current_id, load_snapshot

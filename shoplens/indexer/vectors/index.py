@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shoplens.errors import BadParameter, NotFound, SnapshotError
+from shoplens.files.atomic import sha256_file
 from shoplens.indexer.vectors import files as vf
 from shoplens.indexer.vectors.plan import AnnParams, IndexPlan, plan_index
 from shoplens.indexer.vectors.rows import DiskRows, RamRows, RowStore
@@ -295,7 +296,7 @@ class VectorIndex:
         files: dict[str, dict[str, Any]] = {}
         path = directory / _INDEX_FILE
         faiss.write_index(self._index, str(path))
-        files[_INDEX_FILE] = {"sha256": vf.sha256_file(path), "size": path.stat().st_size}
+        files[_INDEX_FILE] = {"sha256": sha256_file(path), "size": path.stat().st_size}
         sha, size = vf.write_npy_chunks(
             directory / _IDS_FILE, np.dtype(np.int64), (self.ntotal,), iter([self._ids])
         )
