@@ -42,8 +42,7 @@ from numpy.typing import NDArray
 
 from shoplens.errors import ShoplensError
 from shoplens.files.atomic import sha256_file
-
-FloatArray = NDArray[np.float32]
+from shoplens.models.base import FloatArray, l2_normalise
 
 METHODS = ("lda",)
 DEFAULT_METHOD = "lda"
@@ -55,13 +54,6 @@ _MATRIX = "adaptation_matrix.npy"
 
 class AdaptationError(ShoplensError):
     """A stored adaptation is missing, corrupt, or does not fit the vectors given."""
-
-
-def _l2n(x: NDArray[np.floating[Any]]) -> FloatArray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    out: FloatArray = (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
-    return out
 
 
 def head_only(dim_in: int, head: int) -> Adaptation:
@@ -109,7 +101,7 @@ class Adaptation:
             raise AdaptationError(
                 f"adaptation expects vectors of dimension {self.dim_in}, got shape {x.shape}"
             )
-        return _l2n((_l2n(x) - self.mean) @ self.matrix)
+        return l2_normalise((l2_normalise(x) - self.mean) @ self.matrix)
 
     def save(self, directory: Path) -> dict[str, str]:
         """Write three files into ``directory``; returns ``{file name: sha256}``."""
@@ -256,7 +248,7 @@ def fit_adaptation(
         raise AdaptationError(f"dim must be an int, 'auto' or None, got {dim!r}")
     t0 = time.perf_counter()
     mean, matrix = _fit_lda(
-        _l2n(x).astype(np.float64),
+        l2_normalise(x).astype(np.float64),
         labels,
         len(names),
         shrinkage=shrinkage,

@@ -409,7 +409,7 @@ def _query(vector: FloatArray, dim: int) -> FloatArray:
     n = float(np.linalg.norm(q))
     if not np.isfinite(n) or n == 0.0:
         raise BadParameter("query vector is zero or not finite")
-    return (q / n).astype(np.float32)
+    return l2_normalise(q[None, :]).reshape(-1)
 
 
 def _product_vector(state: _State, product_id: str) -> FloatArray:

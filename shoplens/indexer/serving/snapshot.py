@@ -42,6 +42,7 @@ from shoplens.errors import ModelMismatch, SnapshotError
 from shoplens.files.atomic import fsync_dir, sha256_file, write_atomic
 from shoplens.indexer.catalog.store import CatalogStore
 from shoplens.models.adapt import Adaptation, AdaptationError, fit_adaptation, head_only
+from shoplens.models.base import l2_normalise
 from shoplens.models.effnet import head_dims
 
 FACTS = "facts.json"
@@ -115,15 +116,8 @@ class Snapshot:
         if x.ndim == 1:
             x = x[None, :]
         if self.adaptation is None:
-            out: NDArray[np.float32] = _l2n(x)
-            return out
+            return l2_normalise(x)
         return self.adaptation.apply(x)
-
-
-def _l2n(x: NDArray[np.float32]) -> NDArray[np.float32]:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    out: NDArray[np.float32] = (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
-    return out
 
 
 def _fit(
