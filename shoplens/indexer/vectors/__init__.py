@@ -2,5 +2,5 @@
 vectors kept in RAM or memory-mapped (``rows``) and its checksummed files
 (``files``); ``index.VectorIndex`` is what the rest of Shoplens uses.
 
-May import ``shoplens.errors`` only.
+May import ``shoplens.errors`` and ``shoplens.files`` only.
 """
