@@ -91,12 +91,6 @@ CREATE TABLE IF NOT EXISTS idx_sources (
     mtime_ns INTEGER NOT NULL,
     sha256 TEXT NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS idx_runs (
-    run_id TEXT PRIMARY KEY,
-    started_at REAL NOT NULL,
-    finished_at REAL,
-    report TEXT NOT NULL
-);
 """
 
 
@@ -652,28 +646,6 @@ class CatalogStore:
             c.execute(f"DELETE FROM idx_embeddings WHERE sha256 IN ({marks})", doomed)
             c.execute(f"DELETE FROM idx_sources WHERE sha256 IN ({marks})", doomed)
         return doomed, int(n), int(size)
-
-    # -- runs ------------------------------------------------------------------
-
-    def record_run(self, run_id: str, started_at: float, report: dict[str, Any]) -> None:
-        with self.transaction() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO idx_runs(run_id, started_at, finished_at, report) "
-                "VALUES (?, ?, ?, ?)",
-                (run_id, started_at, time.time(), json.dumps(report)),
-            )
-            # A small table: keep the last 50 runs.
-            c.execute(
-                "DELETE FROM idx_runs WHERE run_id NOT IN "
-                "(SELECT run_id FROM idx_runs ORDER BY started_at DESC LIMIT 50)"
-            )
-
-    def last_run(self) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT report FROM idx_runs ORDER BY started_at DESC LIMIT 1"
-            ).fetchone()
-        return None if row is None else dict(json.loads(row[0]))
 
 
 _LIVE_PRODUCTS = "SELECT product_id FROM idx_products WHERE deleted = 0"

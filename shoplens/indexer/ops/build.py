@@ -238,7 +238,6 @@ def run_index(
         write_atomic(report_path, body)
         write_atomic(settings.snapshots_dir / snapshot_id / "run_report.json", body)
         write_atomic(settings.data_dir / LAST_RUN, body)
-        store.record_run(run_id, started, report.to_dict())
         _prune_runs(run_dir)
     log.info("published snapshot %s: %s", snapshot_id, report.summary_line())
     return report
