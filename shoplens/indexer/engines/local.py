@@ -24,7 +24,8 @@ import numpy as np
 from shoplens.config import Settings
 from shoplens.errors import ShoplensError
 from shoplens.files.atomic import write_atomic
-from shoplens.indexer.catalog.store import PHOTO_MAX_SIDE, CatalogStore, photo_path
+from shoplens.indexer.catalog.photos import PHOTO_MAX_SIDE, photo_path
+from shoplens.indexer.catalog.store import CatalogStore
 from shoplens.indexer.sources.manifest import ImageRef, Reject
 from shoplens.models.base import FloatArray, ImageEmbedder
 

@@ -371,7 +371,7 @@ def embed_missing_ray(
     ``on_progress(done, total)`` is called after each committed result batch.
     """
     from shoplens.files.atomic import write_atomic
-    from shoplens.indexer.catalog.store import PHOTO_MAX_SIDE, photo_path
+    from shoplens.indexer.catalog.photos import PHOTO_MAX_SIDE, photo_path
     from shoplens.indexer.engines.local import REMOTE_UNSUPPORTED, EmbedResult
     from shoplens.indexer.sources.manifest import Reject
 

@@ -48,7 +48,8 @@ from typing import TYPE_CHECKING, Any
 from shoplens.config import Settings
 from shoplens.errors import Conflict, ManifestError
 from shoplens.files.atomic import write_atomic
-from shoplens.indexer.catalog.store import CatalogStore, NewImage
+from shoplens.indexer.catalog.store import CatalogStore
+from shoplens.indexer.catalog.types import NewImage
 from shoplens.indexer.engines.local import Fetch, embed_missing
 from shoplens.indexer.serving.snapshot import build_snapshot, new_snapshot_id, read_facts
 from shoplens.indexer.sources.manifest import Reject, read_manifest, write_rejects

@@ -53,14 +53,16 @@ from shoplens.errors import (
     TooLarge,
 )
 from shoplens.files.atomic import write_atomic
-from shoplens.indexer.catalog.store import (
-    PHOTO_MAX_SIDE,
-    CatalogStore,
+from shoplens.indexer.catalog.photos import PHOTO_MAX_SIDE, photo_path
+from shoplens.indexer.catalog.store import CatalogStore
+from shoplens.indexer.catalog.types import (
+    Hit,
+    ImageRecord,
     NewImage,
+    ProductRecord,
+    SearchFilters,
     StoredImage,
-    photo_path,
 )
-from shoplens.indexer.catalog.types import Hit, ImageRecord, ProductRecord, SearchFilters
 from shoplens.indexer.serving.snapshot import Snapshot, current_id, load_snapshot
 from shoplens.indexer.sources.manifest import validate_product
 from shoplens.models.base import FloatArray, ImageEmbedder, l2_normalise
