@@ -1,4 +1,4 @@
-"""SQLite helpers shared by the catalog store, the job table and the AR store."""
+"""SQLite helpers shared by the catalog store and the job table."""
 
 from __future__ import annotations
 

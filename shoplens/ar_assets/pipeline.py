@@ -21,11 +21,11 @@ from shoplens.ar_assets import optimise, pack, tools, usdz, zipin
 from shoplens.ar_assets.anchoring import Anchoring, for_placement
 from shoplens.ar_assets.gltf import Gltf
 from shoplens.ar_assets.report import Report
-from shoplens.ar_assets.store import sha256_file
 from shoplens.ar_assets.validation.checks import validate
 from shoplens.ar_assets.validation.commerce import PLACEMENTS
 from shoplens.ar_assets.validation.khronos import run_khronos
 from shoplens.errors import BadParameter, InvalidAsset, TooLarge, UnsupportedMedia
+from shoplens.files.atomic import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -25,20 +25,21 @@ from urllib.parse import quote
 from shoplens.ar_assets.anchoring import for_placement
 from shoplens.ar_assets.pipeline import Processed, process
 from shoplens.ar_assets.report import Report
-from shoplens.ar_assets.store import FILE_NAME, AssetRow, AssetStore, sha256_file
+from shoplens.ar_assets.store import FILE_NAME, AssetRow, AssetStore
 from shoplens.config import Settings
 from shoplens.errors import BadParameter, InvalidContent, NotFound
+from shoplens.files.atomic import sha256_file
+from shoplens.ids import PRODUCT_ID_RE
 
 log = logging.getLogger(__name__)
 
-PRODUCT_ID = re.compile(r"\A[A-Za-z0-9._:-]{1,128}\Z")
 VARIANT_NAME = re.compile(r"\A[A-Za-z0-9._:-]{1,64}\Z")
 DEFAULT_VARIANT = "default"
 MEDIA_TYPES = {"glb": "model/gltf-binary", "usdz": "model/vnd.usdz+zip", "zip": "application/zip"}
 
 
 def check_product_id(product_id: str) -> str:
-    if not PRODUCT_ID.match(product_id):
+    if not PRODUCT_ID_RE.match(product_id):
         raise BadParameter("product_id must be 1-128 characters of A-Za-z0-9._:-")
     return product_id
 
@@ -164,7 +165,7 @@ class ArService:
 
     def blocks(self, product_ids: list[str], base_url: str) -> dict[str, dict[str, Any]]:
         """AR blocks of the given products that have one (others are absent)."""
-        ids = [p for p in product_ids if PRODUCT_ID.match(p)]
+        ids = [p for p in product_ids if PRODUCT_ID_RE.match(p)]
         return _blocks(self.store.rows(ids), base_url.rstrip("/"), None)
 
     def rows(self, product_id: str) -> list[AssetRow]:

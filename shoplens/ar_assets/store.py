@@ -10,7 +10,6 @@ write lock, which makes them safe against each other, across processes too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from shoplens.files.atomic import fsync_dir
 
 FILE_NAME = re.compile(r"\A([0-9a-f]{64})\.(glb|usdz|zip)\Z")
 EXTS = ("glb", "usdz", "zip")
@@ -79,25 +80,6 @@ class StaleRow(Exception):
     """The row to replace is no longer the stored one."""
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class AssetStore:
     def __init__(self, files_dir: Path, db_path: Path) -> None:
         self.files_dir = files_dir
@@ -144,7 +126,7 @@ class AssetStore:
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(self.files_dir)
+        fsync_dir(self.files_dir, best_effort=True)
         return final
 
     # ------------------------------------------------------------ rows

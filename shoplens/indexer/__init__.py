@@ -15,6 +15,6 @@ Rooms, each a sub-package whose docstring says what it owns and may import:
 Imports point down this list's dependencies, never up: ``ops`` may use every
 room; ``serving`` uses ``catalog``, ``vectors`` and ``engines``; ``engines``
 uses ``sources`` and ``catalog``; ``catalog``, ``vectors`` and ``sources``
-use only ``shoplens.files``, ``shoplens.db``, ``shoplens.errors`` and
-``shoplens.models``.
+use only ``shoplens.files``, ``shoplens.db``, ``shoplens.errors``,
+``shoplens.ids`` and ``shoplens.models``.
 """

@@ -30,7 +30,6 @@ the plain features.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -42,8 +41,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shoplens.errors import ShoplensError
-
-FloatArray = NDArray[np.float32]
+from shoplens.files.atomic import sha256_file
+from shoplens.models.base import FloatArray, l2_normalise
 
 METHODS = ("lda",)
 DEFAULT_METHOD = "lda"
@@ -55,17 +54,6 @@ _MATRIX = "adaptation_matrix.npy"
 
 class AdaptationError(ShoplensError):
     """A stored adaptation is missing, corrupt, or does not fit the vectors given."""
-
-
-def _l2n(x: NDArray[np.floating[Any]]) -> FloatArray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    out: FloatArray = (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
-    return out
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def head_only(dim_in: int, head: int) -> Adaptation:
@@ -113,7 +101,7 @@ class Adaptation:
             raise AdaptationError(
                 f"adaptation expects vectors of dimension {self.dim_in}, got shape {x.shape}"
             )
-        return _l2n((_l2n(x) - self.mean) @ self.matrix)
+        return l2_normalise((l2_normalise(x) - self.mean) @ self.matrix)
 
     def save(self, directory: Path) -> dict[str, str]:
         """Write three files into ``directory``; returns ``{file name: sha256}``."""
@@ -129,7 +117,7 @@ class Adaptation:
             "dim_out": self.dim_out,
         }
         (directory / _JSON).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        return {name: _sha256(directory / name) for name in (_JSON, _MEAN, _MATRIX)}
+        return {name: sha256_file(directory / name) for name in (_JSON, _MEAN, _MATRIX)}
 
     @classmethod
     def load(cls, directory: Path) -> Adaptation:
@@ -260,7 +248,7 @@ def fit_adaptation(
         raise AdaptationError(f"dim must be an int, 'auto' or None, got {dim!r}")
     t0 = time.perf_counter()
     mean, matrix = _fit_lda(
-        _l2n(x).astype(np.float64),
+        l2_normalise(x).astype(np.float64),
         labels,
         len(names),
         shrinkage=shrinkage,

@@ -91,7 +91,7 @@ def preprocess_batch(images: Sequence[Image.Image], cfg: PreprocessConfig) -> Fl
     return np.stack([preprocess(im, cfg) for im in images]).astype(np.float32, copy=False)
 
 
-def l2_normalise(x: FloatArray) -> FloatArray:
+def l2_normalise(x: NDArray[np.floating[Any]]) -> FloatArray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     out: FloatArray = (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from shoplens.errors import ModelUnavailable
+from shoplens.files.atomic import fsync_dir
 
 MODEL_FILE = "model.onnx"
 PREPROCESS_FILE = "preprocess.json"
@@ -162,16 +163,7 @@ def _publish(tmp: Path, target: Path, is_current: Callable[[Path], bool]) -> Non
     except OSError:
         if not is_current(target):  # not a lost race: a real failure
             raise
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    fsync_dir(target.parent, best_effort=True)
 
 
 def _sweep_stale(target: Path) -> None:

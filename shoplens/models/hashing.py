@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from pathlib import Path
+
+from shoplens.files.atomic import sha256_file, write_atomic
 
 
 def file_sha256(path: Path, memo_dir: Path | None = None) -> str:
@@ -24,16 +25,10 @@ def file_sha256(path: Path, memo_dir: Path | None = None) -> str:
             saved = json.loads(memo.read_text(encoding="utf-8"))
             if isinstance(saved, dict) and saved.get("key") == key:
                 return str(saved["sha256"])
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    sha = digest.hexdigest()
+    sha = sha256_file(path)
     if memo is not None:
         # Best effort: a read-only cache only costs a re-hash next time.
         with contextlib.suppress(OSError):
-            memo.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"key": key, "sha256": sha}), encoding="utf-8")
-            os.replace(tmp, memo)
+            body = json.dumps({"key": key, "sha256": sha}).encode("utf-8")
+            write_atomic(memo, body, fsync=False)
     return sha

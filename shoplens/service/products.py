@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Annotated, Any
 
@@ -11,6 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, Upl
 from starlette.concurrency import run_in_threadpool
 
 from shoplens.errors import BadParameter, InvalidContent, NotFound
+from shoplens.ids import PRODUCT_ID_RE
 from shoplens.indexer.catalog.types import ImageRecord, ProductRecord
 from shoplens.indexer.serving.writer import CatalogWriter
 from shoplens.indexer.sources.manifest import RowError, product_from_mapping
@@ -28,7 +28,6 @@ from shoplens.service.uploads import read_limited
 
 router = APIRouter(tags=["products"])
 
-PRODUCT_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 ProductId = Annotated[
     str, Path(description="stable product id, 1-128 chars of A-Za-z0-9._:-", max_length=128)
 ]

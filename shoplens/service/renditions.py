@@ -12,15 +12,14 @@ rendered again on its next request.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
 from shoplens.errors import NotFound
+from shoplens.files.atomic import write_atomic
 from shoplens.files.disk_lru import DiskLru, PruneReport
 from shoplens.models.decode import decode_image, encode_jpeg, encode_webp
 
@@ -63,7 +62,7 @@ class Renditions:
             data = path.read_bytes()
         except FileNotFoundError:
             data = self._render(source, width, fmt)
-            _write_atomic(path, data)
+            write_atomic(path, data, fsync=False)
             if max_bytes is not None:
                 self._lru.wrote(len(data), max_bytes)
         else:
@@ -86,15 +85,3 @@ class Renditions:
         if fmt == "webp":
             return encode_webp(image, max_side=None, quality=80)
         return encode_jpeg(image, max_side=None, quality=82)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -16,9 +16,10 @@ from typer.testing import CliRunner, Result
 from shoplens.ar_assets import usdz
 from shoplens.ar_assets.pipeline import RECIPE, recipe_of
 from shoplens.ar_assets.service import ArService
-from shoplens.ar_assets.store import AssetRow, StaleRow, sha256_file
+from shoplens.ar_assets.store import AssetRow, StaleRow
 from shoplens.cli import app
 from shoplens.config import Settings
+from shoplens.files.atomic import sha256_file
 
 from .conftest import upload
 from .models import box_glb, gltf_zip

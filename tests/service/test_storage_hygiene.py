@@ -16,7 +16,8 @@ from starlette.testclient import TestClient
 
 from shoplens.config import Settings
 from shoplens.files.disk_lru import MIB
-from shoplens.indexer.catalog.store import CatalogStore, image_id_for, photo_path
+from shoplens.indexer.catalog.photos import image_id_for, photo_path
+from shoplens.indexer.catalog.store import CatalogStore
 from shoplens.indexer.ops.gc import collect_garbage
 from shoplens.indexer.serving.snapshot import load_snapshot
 from shoplens.models.base import ImageEmbedder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,35 @@ class ImageRecord:
     product_id: str
     source: str  # the manifest's `image` value (path or URL) or "upload"
     sha256: str  # of the source bytes
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """An image to attach to a product: its source and the sha256 of its bytes."""
+
+    source: str
+    sha256: str
+
+
+# (product, its images, replace_images): one product as a catalog write takes it.
+ProductChange = tuple[ProductRecord, Sequence[NewImage], bool]
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """An image row as the live index needs it."""
+
+    vid: int
+    image_id: str
+    product_id: str
+    source: str
+    sha256: str
+    position: int
+    deleted: bool
+    seq: int
+
+    def record(self) -> ImageRecord:
+        return ImageRecord(self.image_id, self.product_id, self.source, self.sha256)
 
 
 @dataclass(frozen=True)

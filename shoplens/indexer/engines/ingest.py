@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from shoplens.errors import ShoplensError, TooLarge
-from shoplens.indexer.catalog.store import PHOTO_MAX_SIDE, photo_path, write_atomic
+from shoplens.files.atomic import write_atomic
+from shoplens.indexer.catalog.photos import PHOTO_MAX_SIDE, photo_path
 from shoplens.models.decode import decode_image, encode_jpeg
 
 if TYPE_CHECKING:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shoplens.errors import ModelUnavailable
-from shoplens.indexer.catalog.store import PHOTO_MAX_SIDE
+from shoplens.indexer.catalog.photos import PHOTO_MAX_SIDE
 from shoplens.indexer.engines import ingest
 from shoplens.indexer.engines.base import EmbedResult
 from shoplens.indexer.engines.ray_stages import (

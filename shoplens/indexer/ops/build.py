@@ -47,7 +47,9 @@ from typing import TYPE_CHECKING, Any
 
 from shoplens.config import Settings
 from shoplens.errors import Conflict, ManifestError
-from shoplens.indexer.catalog.store import CatalogStore, NewImage, write_atomic
+from shoplens.files.atomic import write_atomic
+from shoplens.indexer.catalog.store import CatalogStore
+from shoplens.indexer.catalog.types import NewImage
 from shoplens.indexer.engines.base import Fetch
 from shoplens.indexer.engines.table import engine_for
 from shoplens.indexer.serving.snapshot import (
@@ -227,7 +229,6 @@ def run_index(
         write_atomic(report_path, body)
         write_atomic(settings.snapshots_dir / snapshot_id / "run_report.json", body)
         write_atomic(settings.data_dir / LAST_RUN, body)
-        store.record_run(run_id, started, report.to_dict())
         _prune_runs(run_dir)
     log.info("published snapshot %s: %s", snapshot_id, report.summary_line())
     return report

@@ -45,7 +45,9 @@ from pathlib import Path
 from shoplens.config import Settings
 from shoplens.errors import BadParameter, Conflict, SnapshotError
 from shoplens.files.disk_lru import MIB, STALE_TEMP_S, DiskLru, PruneReport
-from shoplens.indexer.catalog.store import CatalogStore, EmbeddingStat, image_id_for, photo_path
+from shoplens.indexer.catalog.collect import EmbeddingStat
+from shoplens.indexer.catalog.photos import image_id_for, photo_path
+from shoplens.indexer.catalog.store import CatalogStore
 from shoplens.indexer.ops.build import run_lock
 from shoplens.indexer.serving.snapshot import IDMAP, current_id
 from shoplens.indexer.sources.fetch_cache import FetchCache

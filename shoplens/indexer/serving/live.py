@@ -34,7 +34,8 @@ from typing import Any, TypeVar
 
 from shoplens.config import Settings
 from shoplens.errors import BadParameter, ModelMismatch, NotFound, SnapshotError
-from shoplens.indexer.catalog.store import CatalogStore, photo_path
+from shoplens.indexer.catalog.photos import photo_path
+from shoplens.indexer.catalog.store import CatalogStore
 from shoplens.indexer.catalog.types import Hit, ImageRecord, ProductRecord, SearchFilters
 from shoplens.indexer.serving.query import (
     index_product_vector,

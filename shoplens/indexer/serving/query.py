@@ -146,7 +146,7 @@ def query_vector(vector: FloatArray, dim: int) -> FloatArray:
     n = float(np.linalg.norm(q))
     if not np.isfinite(n) or n == 0.0:
         raise BadParameter("query vector is zero or not finite")
-    return (q / n).astype(np.float32)
+    return l2_normalise(q[None, :]).reshape(-1)
 
 
 def index_product_vector(state: CatalogView, product_id: str) -> FloatArray:

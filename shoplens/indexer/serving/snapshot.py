@@ -23,7 +23,6 @@ one, never a half-written one; a corrupt one is refused by its checksums.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -40,7 +39,8 @@ from numpy.typing import NDArray
 
 from shoplens.config import Settings
 from shoplens.errors import ModelMismatch, SnapshotError
-from shoplens.indexer.catalog.store import StoredImage, write_atomic
+from shoplens.files.atomic import fsync_dir, sha256_file, write_atomic
+from shoplens.indexer.catalog.types import StoredImage
 from shoplens.indexer.serving.adaptation import (
     ADAPT_DIR,
     PreviousFit,
@@ -48,6 +48,7 @@ from shoplens.indexer.serving.adaptation import (
     fit_for_catalog,
 )
 from shoplens.models.adapt import Adaptation, AdaptationError
+from shoplens.models.base import l2_normalise
 
 FACTS = "facts.json"
 IDMAP = "idmap.json"  # vector id -> image_id, product_id, sha256 (for people and tools)
@@ -114,31 +115,8 @@ class Snapshot:
         if x.ndim == 1:
             x = x[None, :]
         if self.adaptation is None:
-            out: NDArray[np.float32] = _l2n(x)
-            return out
+            return l2_normalise(x)
         return self.adaptation.apply(x)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _l2n(x: NDArray[np.float32]) -> NDArray[np.float32]:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    out: NDArray[np.float32] = (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
-    return out
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def new_snapshot_id() -> str:
@@ -247,11 +225,11 @@ def build_snapshot(
         # Checksums of what is on disk, whatever VectorIndex.save reported.
         for p in sorted(tmp.iterdir()):
             if p.is_file():
-                files[p.name] = _sha256_file(p)
+                files[p.name] = sha256_file(p)
             else:
                 for sub in sorted(p.rglob("*")):
                     if sub.is_file():
-                        files[str(sub.relative_to(tmp))] = _sha256_file(sub)
+                        files[str(sub.relative_to(tmp))] = sha256_file(sub)
         facts = {
             "format": FORMAT_VERSION,
             "id": snap_id,
@@ -277,15 +255,15 @@ def build_snapshot(
             if p.is_file():
                 with open(p, "rb") as f:
                     os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         final = root / snap_id
         os.rename(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     write_atomic(root / CURRENT, (snap_id + "\n").encode())
-    _fsync_dir(root)
+    fsync_dir(root)
     prune_snapshots(settings)
     return snap_id
 
@@ -332,7 +310,7 @@ def load_snapshot_dir(path: Path, expected_model: str | None) -> Snapshot:
     for name, digest in facts["files"].items():
         p = path / name
         try:
-            actual = _sha256_file(p)
+            actual = sha256_file(p)
         except OSError as exc:
             raise SnapshotError(f"snapshot {path.name}: file {name} is missing") from exc
         if actual != digest:

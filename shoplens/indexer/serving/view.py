@@ -25,8 +25,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shoplens.errors import SnapshotError
-from shoplens.indexer.catalog.store import CatalogStore, StoredImage
-from shoplens.indexer.catalog.types import ProductRecord
+from shoplens.indexer.catalog.store import CatalogStore
+from shoplens.indexer.catalog.types import ProductRecord, StoredImage
 from shoplens.indexer.serving.snapshot import Snapshot
 
 I64 = NDArray[np.int64]

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from shoplens.errors import ModelMismatch, NotFound
-from shoplens.indexer.catalog.store import CatalogStore, NewImage
-from shoplens.indexer.catalog.types import ProductRecord
+from shoplens.indexer.catalog.store import CatalogStore
+from shoplens.indexer.catalog.types import NewImage, ProductRecord
 from shoplens.indexer.engines.ingest import ingest_upload
 from shoplens.indexer.serving.live import LiveIndex
 from shoplens.indexer.sources.manifest import validate_product

@@ -17,17 +17,15 @@ after its run, ``shoplens gc`` too).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shoplens.files.atomic import write_atomic
 from shoplens.files.disk_lru import DiskLru, PruneReport
 
 log = logging.getLogger(__name__)
@@ -50,24 +48,6 @@ def url_key(url: str) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never half of one.
-
-    No fsync: after a crash a torn body fails its sha256 check and is fetched
-    again, which is cheaper than an fsync per image on a nightly run.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _entry_key(name: str) -> str:
@@ -121,7 +101,9 @@ class FetchCache:
         content_type: str | None,
     ) -> CacheEntry:
         # Body first: a crash between the two writes leaves a body that fails
-        # the old metadata's sha256, i.e. a miss, never a wrong hit.
+        # the old metadata's sha256, i.e. a miss, never a wrong hit. No fsync
+        # for the same reason: a torn body is fetched again, which is cheaper
+        # than an fsync per image on a nightly run.
         entry = CacheEntry(
             url=url,
             sha256=sha256,
@@ -133,8 +115,8 @@ class FetchCache:
         )
         body_path, meta_path = self._paths(url)
         meta = json.dumps(asdict(entry), indent=1).encode("utf-8")
-        _atomic_write(body_path, data)
-        _atomic_write(meta_path, meta)
+        write_atomic(body_path, data, fsync=False)
+        write_atomic(meta_path, meta, fsync=False)
         if self.max_bytes is not None:
             self._lru.wrote(len(data) + len(meta), self.max_bytes)
         return entry
@@ -150,7 +132,7 @@ class FetchCache:
             fetched_at=_now(),
         )
         _, meta_path = self._paths(entry.url)
-        _atomic_write(meta_path, json.dumps(asdict(fresh), indent=1).encode("utf-8"))
+        write_atomic(meta_path, json.dumps(asdict(fresh), indent=1).encode("utf-8"), fsync=False)
         return fresh
 
     def prune(self, max_bytes: int, *, dry_run: bool = False) -> PruneReport:

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from shoplens.errors import BadParameter, ManifestError
+from shoplens.ids import PRODUCT_ID_RE
 from shoplens.indexer.catalog.types import ProductRecord
 
-PRODUCT_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 TEXT_COLUMNS = ("title", "category", "description", "url")
 KNOWN_COLUMNS = ("product_id", "image", *TEXT_COLUMNS, "price", "currency", "in_stock")

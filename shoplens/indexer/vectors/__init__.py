@@ -4,5 +4,5 @@ searched with per-thread kernels (``kernels``), saved and opened again
 (``persist``) as checksummed files (``files``); ``index.VectorIndex`` is what the
 rest of Shoplens uses.
 
-May import ``shoplens.errors`` only.
+May import ``shoplens.errors`` and ``shoplens.files`` only.
 """

@@ -17,10 +17,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shoplens.errors import SnapshotError
+from shoplens.files.atomic import sha256_file
 
 MANIFEST = "vectors.json"
 FORMAT_VERSION = 1
-_CHUNK = 8 * 1024 * 1024
 
 
 class HashingWriter:
@@ -73,14 +73,6 @@ def write_npy_chunks(
         for chunk in chunks:
             w.write(np.ascontiguousarray(chunk, dtype=dtype).data)
         return w.close(), w.size
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _body_digest(body: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ import faiss
 import numpy as np
 
 from shoplens.errors import SnapshotError
+from shoplens.files.atomic import sha256_file
 from shoplens.indexer.vectors import files as vf
 from shoplens.indexer.vectors.plan import IndexPlan
 from shoplens.indexer.vectors.rows import I64, ROW_CHUNK, DiskRows, RamRows, RowStore
@@ -49,7 +50,7 @@ def save(
     files: dict[str, dict[str, Any]] = {}
     path = directory / _INDEX_FILE
     faiss.write_index(index, str(path))
-    files[_INDEX_FILE] = {"sha256": vf.sha256_file(path), "size": path.stat().st_size}
+    files[_INDEX_FILE] = {"sha256": sha256_file(path), "size": path.stat().st_size}
     sha, size = vf.write_npy_chunks(
         directory / _IDS_FILE, np.dtype(np.int64), (int(ids.shape[0]),), iter([ids])
     )

@@ -205,7 +205,8 @@ def test_embed_missing_ray_is_a_drop_in_for_embed_missing(
     local_ray: None, model_dir: Path, tmp_path: Path
 ) -> None:
     from shoplens.config import Settings
-    from shoplens.indexer.catalog.store import CatalogStore, photo_path
+    from shoplens.indexer.catalog.photos import photo_path
+    from shoplens.indexer.catalog.store import CatalogStore
     from shoplens.indexer.engines.local import REMOTE_UNSUPPORTED, EmbedResult, embed_missing
     from shoplens.indexer.engines.ray_engine import embed_missing_ray
     from shoplens.indexer.sources.manifest import ImageRef

@@ -12,7 +12,8 @@ from PIL import Image
 
 from shoplens.config import Settings
 from shoplens.errors import Conflict, ManifestError, ModelMismatch, SnapshotError
-from shoplens.indexer.catalog.store import CatalogStore, photo_path
+from shoplens.indexer.catalog.photos import photo_path
+from shoplens.indexer.catalog.store import CatalogStore
 from shoplens.indexer.catalog.types import ProductRecord, SearchFilters
 from shoplens.indexer.ops.build import run_index, run_lock
 from shoplens.indexer.serving.live import LiveIndex

@@ -20,8 +20,10 @@ from typer.testing import CliRunner
 from shoplens.cli import app
 from shoplens.config import Settings
 from shoplens.errors import Conflict, SnapshotError
-from shoplens.indexer.catalog.store import CatalogStore, NewImage, photo_path, write_atomic
-from shoplens.indexer.catalog.types import ProductRecord, SearchFilters
+from shoplens.files.atomic import write_atomic
+from shoplens.indexer.catalog.photos import photo_path
+from shoplens.indexer.catalog.store import CatalogStore
+from shoplens.indexer.catalog.types import NewImage, ProductRecord, SearchFilters
 from shoplens.indexer.ops.build import run_index, run_lock
 from shoplens.indexer.ops.gc import collect_garbage
 from shoplens.indexer.serving.live import LiveIndex

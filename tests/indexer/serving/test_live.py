@@ -13,8 +13,8 @@ import pytest
 
 from shoplens.config import Settings
 from shoplens.errors import BadParameter, NotFound, SnapshotError
-from shoplens.indexer.catalog.store import CatalogStore, NewImage
-from shoplens.indexer.catalog.types import ProductRecord, SearchFilters
+from shoplens.indexer.catalog.store import CatalogStore
+from shoplens.indexer.catalog.types import NewImage, ProductRecord, SearchFilters
 from shoplens.indexer.ops.build import run_index
 from shoplens.indexer.serving.live import LiveIndex
 from shoplens.indexer.serving.snapshot import CatalogVectors, build_snapshot, load_snapshot
