@@ -11,7 +11,8 @@ import pytest
 
 from shoplens.config import Settings
 from shoplens.errors import InvalidImage, TooLarge, UnsupportedMedia
-from shoplens.indexer.catalog.store import CatalogStore, photo_path
+from shoplens.indexer.catalog.photos import photo_path
+from shoplens.indexer.catalog.store import CatalogStore
 from shoplens.indexer.engines.ingest import (
     REMOTE_UNSUPPORTED,
     Ingest,

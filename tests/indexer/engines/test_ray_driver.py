@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from shoplens.config import Settings
-from shoplens.indexer.catalog.store import CatalogStore, photo_path
+from shoplens.indexer.catalog.photos import photo_path
+from shoplens.indexer.catalog.store import CatalogStore
 from shoplens.indexer.engines import ray_engine
 from shoplens.indexer.engines.base import EmbedResult
 from shoplens.indexer.engines.local import embed_missing
