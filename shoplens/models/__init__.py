@@ -1,4 +1,4 @@
-"""models part of Shoplens: image bytes -> L2-normalised float32 vectors.
+"""models: image bytes -> L2-normalised float32 vectors.
 
 What the other parts call:
 

@@ -1,5 +1,16 @@
-"""What searches read: snapshots on disk (build, publish by pointer switch, load)
-and the live view of the catalog (published snapshot + later edits).
+"""What searches read, and the one way a single edit reaches them.
 
-May import ``catalog``, ``vectors``, ``engines`` and ``shoplens.models``.
+- ``snapshot``: snapshots on disk (build from plain ``CatalogVectors``,
+  publish by an atomic pointer switch, verify and load).
+- ``adaptation``: which catalog adaptation a snapshot is built with.
+- ``view``: the immutable ``CatalogView`` a search reads (snapshot + overlay
+  of later edits + filter columns) and its incremental refresh.
+- ``query``: searching a view (filters, widening, one hit per product).
+- ``live``: ``LiveIndex``, the read model (search, similar, product, image
+  paths, reload) holding the current view.
+- ``writer``: ``CatalogWriter``, product upserts and deletes: ingest, commit
+  to the store, then ``LiveIndex.apply_edit``.
+
+May import ``catalog``, ``vectors``, ``engines``, ``sources`` (product
+validation) and ``shoplens.models``.
 """
