@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import random
 from io import BytesIO
 from pathlib import Path
@@ -13,8 +14,11 @@ from starlette.testclient import TestClient
 
 from shoplens import demo
 from shoplens.config import Settings
+from shoplens.models.base import PreprocessConfig
+from shoplens.models.onnx_embedder import META_FILE, MODEL_FILE, PREPROCESS_FILE
 
 ADMIN_TOKEN = "test-admin-token"
+STAND_IN = "stand-in-thumbnail"
 N_SYNTHETIC = 219  # + 81 demo products = 300: three of them make a 1% filter
 RARE = ("synthetic-007", "synthetic-100", "synthetic-200")
 
@@ -96,3 +100,43 @@ def search(client: TestClient, data: bytes, **params: Any) -> Any:
 
 # The model the suite runs: the configured default (SHOPLENS_MODEL may override).
 DEFAULT_MODEL = Settings().model
+
+
+def write_stand_in_model(folder: Path, grid: int = 4) -> Path:
+    """An exported-model folder (``model.onnx``, ``preprocess.json``, ``meta.json``) for
+    the service tests' stand-in model; returns ``folder``.
+
+    The network is an average pool to a ``grid`` x ``grid`` colour thumbnail (48
+    dims, no weights), so it runs in microseconds on ONNX Runtime; the
+    preprocessing is the usual 256 -> 224 centre crop, so decoding, the photos the
+    indexer stores and search crops are those of a real model.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    cfg = PreprocessConfig()
+    cell = cfg.crop // grid
+    dim = 3 * grid * grid
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "AveragePool",
+                ["pixels"],
+                ["cells"],
+                kernel_shape=[cell, cell],
+                strides=[cell, cell],
+            ),
+            helper.make_node("Flatten", ["cells"], ["embedding"], axis=1),
+        ],
+        STAND_IN,
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", 3, cfg.crop, cfg.crop])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["n", dim])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(folder / MODEL_FILE))
+    (folder / PREPROCESS_FILE).write_text(json.dumps(cfg.to_dict()), encoding="utf-8")
+    (folder / META_FILE).write_text(json.dumps({"name": STAND_IN, "dim": dim}), encoding="utf-8")
+    return folder

@@ -1,4 +1,4 @@
-"""Re-index jobs through the admin API: the real app, real SQLite, the real model."""
+"""Re-index jobs through the admin API: the real app, real SQLite, the stand-in model."""
 
 from __future__ import annotations
 
