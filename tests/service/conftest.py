@@ -90,15 +90,19 @@ AppFactory = Callable[..., AbstractContextManager[TestClient]]
 
 @pytest.fixture
 def make_client(embedder: ImageEmbedder) -> AppFactory:
-    """``with make_client(data_dir, **settings) as client``: a real app, lifespan run."""
+    """``with make_client(data_dir, **settings) as client``: a real app, lifespan run.
+
+    ``model=`` serves another embedder than the test's (e.g. one that holds a job)."""
     from shoplens.service.app import create_app
 
     @contextmanager
-    def factory(data_dir: Path, **overrides: Any) -> Iterator[TestClient]:
+    def factory(
+        data_dir: Path, *, model: ImageEmbedder | None = None, **overrides: Any
+    ) -> Iterator[TestClient]:
         values: dict[str, Any] = {"admin_token": ADMIN_TOKEN, "reload_interval_s": 0.2}
         values.update(overrides)
         settings = Settings(data_dir=data_dir, **values)
-        app = create_app(settings, embedder=embedder)
+        app = create_app(settings, embedder=model or embedder)
         with TestClient(app, raise_server_exceptions=False) as client:
             yield client
 
