@@ -46,7 +46,6 @@ class ServerState:
     hits: Counter[str] = field(default_factory=Counter)  # requests per path
     bodies: Counter[str] = field(default_factory=Counter)  # 200s with a body per path
     not_modified: Counter[str] = field(default_factory=Counter)
-    times: dict[str, list[float]] = field(default_factory=dict)
     huge_sent: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -66,7 +65,6 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path
         with state.lock:
             state.hits[path] += 1
-            state.times.setdefault(path, []).append(time.monotonic())
             n = state.hits[path]
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)

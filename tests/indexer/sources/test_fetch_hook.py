@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,15 @@ from tests.indexer.sources.image_server import FAST, JPEG, JPEG_V2, PNG, ServerS
 __all__ = ["server"]  # the fixture
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def _until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Wait until ``condition()`` holds (a guard: it fails the test after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"still not so after {timeout_s} s")
+        time.sleep(0.01)
 
 
 def test_fetch_hook_serves_the_pipeline_in_order(
@@ -42,7 +52,8 @@ def test_fetch_hook_runs_at_most_ahead_downloads_in_advance(
     urls = [f"{base}/wait/{i}" for i in range(12)]
     with RemoteFetcher(tmp_path, FAST) as fetcher, FetchHook(fetcher, ahead=3) as hook:
         hook.prefetch(urls)
-        time.sleep(0.6)  # long enough for far more than 3 downloads of 0.15 s
+        _until(lambda: sum(state.hits.values()) >= 3)  # the read-ahead started, then
+        time.sleep(0.6)  # had long enough for far more than 3 downloads of 0.15 s
         assert sum(state.hits.values()) == 3
         assert all(hook(u) == JPEG for u in urls)
     assert sum(state.hits.values()) == 12
@@ -56,10 +67,10 @@ def test_fetch_hook_close_cancels_retrying_downloads(
     with RemoteFetcher(tmp_path, config) as fetcher:
         hook = FetchHook(fetcher)
         hook.prefetch([f"{base}/slow"])
-        time.sleep(0.1)
-        started = time.monotonic()
+        _until(lambda: state.hits["/slow"] >= 2)  # the download is retrying
         hook.close()
-        assert time.monotonic() - started < 1.5
+    # close() joins the download threads: had it waited for the retries instead of
+    # cancelling them, the server would have seen all 11 attempts by now.
     assert state.hits["/slow"] <= 3
 
 
