@@ -23,14 +23,15 @@ class RecordedWaits(threading.Event):
 
     def __init__(self) -> None:
         super().__init__()
-        self.seconds: list[float | None] = []
+        self.seconds: list[float] = []
 
     def wait(self, timeout: float | None = None) -> bool:
+        assert timeout is not None, "a backoff wait is always bounded"
         self.seconds.append(timeout)
         return self.is_set()
 
 
-def _fetch_one(cache: Path, url: str) -> tuple[FetchResult, list[float | None]]:
+def _fetch_one(cache: Path, url: str) -> tuple[FetchResult, list[float]]:
     """One URL through a fresh fetcher; its result and the waits before its retries."""
     waits = RecordedWaits()
     with RemoteFetcher(cache, FAST) as fetcher:
