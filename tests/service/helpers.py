@@ -99,7 +99,7 @@ def search(client: TestClient, data: bytes, **params: Any) -> Any:
     return client.post("/v1/search", params=params, files={"image": ("q.jpg", data, "image/jpeg")})
 
 
-# The model the suite runs: the configured default (SHOPLENS_MODEL may override).
+# The configured default model (SHOPLENS_MODEL may override): what real_model tests serve.
 DEFAULT_MODEL = Settings().model
 
 
