@@ -50,8 +50,15 @@ def settings(tmp_path: Path) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
-def embedder() -> ImageEmbedder:
+def real_embedder() -> ImageEmbedder:
     """The real default model on ONNX Runtime (exported once per machine, then cached)."""
     from shoplens.models.registry import load_embedder
 
     return load_embedder(Settings())
+
+
+@pytest.fixture(scope="session")
+def embedder(real_embedder: ImageEmbedder) -> ImageEmbedder:
+    """The model a test embeds with: the real default one here; a folder may override
+    this (tests/service serves a fast stand-in unless a test is marked ``real_model``)."""
+    return real_embedder

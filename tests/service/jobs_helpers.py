@@ -1,5 +1,5 @@
 """Helpers for the re-index job tests: generated catalogs, a `shoplens serve`
-subprocess, polling a job, a bounded search loop."""
+subprocess, polling a job, a bounded search loop, a job held until shutdown."""
 
 from __future__ import annotations
 
@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.testclient import TestClient
 
+from tests.held_embedder import HeldEmbedder
 from tests.service.helpers import ADMIN_TOKEN, jpeg_bytes, synthetic_photo
 from tests.support import free_port
 
@@ -64,6 +68,24 @@ def wait_job(
 
 def finished(job: dict[str, Any]) -> bool:
     return job["state"] in FINAL
+
+
+def release_on_shutdown(
+    client: TestClient, held: HeldEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app's shutdown asks its job runner to stop first and only then lets the held
+    batch through, so the job is interrupted mid-run every time, never after it ended."""
+    app = client.app
+    assert isinstance(app, FastAPI)
+    runner = app.state.jobs
+    stop = runner.stop
+
+    def stop_then_release(timeout_s: float = 10.0) -> None:
+        stop(0)  # raises the stop flag; the held job thread lives on, so nothing is closed
+        held.release()
+        stop(timeout_s)  # the job ends at its next image, interrupted; then the store closes
+
+    monkeypatch.setattr(runner, "stop", stop_then_release)
 
 
 @dataclass

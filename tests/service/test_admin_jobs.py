@@ -1,4 +1,4 @@
-"""Re-index jobs through the admin API: the real app, real SQLite, the real model."""
+"""Re-index jobs through the admin API: the real app, real SQLite, the stand-in model."""
 
 from __future__ import annotations
 
@@ -13,9 +13,17 @@ from starlette.testclient import TestClient
 
 from shoplens.config import Settings
 from shoplens.models.base import ImageEmbedder
+from tests.held_embedder import HeldEmbedder
 from tests.service.conftest import AppFactory
 from tests.service.helpers import jpeg_bytes, search, synthetic_photo
-from tests.service.jobs_helpers import AUTH, SearchLoop, finished, generated_manifest, wait_job
+from tests.service.jobs_helpers import (
+    AUTH,
+    SearchLoop,
+    finished,
+    generated_manifest,
+    release_on_shutdown,
+    wait_job,
+)
 
 JOB_KEYS = {
     "job_id",
@@ -156,47 +164,61 @@ def test_failed_job_says_why_and_keeps_the_index(client: TestClient, tmp_path: P
 
 
 def test_searches_are_answered_during_a_job_and_one_job_runs_at_a_time(
-    client: TestClient, tmp_path: Path
+    make_client: AppFactory, data_dir: Path, embedder: ImageEmbedder, tmp_path: Path
 ) -> None:
     manifest = generated_manifest(tmp_path / "cat", range(7000, 7240))
-    before = client.get("/readyz").json()
     photo = jpeg_bytes(synthetic_photo(3))  # synthetic-003 is in the indexed catalog
+    held = HeldEmbedder(embedder, after=1)  # the job waits in its second batch till released
 
-    with SearchLoop(lambda data: search(client, data, k=5), photo) as loop:
-        job_id = _reindex(client, manifest)
-        r = client.post("/v1/admin/reindex", json={"manifest": str(manifest)}, headers=AUTH)
-        assert r.status_code == 409, r.text
-        assert r.json()["error"]["code"] == "conflict" and job_id in r.json()["error"]["message"]
-        running = wait_job(
-            _get(client),
-            job_id,
-            300,
-            lambda j: finished(j) or (j["state"] == "running" and j["progress"]["done"] > 0),
-        )
-        if running["state"] == "running":
-            p = running["progress"]
-            assert p["total"] == 240 and p["rate_per_s"] > 0 and p["eta_s"] is not None
-        job = wait_job(_get(client), job_id, 600, finished)
-    assert job["state"] == "succeeded", job
-    assert job["counts"] == {"indexed": 240, "unchanged": 0, "rejected": 0, "removed": 0}
-    assert loop.errors == [] and loop.answered > 0
-    assert len(loop.versions) >= 1
-    assert client.get("/readyz").json()["products"] == before["products"] + 240
+    with make_client(data_dir, model=held) as client:
+        before = client.get("/readyz").json()
+        with SearchLoop(lambda data: search(client, data, k=5), photo) as loop:
+            job_id = _reindex(client, manifest)
+            try:
+                r = client.post("/v1/admin/reindex", json={"manifest": str(manifest)}, headers=AUTH)
+                assert r.status_code == 409, r.text
+                assert (
+                    r.json()["error"]["code"] == "conflict"
+                    and job_id in r.json()["error"]["message"]
+                )
+                running = wait_job(
+                    _get(client),
+                    job_id,
+                    300,
+                    lambda j: (
+                        finished(j) or (j["state"] == "running" and j["progress"]["done"] > 0)
+                    ),
+                )
+                assert running["state"] == "running", running
+                p = running["progress"]
+                assert p["total"] == 240 and p["rate_per_s"] > 0 and p["eta_s"] is not None
+            finally:
+                held.release()
+            job = wait_job(_get(client), job_id, 600, finished)
+        assert job["state"] == "succeeded", job
+        assert job["counts"] == {"indexed": 240, "unchanged": 0, "rejected": 0, "removed": 0}
+        assert loop.errors == [] and loop.answered > 0
+        assert len(loop.versions) >= 1
+        assert client.get("/readyz").json()["products"] == before["products"] + 240
 
 
 def test_shutdown_interrupts_and_the_next_start_resumes(
-    make_client: AppFactory, data_dir: Path, tmp_path: Path
+    make_client: AppFactory,
+    data_dir: Path,
+    embedder: ImageEmbedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     manifest = generated_manifest(tmp_path / "cat", range(8000, 8150))
-    with make_client(data_dir) as client:
+    held = HeldEmbedder(embedder, after=2)  # the job waits in its third batch of 32 ...
+    with make_client(data_dir, model=held) as client:
+        release_on_shutdown(client, held, monkeypatch)  # ... until the shutdown stops it
         job_id = _reindex(client, manifest)
         wait_job(_get(client), job_id, 300, lambda j: finished(j) or j["progress"]["done"] >= 40)
     with sqlite3.connect(data_dir / "catalog.db") as db:
         state, attempts = db.execute(
             "SELECT state, attempts FROM jobs WHERE job_id = ?", (job_id,)
         ).fetchone()
-    if state == "succeeded":
-        pytest.skip("the job finished before the shutdown on this machine")
     assert (state, attempts) == ("interrupted", 1)
     with make_client(data_dir) as client:
         job = wait_job(_get(client), job_id, 300, finished)

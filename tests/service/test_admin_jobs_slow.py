@@ -29,7 +29,7 @@ from tests.service.jobs_helpers import (
     wait_job,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real_model]  # `shoplens serve` loads the real model
 
 SEED = 20  # generated products the served data dir starts with
 

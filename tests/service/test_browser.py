@@ -19,7 +19,7 @@ from PIL import Image, ImageStat
 from shoplens import demo
 from tests.support import free_port, headless_chromium
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.real_model]
 
 
 @pytest.fixture

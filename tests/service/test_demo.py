@@ -47,6 +47,7 @@ def test_demo_assets() -> None:
     assert "invented" in (demo.DEMO_DIR / "README.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.real_model
 def test_demo_index_is_built_once(demo_data_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "again"
     shutil.copytree(demo_data_dir, copy)
@@ -60,6 +61,7 @@ def test_demo_never_touches_a_real_catalog(data_dir: Path) -> None:
     assert not (data_dir / DEMO_MARKER).exists()
 
 
+@pytest.mark.real_model
 def test_sample_photos_find_their_product(demo_client: TestClient) -> None:
     firsts = 0
     for s in demo.samples():
@@ -70,6 +72,7 @@ def test_sample_photos_find_their_product(demo_client: TestClient) -> None:
     assert firsts == len(demo.samples())
 
 
+@pytest.mark.real_model
 def test_home_page_and_assets(demo_client: TestClient) -> None:
     page = demo_client.get("/")
     assert page.status_code == 200

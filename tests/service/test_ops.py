@@ -12,6 +12,7 @@ from tests.service.conftest import AppFactory
 from tests.service.helpers import DEFAULT_MODEL, demo_photo, search
 
 
+@pytest.mark.real_model
 def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
@@ -21,6 +22,7 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert body["products"] == 300 and body["images"] == 300 and body["vectors"] == 300
 
 
+@pytest.mark.real_model
 def test_metrics(client: TestClient) -> None:
     assert search(client, demo_photo("banana")).status_code == 200
     assert client.get("/v1/products/nope").status_code == 404

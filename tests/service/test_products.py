@@ -37,6 +37,7 @@ def test_unknown_product_is_404(client: TestClient) -> None:
         assert r.json()["error"]["code"] == "not_found"
 
 
+@pytest.mark.real_model
 def test_similar_excludes_itself_and_filters(client: TestClient) -> None:
     r = client.get("/v1/products/granny-smith-apple/similar", params={"k": 5})
     assert r.status_code == 200, r.text

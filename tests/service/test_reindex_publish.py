@@ -1,5 +1,5 @@
 """An admin re-index job shows nothing of its catalog before its snapshot is published,
-and one whose publish fails shows nothing at all: the real app, real SQLite, the real model.
+and one whose publish fails shows nothing at all: the real app, real SQLite, the stand-in model.
 
 The fault is injected at the real publish step (the atomic write of the
 snapshot pointer, CURRENT), in the job's own thread, while the app's reload

@@ -1,4 +1,5 @@
-"""POST /v1/search and GET /v1/search against a real app, index and model."""
+"""POST /v1/search and GET /v1/search against a real app and index (the stand-in model,
+or the real one where the test is marked ``real_model``)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ RESULT_KEYS = {
 }
 
 
+@pytest.mark.real_model
 def test_photo_of_a_product_finds_it_first(client: TestClient) -> None:
     r = search(client, demo_photo("granny-smith-apple"))
     assert r.status_code == 200, r.text
@@ -66,6 +68,7 @@ def test_public_base_url_is_used_for_links(make_client: AppFactory, data_dir: Pa
     assert top["image_url"].startswith("https://shop.example/lens/v1/images/")
 
 
+@pytest.mark.real_model
 def test_shopper_photo_finds_the_product(client: TestClient) -> None:
     from shoplens import demo
 
@@ -277,6 +280,7 @@ def test_too_many_pixels_is_413(make_client: AppFactory, data_dir: Path) -> None
     assert r.json()["error"]["code"] == "image_too_large"
 
 
+@pytest.mark.real_model
 def test_text_search_needs_a_text_model(client: TestClient) -> None:
     r = client.get("/v1/search", params={"q": "green apple"})
     assert r.status_code == 400

@@ -1,4 +1,4 @@
-"""Storage hygiene with the real app and model: the renditions cache stays in its
+"""Storage hygiene with the real app (stand-in model): the renditions cache stays in its
 budget, and `shoplens gc` after API edits removes exactly what nothing uses."""
 
 from __future__ import annotations

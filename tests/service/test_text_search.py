@@ -18,6 +18,8 @@ from tests.support import tiny_openclip_checkpoint
 torch = pytest.importorskip("torch")
 open_clip = pytest.importorskip("open_clip")
 
+pytestmark = pytest.mark.real_model  # a real OpenCLIP export, and the default model
+
 PRODUCTS = ("banana", "kiwi", "lime", "cucumber", "oatly-oat-milk", "arla-standard-milk")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.indexer.ops.test_cli import shoplens
-from tests.indexer.sources.test_fetch import ServerState, server
+from tests.indexer.sources.image_server import ServerState, server
 
 __all__ = ["server"]  # the fixture, shared with the fetcher's own tests
 

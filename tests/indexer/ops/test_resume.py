@@ -62,6 +62,19 @@ def _kill_after(
     proc.wait()
 
 
+def _kill_when_held(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the worker as soon as it says its run is held part-way (index_worker's
+    HOLD_AFTER): the kill always lands mid-run, after a known number of batches."""
+    assert proc.stdout is not None
+    said = proc.stdout.readline()
+    if said.strip() != b"held":
+        proc.kill()
+        _out, err = proc.communicate()
+        pytest.fail(f"indexer did not hold ({proc.returncode}, {said!r}): {err.decode()[-2000:]}")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def _check_resume(settings: Settings, manifest: Path, total: int, before: str, base: int) -> None:
     hist = HistEmbedder()
     # The snapshot published before the kill is still the live one, and loads.
@@ -98,10 +111,11 @@ def test_sigkill_then_resume(tmp_path: Path, settings: Settings) -> None:
             str(manifest),
             str(settings.data_dir),
             str(batch),
+            "2",  # commit two batches, then hold in the third until killed
         ],
-        delay="0.15",
+        delay="0",
     )
-    _kill_after(proc, settings.db_path, HistEmbedder().name, 20 + 2 * batch)
+    _kill_when_held(proc)
     committed = _embedded(settings.db_path, HistEmbedder().name) - 20
     assert 2 * batch <= committed < 300
     assert committed % batch == 0  # whole batches only: one transaction each
