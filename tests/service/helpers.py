@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from shoplens import demo
 from shoplens.config import Settings
 from shoplens.models.base import PreprocessConfig
-from shoplens.models.onnx_embedder import META_FILE, MODEL_FILE, PREPROCESS_FILE
+from shoplens.models.cache import META_FILE, MODEL_FILE, PREPROCESS_FILE
 
 ADMIN_TOKEN = "test-admin-token"
 STAND_IN = "stand-in-thumbnail"
