@@ -22,7 +22,6 @@ from shoplens.config import Settings
 from shoplens.indexer.catalog.store import CatalogStore
 from shoplens.indexer.engines.base import EmbedResult, Fetch, OnProgress
 from shoplens.indexer.engines.ingest import (
-    REMOTE_UNSUPPORTED,
     Ingest,
     Outcome,
     Prepared,
@@ -32,9 +31,6 @@ from shoplens.indexer.engines.ingest import (
 )
 from shoplens.indexer.sources.manifest import ImageRef, Reject
 from shoplens.models.base import ImageEmbedder
-
-# REMOTE_UNSUPPORTED is the ingest module's; the engine tests import it from here.
-__all__ = ["REMOTE_UNSUPPORTED", "EmbedResult", "embed_missing"]
 
 
 def _progress(total: int, enabled: bool) -> Iterator[Callable[[int], object]]:

@@ -15,17 +15,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shoplens.config import Settings
 from shoplens.indexer.catalog.photos import photo_path
-from shoplens.indexer.catalog.store import CatalogStore
 from shoplens.indexer.engines import ray_engine
 from shoplens.indexer.engines.base import EmbedResult
 from shoplens.indexer.engines.local import embed_missing
 from shoplens.indexer.engines.ray_stages import EmbedActor, decode_batch, read_preprocess
-from shoplens.indexer.sources.manifest import ImageRef
 from shoplens.models.base import FloatArray
 from shoplens.models.onnx_embedder import OnnxEmbedder
-from tests.indexer.engines.test_ray_engine import _encoded, model_dir
+from tests.indexer.engines.compare import mixed_refs, run_engine
+from tests.indexer.engines.test_ray_engine import model_dir
 
 __all__ = ["model_dir"]  # the module fixture shared with the engine's own tests
 
@@ -61,36 +59,19 @@ def test_the_driver_matches_the_local_engine(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, paths_on_workers: bool
 ) -> None:
     monkeypatch.setattr(ray_engine, "iter_embed_with_ray", _in_process)
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    files = {
-        "a.jpg": _encoded("JPEG", 31, (300, 200)),
-        "b.png": _encoded("PNG", 32, (90, 120)),
-        "c.webp": _encoded("WEBP", 33, (100, 100)),
-        "bad.jpg": b"<!doctype html><html>gone</html>",
-    }
-    files["a-again.jpg"] = files["a.jpg"]
-    for name, data in files.items():
-        (photos / name).write_bytes(data)
-    refs = [
-        ImageRef(line=i + 2, product_id=f"p{i}", source=name, path=photos / name)
-        for i, name in enumerate(files)
-    ]
-    refs.append(ImageRef(line=20, product_id="p20", source="gone.jpg", path=photos / "gone.jpg"))
-    refs.append(ImageRef(line=21, product_id="p21", source="http://x/1.jpg", url="http://x/1.jpg"))
+    refs = mixed_refs(tmp_path / "photos", 31)
     embedder = OnnxEmbedder(model_dir)
 
     def run(engine: str, data_dir: Path) -> tuple[EmbedResult, dict[str, FloatArray]]:
-        settings = Settings(data_dir=data_dir, batch_size=2)
-        with CatalogStore(settings.db_path) as store:
-            if engine == "local":
-                res = embed_missing(settings, store, embedder, refs)
-            else:
-                res = ray_engine.embed_missing_ray(
-                    settings, store, embedder, refs, paths_on_workers=paths_on_workers
-                )
-            vectors = store.get_embeddings(embedder.name, list(res.shas.values()))
-        return res, vectors
+        if engine == "local":
+            return run_engine(embed_missing, embedder, refs, data_dir)
+        return run_engine(
+            ray_engine.embed_missing_ray,
+            embedder,
+            refs,
+            data_dir,
+            paths_on_workers=paths_on_workers,
+        )
 
     local, local_vectors = run("local", tmp_path / "local")
     remote, remote_vectors = run("ray", tmp_path / "ray")

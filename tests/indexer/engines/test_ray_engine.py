@@ -8,14 +8,12 @@ exported-model layout, so the test needs no export and stays fast; a second
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from shoplens.indexer.engines.ray_engine import (
     EmbedActor,
@@ -28,6 +26,7 @@ from shoplens.indexer.engines.ray_engine import (
 from shoplens.models.base import FloatArray, PreprocessConfig, preprocess
 from shoplens.models.decode import decode_image
 from shoplens.models.onnx_embedder import OnnxEmbedder
+from tests.indexer.engines.compare import encoded, mixed_refs, run_engine
 
 CROP = 56
 DIM = 16
@@ -68,32 +67,24 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _tiny_model(tmp_path_factory.mktemp("model") / "tiny-000000000000")
 
 
-def _encoded(fmt: str, seed: int, size: tuple[int, int]) -> bytes:
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, fmt)
-    return out.getvalue()
-
-
 @pytest.fixture(scope="module")
 def items(tmp_path_factory: pytest.TempPathFactory) -> list[Item]:
     on_disk = tmp_path_factory.mktemp("photos") / "p.png"
-    on_disk.write_bytes(_encoded("PNG", 9, (90, 70)))
+    on_disk.write_bytes(encoded("PNG", 9, (90, 70)))
     good: list[Item] = [
-        (f"jpeg-{i}", _encoded("JPEG", i, (80 + 17 * i, 60 + 11 * i))) for i in range(5)
+        (f"jpeg-{i}", encoded("JPEG", i, (80 + 17 * i, 60 + 11 * i))) for i in range(5)
     ]
     # A large JPEG: the decoder's draft (DCT-scaled) path must match the local path too.
-    good.append(("jpeg-big", _encoded("JPEG", 7, (640, 480))))
-    good.append(("png", _encoded("PNG", 8, (64, 100))))
-    good.append(("webp", _encoded("WEBP", 10, (77, 77))))
+    good.append(("jpeg-big", encoded("JPEG", 7, (640, 480))))
+    good.append(("png", encoded("PNG", 8, (64, 100))))
+    good.append(("webp", encoded("WEBP", 10, (77, 77))))
     good.append(("on-disk", on_disk))
     return good
 
 
 BAD: list[Item] = [
     ("html", b"<!doctype html><html>not a photo</html>"),
-    ("truncated", _encoded("JPEG", 3, (120, 120))[:4000]),
+    ("truncated", encoded("JPEG", 3, (120, 120))[:4000]),
     ("empty", b""),
     ("missing-file", Path("/nonexistent/shoplens/x.jpg")),
 ]
@@ -204,41 +195,19 @@ def test_ray_with_the_real_default_model(local_ray: None, items: list[Item]) -> 
 def test_embed_missing_ray_is_a_drop_in_for_embed_missing(
     local_ray: None, model_dir: Path, tmp_path: Path
 ) -> None:
-    from shoplens.config import Settings
     from shoplens.indexer.catalog.photos import photo_path
-    from shoplens.indexer.catalog.store import CatalogStore
-    from shoplens.indexer.engines.local import REMOTE_UNSUPPORTED, EmbedResult, embed_missing
+    from shoplens.indexer.engines.base import EmbedResult
+    from shoplens.indexer.engines.ingest import REMOTE_UNSUPPORTED
+    from shoplens.indexer.engines.local import embed_missing
     from shoplens.indexer.engines.ray_engine import embed_missing_ray
-    from shoplens.indexer.sources.manifest import ImageRef
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    files = {
-        "a.jpg": _encoded("JPEG", 21, (300, 200)),
-        "b.png": _encoded("PNG", 22, (90, 120)),
-        "c.webp": _encoded("WEBP", 23, (100, 100)),
-        "bad.jpg": b"<!doctype html><html>gone</html>",
-    }
-    files["a-again.jpg"] = files["a.jpg"]  # same content under another name
-    for name, data in files.items():
-        (photos / name).write_bytes(data)
-    refs = [
-        ImageRef(line=i + 2, product_id=f"p{i}", source=name, path=photos / name)
-        for i, name in enumerate(files)
-    ]
-    refs.append(ImageRef(line=20, product_id="p20", source="gone.jpg", path=photos / "gone.jpg"))
-    refs.append(ImageRef(line=21, product_id="p21", source="http://x/1.jpg", url="http://x/1.jpg"))
+    refs = mixed_refs(tmp_path / "photos", 21)
     embedder = OnnxEmbedder(model_dir)
 
     def run(engine: str, data_dir: Path) -> tuple[EmbedResult, dict[str, FloatArray]]:
-        settings = Settings(data_dir=data_dir, batch_size=2)
-        with CatalogStore(settings.db_path) as store:
-            if engine == "local":
-                res = embed_missing(settings, store, embedder, refs)
-            else:
-                res = embed_missing_ray(settings, store, embedder, refs)
-            vectors = store.get_embeddings(embedder.name, list(res.shas.values()))
-        return res, vectors
+        return run_engine(
+            embed_missing if engine == "local" else embed_missing_ray, embedder, refs, data_dir
+        )
 
     local, local_vectors = run("local", tmp_path / "local")
     remote, remote_vectors = run("ray", tmp_path / "ray")

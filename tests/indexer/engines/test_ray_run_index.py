@@ -10,7 +10,8 @@ import pytest
 
 from shoplens.config import Settings
 from shoplens.models.onnx_embedder import OnnxEmbedder
-from tests.indexer.engines.test_ray_engine import _encoded, local_ray, model_dir
+from tests.indexer.engines.compare import encoded
+from tests.indexer.engines.test_ray_engine import local_ray, model_dir
 
 __all__ = ["local_ray", "model_dir"]  # module fixtures shared with the engine's own tests
 
@@ -24,7 +25,7 @@ def test_run_index_on_ray_equals_local(local_ray: None, model_dir: Path, tmp_pat
     photos.mkdir()
     lines = ["product_id,image,title"]
     for i in range(7):
-        (photos / f"{i}.jpg").write_bytes(_encoded("JPEG", 40 + i, (120, 90)))
+        (photos / f"{i}.jpg").write_bytes(encoded("JPEG", 40 + i, (120, 90)))
         lines.append(f"p{i},photos/{i}.jpg,Thing {i}")
     lines.append("p9,photos/missing.jpg,Missing")
     manifest = tmp_path / "catalog.csv"
