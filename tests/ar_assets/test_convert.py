@@ -102,6 +102,8 @@ def test_without_node_tools_uploads_still_work(
     assert report.ok
     assert report.khronos_validator.startswith("unavailable")
     assert row.mobile_sha == row.glb_sha  # no optimiser: phones get the original
+    # ...and the report says so as warnings, not as infos nobody reads.
+    assert {"KHRONOS_VALIDATOR_UNAVAILABLE", "MOBILE_NOT_MADE"} <= {w.code for w in report.warnings}
     assert row.usdz_sha is not None
     packed = ar.file_path(f"{row.glb_sha}.glb")[0]
     from shoplens.ar_assets.validation.checks import validate
