@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from shoplens.errors import ShoplensError
+
+if TYPE_CHECKING:
+    from shoplens.config import Settings
 
 app = typer.Typer(
     name="shoplens",
@@ -23,14 +27,27 @@ app = typer.Typer(
 )
 
 
+def _product_exists(settings: Settings, product_id: str) -> bool:
+    """The catalog look-up ``shoplens ar add`` checks ids against (the AR part cannot
+    import the indexer); no catalog database yet means no products, and none is created."""
+    from shoplens.indexer.catalog.store import CatalogStore
+
+    if not settings.db_path.is_file():
+        return False
+    with CatalogStore(settings.db_path) as store:
+        return store.get_product(product_id) is not None
+
+
 def _register_parts() -> None:
+    from shoplens import doctor
     from shoplens.ar_assets import commands as ar_commands
     from shoplens.indexer.ops import commands as indexer_commands
     from shoplens.models import commands as model_commands
     from shoplens.service import commands as service_commands
 
-    for part in (indexer_commands, model_commands, service_commands, ar_commands):
+    for part in (indexer_commands, model_commands, service_commands, doctor):
         part.register(app)
+    ar_commands.register(app, product_exists=_product_exists)
 
 
 _register_parts()

@@ -1,31 +1,44 @@
 """Command-line commands of this part (registered by shoplens.cli).
 
-``shoplens ar add|show|rm|reconvert``.
+``shoplens ar add|show|rm|reconvert``. This part never imports the indexer, so
+``shoplens.cli`` hands :func:`register` the catalog look-up ``ar add`` checks
+product ids against (as the service hands the routes theirs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from shoplens.cli_options import DataDirOption, make_settings
+from shoplens.cli_options import DataDirOption, JsonOption, make_settings
 
 if TYPE_CHECKING:
     from shoplens.ar_assets.service import ArService
     from shoplens.config import Settings
 
+# (settings, product id) -> whether the catalog has that product.
+ProductExists = Callable[["Settings", str], bool]
+
 ar_app = typer.Typer(help="3D models for AR try-on.", no_args_is_help=True)
 
 
 def _service(data_dir: Path | None) -> tuple[ArService, Settings]:
+    settings = make_settings(data_dir)
+    return _open(settings), settings
+
+
+def _open(settings: Settings) -> ArService:
     # Imported here: pxr and friends should not slow down every other command.
     from shoplens.ar_assets.service import ArService
 
-    settings = make_settings(data_dir)
-    return ArService.open(settings), settings
+    return ArService.open(settings)
 
 
 def _base_url(settings: Settings) -> str:
@@ -33,30 +46,64 @@ def _base_url(settings: Settings) -> str:
     return (settings.public_base_url or f"http://{settings.host}:{settings.port}").rstrip("/")
 
 
-@ar_app.command("add")
-def add(
-    product_id: Annotated[str, typer.Argument(help="Product id (1-128 chars of A-Za-z0-9._:-)")],
-    file: Annotated[Path, typer.Argument(help=".glb, or .zip holding one .gltf")],
-    placement: Annotated[str, typer.Option(help="floor|wall|table|face|head|wrist|foot")] = "floor",
-    variant: Annotated[str | None, typer.Option(help="Named variant (colour, size...)")] = None,
-    data_dir: DataDirOption = None,
-) -> None:
-    """Check, optimise, convert and attach a 3D model to a product."""
-    from shoplens.errors import NotFound
+def _add_command(product_exists: ProductExists) -> Callable[..., None]:
+    def add(
+        product_id: Annotated[
+            str, typer.Argument(help="Product id (1-128 chars of A-Za-z0-9._:-)")
+        ],
+        file: Annotated[Path, typer.Argument(help=".glb, or .zip holding one .gltf")],
+        placement: Annotated[
+            str, typer.Option(help="floor|wall|table|face|head|wrist|foot")
+        ] = "floor",
+        variant: Annotated[str | None, typer.Option(help="Named variant (colour, size...)")] = None,
+        as_json: JsonOption = False,
+        data_dir: DataDirOption = None,
+    ) -> None:
+        """Check, optimise, convert and attach a 3D model to a product of the catalog.
 
-    if not file.is_file():
-        raise NotFound(f"no such file: {file}")
-    ar, settings = _service(data_dir)
-    # A refused model raises InvalidAsset: shoplens.cli prints its one-line message
-    # (the first error, its JSON pointer and how many more) and exits non-zero.
-    row, report = ar.ingest(
-        product_id, file, original_name=file.name, placement=placement, variant=variant
-    )
-    block = ar.block(product_id, _base_url(settings), row.variant)
-    typer.echo(json.dumps(block, indent=2))
-    typer.echo(f"report: {report.summary()}")
-    for w in report.warnings:
-        typer.echo(f"  warning {w.code}: {w.message}")
+        With --json, stdout is one JSON document (the AR block and the report, as the
+        HTTP upload answers); everything else goes to stderr.
+        """
+        from shoplens.ar_assets.service import require_product
+        from shoplens.errors import NotFound
+
+        settings = make_settings(data_dir)
+        # A typo in the id must not store an asset nobody can find.
+        require_product(product_id, product_exists(settings, product_id))
+        if not file.is_file():
+            raise NotFound(f"no such file: {file}")
+        # A refused model raises InvalidAsset: shoplens.cli prints its one-line message
+        # (the first error, its JSON pointer and how many more) and exits non-zero.
+        with _stdout_to_stderr() if as_json else contextlib.nullcontext():
+            ar = _open(settings)
+            row, report = ar.ingest(
+                product_id, file, original_name=file.name, placement=placement, variant=variant
+            )
+            block = ar.block(product_id, _base_url(settings), row.variant)
+        if as_json:
+            typer.echo(json.dumps({**block, "report": report.to_dict()}, indent=2))
+            return
+        typer.echo(json.dumps(block, indent=2))
+        typer.echo(f"report: {report.summary()}")
+        for w in report.warnings:
+            typer.echo(f"  warning {w.code}: {w.message}")
+
+    return add
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send file descriptor 1 to stderr meanwhile: native libraries (USD) and child
+    processes write there behind Python's back, and --json promises stdout is JSON."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @ar_app.command("show")
@@ -154,6 +201,10 @@ def _short(sha: str | None) -> str:
     return sha[:12] if sha else "none"
 
 
-def register(app: typer.Typer) -> None:
-    """Add this part's commands to the ``shoplens`` app."""
+def register(app: typer.Typer, *, product_exists: ProductExists) -> None:
+    """Add this part's commands to the ``shoplens`` app.
+
+    ``product_exists``: the catalog look-up ``ar add`` refuses unknown products with.
+    """
+    ar_app.command("add")(_add_command(product_exists))
     app.add_typer(ar_app, name="ar")

@@ -71,6 +71,13 @@ def make_mobile(src: Path, workdir: Path, triangles: int, report: Report) -> Mob
     """Try an optimised variant of ``src``; notes what happened in ``report``."""
     original = src.stat().st_size
     out = workdir / "mobile.glb"
+    if tools.find_tools().gltf_transform is None:
+        report.warn(
+            "MOBILE_NOT_MADE",
+            "no optimised variant for phones: glTF-Transform (Node) is not installed here, "
+            "so phones get the original (`shoplens doctor` says how to install it)",
+        )
+        return Mobile(None, original, None)
     try:
         tools.gltf_transform(mobile_args(src, out, triangles))
     except tools.ToolFailed as exc:

@@ -13,12 +13,12 @@ import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from shoplens.ar_assets.service import ArService, check_product_id
+from shoplens.ar_assets.service import ArService, Catalog, in_catalog, require_product
 from shoplens.ar_assets.viewer import viewer_html
 from shoplens.errors import InvalidAsset, NotFound, TooLarge
 
@@ -36,12 +36,6 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 CHUNK = 1 << 16
 
 
-class Catalog(Protocol):
-    """Read-only product look-up: the viewer page shows the product's title and shop link."""
-
-    def product(self, product_id: str) -> tuple[Any, Any]: ...
-
-
 @dataclass(frozen=True)
 class ArRouteDeps:
     """FastAPI dependencies (callables taking the request) the AR routes need from their app."""
@@ -51,7 +45,8 @@ class ArRouteDeps:
     base_url: Callable[..., Awaitable[str]]
     # Raises (401/403) unless the request is an admin's.
     require_admin: Callable[..., Awaitable[None]]
-    # None while the app has no catalog loaded: the viewer then shows the product id.
+    # None while the app has no catalog loaded: the viewer then shows the product id,
+    # and uploads are refused (503) since the product cannot be checked.
     catalog: Callable[..., Awaitable[Catalog | None]]
 
 
@@ -83,9 +78,11 @@ def _ingest(
     file: UploadFile,
     placement: str,
     variant: str | None,
+    catalog: Catalog | None,
 ) -> dict[str, Any] | JSONResponse:
     """Receive an upload into the store's tmp dir, then check, convert and store it."""
-    check_product_id(product_id)
+    # Before anything is written: an unknown product gets no temp file, row or asset.
+    require_product(product_id, in_catalog(catalog, product_id))
     tmp_root = ar.settings.assets_dir / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=tmp_root, prefix="recv-")
@@ -245,8 +242,9 @@ def build_router(deps: ArRouteDeps) -> APIRouter:
         variant: str | None = Form(None),
         ar: ArService = Depends(deps.ar),
         base: str = Depends(deps.base_url),
+        catalog: Catalog | None = Depends(deps.catalog),
     ) -> dict[str, Any] | JSONResponse:
-        return _ingest(ar, base, product_id, file, placement, variant)
+        return _ingest(ar, base, product_id, file, placement, variant, catalog)
 
     @router.get("/v1/products/{product_id}/ar", summary="The product's AR block")
     def get_ar_block(

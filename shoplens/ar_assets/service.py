@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from shoplens.ar_assets.anchoring import for_placement
@@ -27,7 +27,7 @@ from shoplens.ar_assets.pipeline import Processed, process
 from shoplens.ar_assets.report import Report
 from shoplens.ar_assets.store import FILE_NAME, AssetRow, AssetStore
 from shoplens.config import Settings
-from shoplens.errors import BadParameter, InvalidContent, NotFound
+from shoplens.errors import BadParameter, InvalidContent, NotFound, NotReady
 from shoplens.files.atomic import sha256_file
 from shoplens.ids import PRODUCT_ID_RE
 
@@ -41,6 +41,41 @@ MEDIA_TYPES = {"glb": "model/gltf-binary", "usdz": "model/vnd.usdz+zip", "zip": 
 def check_product_id(product_id: str) -> str:
     if not PRODUCT_ID_RE.match(product_id):
         raise BadParameter("product_id must be 1-128 characters of A-Za-z0-9._:-")
+    return product_id
+
+
+class Catalog(Protocol):
+    """Read-only product look-up; ``product`` raises ``NotFound`` for an unknown id."""
+
+    def product(self, product_id: str) -> tuple[Any, Any]: ...
+
+
+def in_catalog(catalog: Catalog | None, product_id: str) -> bool | None:
+    """Whether ``catalog`` has the product; None when there is no catalog to ask."""
+    if catalog is None:
+        return None
+    try:
+        catalog.product(product_id)
+    except NotFound:
+        return False
+    return True
+
+
+def require_product(product_id: str, known: bool | None) -> str:
+    """A 3D model attaches to a product of the catalog, so that a typo in an id is
+    refused instead of storing an asset nobody can find (the HTTP route and
+    ``shoplens ar add`` alike). ``known``: :func:`in_catalog`'s answer."""
+    check_product_id(product_id)
+    if known is None:
+        raise NotReady(
+            f"the catalog is not loaded, so product {product_id!r} cannot be checked; "
+            "nothing was stored: retry once /readyz answers 200"
+        )
+    if not known:
+        raise NotFound(
+            f"product {product_id!r} does not exist; nothing was stored: add the product "
+            f"to the catalog first (shoplens index, or PUT /v1/products/{product_id})"
+        )
     return product_id
 
 
@@ -139,6 +174,17 @@ class ArService:
         n = self.store.delete(product_id, check_variant(variant) if variant else None)
         if n == 0:
             raise NotFound(f"product {product_id!r} has no AR model")
+        return n
+
+    def forget_product(self, product_id: str) -> int:
+        """Remove every AR model of a product removed from the catalog (0 if it had none).
+
+        Kept, they would be stored but unreachable from any answer: orphans. Their
+        files go with the rows unless another row shares them (the store collects).
+        """
+        n = self.store.delete(check_product_id(product_id))
+        if n:
+            log.info("removed %d AR model(s) of deleted product %s", n, product_id)
         return n
 
     # ------------------------------------------------------------ reads

@@ -34,20 +34,51 @@ class NodeTools:
         p = self.node_modules / "@gltf-transform" / "cli" / "bin" / "cli.js"
         return p if p.is_file() else None
 
+    @property
+    def decoders(self) -> Path | None:
+        """The ``node_modules`` that ``node/decompress.js`` reads Draco/meshopt with, if whole."""
+        if self.gltf_transform is None or self.node_modules is None:
+            return None
+        missing = [p for p in DECODER_PACKAGES if not (self.node_modules / p).is_dir()]
+        return None if missing else self.node_modules
 
-def _candidate_dirs() -> list[Path]:
-    env = os.environ.get("SHOPLENS_NODE_MODULES")
+
+# What node/decompress.js requires (all installed with @gltf-transform/cli).
+DECODER_PACKAGES = (
+    "@gltf-transform/core",
+    "@gltf-transform/extensions",
+    "@gltf-transform/functions",
+    "draco3dgltf",
+    "meshoptimizer",
+)
+
+
+def _candidate_dirs(env: str | None, cwd: Path) -> list[Path]:
     out = [Path(env)] if env else []
-    for start in (Path(__file__).resolve().parent, Path.cwd().resolve()):
+    for start in (Path(__file__).resolve().parent, cwd.resolve()):
         out.extend(p / "node_modules" for p in (start, *start.parents))
     return out
 
 
-@lru_cache(maxsize=1)
 def find_tools() -> NodeTools:
-    """Locate ``node`` and the project's ``node_modules`` (env SHOPLENS_NODE_MODULES wins)."""
-    node = shutil.which("node")
-    for d in _candidate_dirs():
+    """Locate ``node`` (on PATH) and the ``node_modules`` holding the tools.
+
+    ``SHOPLENS_NODE_MODULES`` is looked at first, then ``node_modules`` folders above
+    this package and above the working directory. Cached per environment: the
+    look-up probes the file system and runs on every upload, while a changed PATH
+    (a test hiding node, an operator's shell) is looked at again.
+    """
+    return _find(
+        os.environ.get("PATH", os.defpath),
+        os.environ.get("SHOPLENS_NODE_MODULES"),
+        str(Path.cwd()),
+    )
+
+
+@lru_cache(maxsize=8)
+def _find(path: str, env: str | None, cwd: str) -> NodeTools:
+    node = shutil.which("node", path=path)
+    for d in _candidate_dirs(env, Path(cwd)):
         if (d / "gltf-validator").is_dir() or (d / "@gltf-transform").is_dir():
             return NodeTools(node, d)
     return NodeTools(node, None)

@@ -33,7 +33,7 @@ from shoplens.service.metrics import Metrics
 from shoplens.service.middleware import RequestIdMiddleware
 from shoplens.service.ratelimit import RateLimitMiddleware
 from shoplens.service.renditions import Renditions
-from shoplens.service.state import IndexHolder, ServiceState
+from shoplens.service.state import IndexHolder, ServiceState, check_capabilities
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,7 @@ def create_app(
                 settings.data_dir / "cache" / "renditions", max_pixels=settings.max_image_pixels
             ),
             ar=ar,
+            capabilities=await run_in_threadpool(check_capabilities, settings),
         )
         app.state.service = state
         app.state.ar = ar

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from shoplens import capabilities
 from shoplens.service.deps import StateDep
-from shoplens.service.schemas import Health, Readiness, error_responses
+from shoplens.service.schemas import CapabilityStatus, Health, Readiness, error_responses
 
 router = APIRouter(tags=["operations"])
 
@@ -32,6 +33,12 @@ async def readyz(state: StateDep) -> Readiness:
         products=size.get("products", 0),
         images=size.get("images", 0),
         vectors=size.get("vectors", 0),
+        # Details beside the answer: a missing optional tool does not make the
+        # service unready, but an operator reading this should see what it costs.
+        capabilities={
+            name: CapabilityStatus(**info)
+            for name, info in capabilities.as_json(state.capabilities).items()
+        },
     )
 
 

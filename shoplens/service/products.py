@@ -9,12 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
+from shoplens.ar_assets.service import ArService
 from shoplens.errors import BadParameter, InvalidContent, NotFound
 from shoplens.ids import PRODUCT_ID_RE
 from shoplens.indexer.catalog.types import ImageRecord, ProductRecord
 from shoplens.indexer.serving.writer import CatalogWriter
 from shoplens.indexer.sources.manifest import RowError, product_from_mapping
-from shoplens.service.deps import LiveDep, StateDep, public_base_url, require_admin
+from shoplens.service.deps import LiveDep, StateDep, get_ar, public_base_url, require_admin
 from shoplens.service.params import SearchParamsDep
 from shoplens.service.schemas import (
     ProductImage,
@@ -174,6 +175,10 @@ async def put_product(
     responses=error_responses(401, 403, 404, 503),
     dependencies=[Depends(require_admin)],
 )
-async def delete_product(product_id: ProductId, live: LiveDep) -> Response:
+async def delete_product(
+    product_id: ProductId, live: LiveDep, ar: Annotated[ArService, Depends(get_ar)]
+) -> Response:
     await run_in_threadpool(CatalogWriter(live).delete_product, product_id)
+    # Its 3D models go with it: kept, they would be stored but reachable from no answer.
+    await run_in_threadpool(ar.forget_product, product_id)
     return Response(status_code=204)

@@ -68,6 +68,18 @@ class Health(BaseModel):
     status: str = Field(examples=["ok"])
 
 
+class CapabilityStatus(BaseModel):
+    """One optional capability (``shoplens doctor`` lists the same)."""
+
+    title: str
+    available: bool
+    used: bool = Field(description="This configuration relies on it: missing, behaviour changes")
+    enables: str
+    without: str = Field(description="What the service does while it is missing")
+    install: str = Field(description="How to enable it")
+    found: str = Field(description="What was found (versions, paths), or what is missing")
+
+
 class Readiness(BaseModel):
     status: str = Field(examples=["ready"])
     model: str
@@ -75,6 +87,11 @@ class Readiness(BaseModel):
     products: int
     images: int
     vectors: int
+    capabilities: dict[str, CapabilityStatus] = Field(
+        default_factory=dict,
+        description="Optional capabilities as found at start-up, by name "
+        "(khronos_validator, gltf_transform, usdz, heic, avif, export, openclip, ray)",
+    )
 
 
 class DemoSample(BaseModel):

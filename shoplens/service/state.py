@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from shoplens import capabilities
+from shoplens.capabilities import Capability
 from shoplens.config import Settings
 from shoplens.errors import ModelMismatch, NotReady, SnapshotError
 from shoplens.indexer.serving.live import LiveIndex
@@ -83,6 +85,17 @@ class IndexHolder:
             close()
 
 
+def check_capabilities(settings: Settings) -> list[Capability]:
+    """The optional capabilities, with a start-up warning for each missing one this
+    service relies on: without Node an AR upload silently loses Khronos validation
+    and its mobile variant, which an operator should read once, in the log."""
+    caps = capabilities.check(settings)
+    for cap in caps:
+        if cap.degraded:
+            log.warning("%s", capabilities.warning_line(cap))
+    return caps
+
+
 @dataclass
 class ServiceState:
     settings: Settings
@@ -92,6 +105,9 @@ class ServiceState:
     metrics: Metrics
     renditions: Renditions
     ar: ArBlocks
+    # As checked at start-up (the Node tools are looked up once per process too):
+    # what /readyz reports.
+    capabilities: list[Capability] = field(default_factory=list)
 
     # ``base``: the request's public base URL (shoplens.service.deps.public_base_url).
     def image_url(self, base: str, image_id: str) -> str:

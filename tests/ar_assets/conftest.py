@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,13 +28,24 @@ def make_app(settings: Settings) -> FastAPI:
     app.state.ar = ArService.open(settings)
     handlers.install(app)
     app.include_router(deps.ar_router())
-    # No service state in this app: the viewer's catalog is what a test puts on app.state.live.
+    # No service state in this app: the catalog is what a test puts on app.state.live.
     app.dependency_overrides[deps.get_catalog] = _catalog
     return app
 
 
+class EveryProduct:
+    """The catalog of the AR-only app: every product id exists, with no title.
+
+    These tests are about 3D models, not ids; refusing unknown products is tested
+    against the real app and its real catalog (test_orphans.py).
+    """
+
+    def product(self, product_id: str) -> tuple[Any, list[Any]]:
+        return SimpleNamespace(title=None, url=None), []
+
+
 async def _catalog(request: Request) -> Any:
-    return getattr(request.app.state, "live", None)
+    return getattr(request.app.state, "live", None) or EveryProduct()
 
 
 @pytest.fixture

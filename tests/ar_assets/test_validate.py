@@ -29,7 +29,9 @@ def test_box_is_valid_with_metres_and_triangles(tmp_path: Path) -> None:
     assert r.ok, r.errors
     assert r.stats["triangles"] == 12
     assert r.stats["dimensions_m"] == {"x": 0.3, "y": 0.3, "z": 0.3}
-    assert not r.warnings  # on the floor, bottom centre, power-of-two texture
+    # On the floor, bottom centre, power-of-two texture: nothing to warn about but a
+    # missing validator, where the Node tools are not installed.
+    assert {w.code for w in r.warnings} <= {"KHRONOS_VALIDATOR_UNAVAILABLE"}
 
 
 def test_dimensions_follow_the_node_hierarchy(tmp_path: Path) -> None:
@@ -196,9 +198,15 @@ def test_khronos_errors_are_merged(tmp_path: Path, node_tools: tools.NodeTools) 
     assert any(e.source == "khronos" and e.code.startswith("ACCESSOR_") for e in r.errors)
 
 
-def test_without_node_the_report_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tools, "find_tools", lambda: tools.NodeTools(None, None))
+def test_without_node_the_report_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Node hidden from this process as an operator's PATH would: the tools are looked up again.
+    empty = tmp_path / "no-node"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert tools.find_tools().validator is None
     r = check(tmp_path, box_glb())
     assert r.ok
     assert r.khronos_validator.startswith("unavailable")
-    assert "KHRONOS_VALIDATOR_UNAVAILABLE" in {i.code for i in r.infos}
+    # A warning, not an info: the upload was checked less than it would be with Node.
+    warned = {w.code: w.message for w in r.warnings}
+    assert "shoplens doctor" in warned["KHRONOS_VALIDATOR_UNAVAILABLE"]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
+from shoplens import demo
 from shoplens.ar_assets import tools
-from tests.hardening.conftest import AppFactory
+from tests.hardening.conftest import N_SYNTHETIC, AppFactory
 from tests.hardening.corpus.images import malformed_images
 from tests.hardening.corpus.models3d import malformed_3d
 from tests.service.helpers import demo_photo, search
@@ -108,11 +110,20 @@ def no_node(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tools, "find_tools", lambda: tools.NodeTools(None, None))
 
 
+def _product_ids() -> list[str]:
+    """The hardening catalog's products (tests/hardening/conftest.py): a model attaches
+    only to a product of the catalog, and each model here gets its own."""
+    with demo.manifest_path().open(encoding="utf-8", newline="") as f:
+        ids = list(dict.fromkeys(row["product_id"] for row in csv.DictReader(f)))
+    ids += [f"synthetic-{i:03d}" for i in range(N_SYNTHETIC)]
+    assert len(ids) >= len(MODELS)
+    return ids
+
+
 def _upload_all(client: TestClient, admin: dict[str, str]) -> tuple[Counter[int], list[str]]:
     statuses: Counter[int] = Counter()
     wrong: list[str] = []
-    for name, data in MODELS:
-        pid = f"model-{name}"[:128]
+    for (name, data), pid in zip(MODELS, _product_ids(), strict=False):
         filename = "model.zip" if data.startswith(b"PK") else "model.glb"
         r = client.put(
             f"/v1/products/{pid}/ar",

@@ -57,7 +57,10 @@ class Writer(threading.Thread):
                 self.sent += 1
                 try:
                     if self.ar and i % 3 == 2:
-                        pid = f"ar-{self.tag}-{i}"
+                        # A model attaches to a product of the catalog: the one just made.
+                        pid = f"kill-{self.tag}-{i - 1}"
+                        if pid not in self.products:
+                            continue
                         data = box_glb(size=0.2 + i / 1000)
                         r = c.put(
                             f"/v1/products/{pid}/ar",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
+from shoplens.ar_assets import tools
 from tests.service.conftest import AppFactory
 from tests.service.helpers import DEFAULT_MODEL, demo_photo, search
 
@@ -129,3 +131,73 @@ def test_unexpected_errors_are_500_in_the_contract_shape(
     assert error["message"] == "an unexpected error happened on the server"
     assert "a bug" not in r.text
     assert any("unexpected error on GET /v1/boom" in rec.message for rec in caplog.records)
+
+
+NODE_CAPABILITIES = ("khronos_validator", "gltf_transform")
+READINESS_FIELDS = ("status", "model", "index_version", "products", "images", "vectors")
+
+
+def _hide_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PATH without node, as on a machine where Node was never installed."""
+    empty = tmp_path / "no-node"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+
+def _start_up_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.name == "shoplens.service.state"
+    ]
+
+
+def test_without_node_start_up_warns_and_readiness_says_so(
+    make_client: AppFactory,
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _hide_node(tmp_path, monkeypatch)
+    with make_client(data_dir) as c:
+        r = c.get("/readyz")
+    assert r.status_code == 200  # a missing optional tool does not make the service unready
+    body = r.json()
+    assert all(k in body for k in READINESS_FIELDS) and body["status"] == "ready"
+    caps = body["capabilities"]
+    assert set(caps) == {
+        "khronos_validator",
+        "gltf_transform",
+        "usdz",
+        "heic",
+        "avif",
+        "export",
+        "openclip",
+        "ray",
+    }
+    for name in NODE_CAPABILITIES:
+        cap = caps[name]
+        assert (cap["available"], cap["used"]) == (False, True), cap
+        assert cap["found"] == "node is not on PATH"
+        assert "scripts/install-node-tools.sh" in cap["install"]
+    warnings = _start_up_warnings(caplog)
+    assert any(m.startswith("Khronos glTF validator") for m in warnings), warnings
+    assert any(m.startswith("glTF-Transform") and "phones get" in m for m in warnings), warnings
+    assert all("shoplens doctor" in m for m in warnings)
+
+
+def test_with_node_readiness_has_the_tools_and_start_up_is_quiet(
+    make_client: AppFactory, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    t = tools.find_tools()
+    if t.validator is None or t.decoders is None:
+        pytest.skip("node + node_modules (gltf-validator, @gltf-transform/cli) are not installed")
+    with make_client(data_dir) as c:
+        caps = c.get("/readyz").json()["capabilities"]
+    for name in NODE_CAPABILITIES:
+        assert caps[name]["available"] is True, caps[name]
+        assert str(t.node_modules) in caps[name]["found"]
+    # Only what this configuration uses and lacks is warned about (Ray, say, is not used).
+    degraded = [c["title"] for c in caps.values() if c["used"] and not c["available"]]
+    assert len(_start_up_warnings(caplog)) == len(degraded)

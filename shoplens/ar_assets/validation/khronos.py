@@ -17,9 +17,12 @@ def run_khronos(path: Path, report: Report, prefix: str = "") -> dict[str, Any] 
     validator = tools.find_tools().validator
     if validator is None:
         report.khronos_validator = "unavailable (node or gltf-validator missing)"
-        report.info(
+        # A warning, not an info: the upload was checked less than it would be with
+        # the tools installed, and the shop should hear it from the answer itself.
+        report.warn(
             "KHRONOS_VALIDATOR_UNAVAILABLE",
-            "the Khronos glTF validator is not installed; only Shoplens' own checks ran",
+            "the Khronos glTF validator is not installed here (Node and gltf-validator); "
+            "only Shoplens' own checks ran (`shoplens doctor` says how to install it)",
         )
         return None
     script = tools.NODE_SCRIPTS / "khronos_validate.js"

@@ -202,7 +202,9 @@ def status(
     as_json: JsonOption = False,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Show the live snapshot (model, counts, index type, age), the last run and the last job."""
+    """Show the live snapshot (model, counts, index type, age), the last run and the last job,
+    and the optional capabilities this configuration uses but lacks (`shoplens doctor`)."""
+    from shoplens import capabilities
     from shoplens.errors import SnapshotError
     from shoplens.indexer.ops.build import last_run
     from shoplens.indexer.ops.job_store import latest_job
@@ -215,8 +217,15 @@ def status(
     facts = read_facts(settings.snapshots_dir / cur)
     run = last_run(settings)
     job = latest_job(settings)
+    caps = capabilities.check(settings)
     if as_json:
-        typer.echo(json.dumps({"snapshot": facts, "last_run": run, "last_job": job}, indent=2))
+        payload = {
+            "snapshot": facts,
+            "last_run": run,
+            "last_job": job,
+            "capabilities": capabilities.as_json(caps),
+        }
+        typer.echo(json.dumps(payload, indent=2))
         return
     c = facts.get("counts", {})
     created = str(facts.get("created_at", ""))
@@ -237,6 +246,9 @@ def status(
         )
     if job:
         lines.append(_job_line(job))
+    have = sum(cap.available for cap in caps)
+    lines.append(f"optional   {have} of {len(caps)} capabilities available (shoplens doctor)")
+    lines.extend(f"missing    {capabilities.warning_line(cap)}" for cap in caps if cap.degraded)
     typer.echo("\n".join(lines))
     sys.stdout.flush()
 
