@@ -199,6 +199,10 @@ def test_missing_image_is_400(client: TestClient) -> None:
         assert r.status_code == 400
         assert r.json()["error"]["code"] == "bad_parameter"
         assert "image" in r.json()["error"]["message"]
+    # A field that is no parameter at all is named as such (test_strict_params.py).
+    r = client.post("/v1/search", data={"other": "x"})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "unknown_parameter"
 
 
 def test_not_an_image_is_415(client: TestClient) -> None:
