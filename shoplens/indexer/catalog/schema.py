@@ -58,11 +58,14 @@ CREATE TABLE IF NOT EXISTS idx_sources (
 """
 
 
-def create_schema(c: sqlite3.Connection) -> None:
-    """Create what is missing: the tables of a new file, the columns an older one lacks."""
+def create_schema(c: sqlite3.Connection) -> bool:
+    """Create what is missing: the tables of a new file, the columns an older one lacks.
+
+    Returns whether the word index exists (False where SQLite lacks FTS5).
+    """
     c.executescript(_SCHEMA)
     _add_column(c, "idx_embeddings", "written_at", "REAL")
-    ensure_text_index(c)  # after the products table it is filled from
+    return ensure_text_index(c)  # after the products table it is filled from
 
 
 def _add_column(c: sqlite3.Connection, table: str, column: str, decl: str) -> None:

@@ -1,10 +1,19 @@
 """Word search over the catalog's text: an SQLite FTS5 index of live products.
 
 One FTS5 row per live product holds its title, category, attribute values and
-description. Triggers on ``idx_products`` keep it current in the very
-transaction that writes the product row, so every writer (a PUT or DELETE
-through the service, a re-index run's commit, a prune) updates it with nothing
-to remember, and a rolled-back plan (``plan.py``'s savepoint) leaves no trace.
+description, kept current in the very transaction that writes the product row:
+
+- triggers on ``idx_products`` note every product id an insert, update or
+  delete touches in ``idx_text_dirty``, so no writer can forget to (a PUT or
+  DELETE through the service, a re-index run's commit, a prune, a raw write);
+- :func:`sync` re-indexes the noted products and clears the notes; the catalog
+  connection runs it at the end of every write transaction, before COMMIT.
+
+Why not write the FTS rows from the triggers themselves: FTS5 flushes its
+pending rows at every statement savepoint, which a trigger opens per row, so
+indexing from triggers made catalog writes several times slower than one batch
+per transaction (``benchmarks/words.py``). A plan worked out in a savepoint and
+rolled back (``plan.py``) rolls its notes back with it.
 
 FTS rows are keyed by ``idx_text_ids.tid``, an ``INTEGER PRIMARY KEY`` per
 product id: the implicit rowid of ``idx_products`` (a TEXT primary key) may be
@@ -21,9 +30,11 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+import threading
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
+from shoplens.db import write_transaction
 from shoplens.errors import BadParameter
 
 if TYPE_CHECKING:  # connection imports schema, which imports this module
@@ -31,7 +42,7 @@ if TYPE_CHECKING:  # connection imports schema, which imports this module
 
 log = logging.getLogger(__name__)
 
-# Bump when the table, its tokenizer or the triggers change: the next open rebuilds.
+# Bump when the tables, the tokenizer or the triggers change: the next open rebuilds.
 VERSION = "1"
 _META_KEY = "text_index"
 MAX_WORDS = 12
@@ -39,23 +50,13 @@ MAX_WORDS = 12
 # match, which outranks an attribute value, which outranks the description.
 WEIGHTS = (10.0, 5.0, 3.0, 1.0)
 
-_ATTRS = "(SELECT group_concat(value, ' ') FROM json_each({row}.attributes))"
-_INSERT = (
-    "INSERT INTO idx_text(rowid, title, category, attributes, description) "
-    "SELECT t.tid, {row}.title, {row}.category, " + _ATTRS + ", {row}.description "
-    "FROM idx_text_ids t WHERE t.product_id = {row}.product_id AND {row}.deleted = 0;"
-)
-_FORGET = (
-    "DELETE FROM idx_text WHERE rowid = "
-    "(SELECT tid FROM idx_text_ids WHERE product_id = {row}.product_id);"
-)
-_REMEMBER = "INSERT OR IGNORE INTO idx_text_ids(product_id) VALUES ({row}.product_id);"
-
+_NOTE = "INSERT OR IGNORE INTO idx_text_dirty(product_id) VALUES ({row}.product_id);"
 _DDL = f"""
 CREATE TABLE IF NOT EXISTS idx_text_ids (
     tid INTEGER PRIMARY KEY,
     product_id TEXT NOT NULL UNIQUE
 );
+CREATE TABLE IF NOT EXISTS idx_text_dirty (product_id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE VIRTUAL TABLE idx_text USING fts5(
     title, category, attributes, description,
     tokenize = 'porter unicode61 remove_diacritics 2',
@@ -63,20 +64,18 @@ CREATE VIRTUAL TABLE idx_text USING fts5(
 );
 INSERT INTO idx_text(idx_text, rank) VALUES ('rank', 'bm25({", ".join(map(str, WEIGHTS))})');
 CREATE TRIGGER idx_text_insert AFTER INSERT ON idx_products BEGIN
-    {_REMEMBER.format(row="new")}
-    {_FORGET.format(row="new")}
-    {_INSERT.format(row="new")}
+    {_NOTE.format(row="new")}
 END;
 CREATE TRIGGER idx_text_update
 AFTER UPDATE OF product_id, title, category, description, attributes, deleted ON idx_products
 BEGIN
-    {_FORGET.format(row="old")}
-    {_REMEMBER.format(row="new")}
-    {_INSERT.format(row="new")}
+    {_NOTE.format(row="old")}
+    {_NOTE.format(row="new")}
 END;
 CREATE TRIGGER idx_text_delete AFTER DELETE ON idx_products BEGIN
-    {_FORGET.format(row="old")}
+    {_NOTE.format(row="old")}
 END;
+INSERT OR IGNORE INTO idx_text_dirty(product_id) SELECT product_id FROM idx_products;
 """
 _DROP = """
 DROP TRIGGER IF EXISTS idx_text_insert;
@@ -84,11 +83,14 @@ DROP TRIGGER IF EXISTS idx_text_update;
 DROP TRIGGER IF EXISTS idx_text_delete;
 DROP TABLE IF EXISTS idx_text;
 """
-_FILL = f"""
-INSERT OR IGNORE INTO idx_text_ids(product_id) SELECT product_id FROM idx_products;
+_INDEX_NOTED = """
 INSERT INTO idx_text(rowid, title, category, attributes, description)
-SELECT t.tid, p.title, p.category, {_ATTRS.format(row="p")}, p.description
-FROM idx_products p JOIN idx_text_ids t ON t.product_id = p.product_id WHERE p.deleted = 0;
+SELECT t.tid, p.title, p.category,
+       (SELECT group_concat(value, ' ') FROM json_each(p.attributes)), p.description
+FROM idx_text_dirty d
+JOIN idx_products p ON p.product_id = d.product_id
+JOIN idx_text_ids t ON t.product_id = d.product_id
+WHERE p.deleted = 0
 """
 
 
@@ -98,33 +100,53 @@ def _version(c: sqlite3.Connection) -> str | None:
 
 
 def ensure_text_index(c: sqlite3.Connection) -> bool:
-    """Create (or rebuild, when :data:`VERSION` changed) the index and its triggers,
-    filling it from the live products: the migration of a database made before it.
+    """Create (or rebuild, when :data:`VERSION` changed) the index, its triggers and
+    its notes table, and index every product: the migration of an older database.
+    Also indexes products noted but not yet indexed (written by a raw writer).
 
     Returns False, with a warning, when this SQLite lacks FTS5: the catalog works
     and word search answers ``text_search_unavailable``.
     """
     if _version(c) == VERSION:
+        if c.execute("SELECT 1 FROM idx_text_dirty LIMIT 1").fetchone() is not None:
+            with write_transaction(c, threading.Lock()):
+                sync(c)
         return True
-    c.execute("BEGIN IMMEDIATE")  # another process may be migrating the same file
     try:
-        if _version(c) != VERSION:
-            for statement in _statements(_DROP + _DDL + _FILL):
-                c.execute(statement)
-            c.execute(
-                "INSERT OR REPLACE INTO idx_meta(key, value) VALUES (?, ?)", (_META_KEY, VERSION)
-            )
+        # BEGIN IMMEDIATE, then look again: another process may have migrated meanwhile.
+        with write_transaction(c, threading.Lock()):
+            if _version(c) != VERSION:
+                for statement in _statements(_DROP + _DDL):
+                    c.execute(statement)
+                sync(c)
+                c.execute(
+                    "INSERT OR REPLACE INTO idx_meta(key, value) VALUES (?, ?)",
+                    (_META_KEY, VERSION),
+                )
     except sqlite3.OperationalError as exc:
-        c.execute("ROLLBACK")
         if "fts5" not in str(exc):
             raise
         log.warning("this SQLite has no FTS5: word search is unavailable (%s)", exc)
         return False
-    except BaseException:
-        c.execute("ROLLBACK")
-        raise
-    c.execute("COMMIT")
     return True
+
+
+def sync(c: sqlite3.Connection) -> int:
+    """Re-index the products noted since the last sync (inside the caller's write
+    transaction) and clear the notes; how many were noted."""
+    noted = [r[0] for r in c.execute("SELECT product_id FROM idx_text_dirty")]
+    if not noted:
+        return 0
+    c.execute(
+        "INSERT OR IGNORE INTO idx_text_ids(product_id) SELECT product_id FROM idx_text_dirty"
+    )
+    c.execute(
+        "DELETE FROM idx_text WHERE rowid IN (SELECT t.tid FROM idx_text_dirty d "
+        "JOIN idx_text_ids t ON t.product_id = d.product_id)"
+    )
+    c.execute(_INDEX_NOTED)
+    c.execute("DELETE FROM idx_text_dirty")
+    return len(noted)
 
 
 def _statements(script: str) -> list[str]:

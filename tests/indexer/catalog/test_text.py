@@ -135,3 +135,18 @@ def test_words() -> None:
     assert len(words(" ".join(f"w{i}" for i in range(40)))) == 12
     assert match_expression(["ban", "a"], every=True) == '"ban"* AND "a"'
     assert match_expression(["ban", "a"], every=False) == '"ban"* OR "a"'
+
+
+def test_a_raw_write_is_indexed_by_the_next_write_or_open(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    raw = "INSERT INTO idx_products(product_id, title, seq) VALUES (?, ?, 1)"
+    with CatalogStore(db) as store:
+        with sqlite3.connect(db) as c:  # not through the store: the trigger notes it
+            c.execute(raw, ("r1", "Wombat stool"))
+        assert find(store, "wombat") == []  # noted, not indexed yet
+        store.upsert_products([product("a", "Quokka mug")])  # any catalog write syncs
+        assert find(store, "wombat") == ["r1"]
+        with sqlite3.connect(db) as c:
+            c.execute(raw, ("r2", "Wombat bench"))
+    with CatalogStore(db) as store:  # opening syncs what is noted
+        assert sorted(find(store, "wombat")) == ["r1", "r2"]
