@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
@@ -34,6 +34,7 @@ from shoplens.service.middleware import RequestIdMiddleware
 from shoplens.service.ratelimit import RateLimitMiddleware
 from shoplens.service.renditions import Renditions
 from shoplens.service.state import IndexHolder, ServiceState, check_capabilities
+from shoplens.service.strict import ParameterCheck
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,8 @@ def create_app(
         version=_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Runs first on every route: unknown query parameters and form fields are a 400.
+        dependencies=[Depends(ParameterCheck())],
     )
     app.state.settings = settings
     handlers.install(app)

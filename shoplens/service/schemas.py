@@ -23,7 +23,11 @@ class ErrorBody(BaseModel):
 
 class SearchResultItem(BaseModel):
     product_id: str
-    score: float = Field(description="cosine similarity in [-1, 1] of the best-matching image")
+    score: float = Field(
+        description="photo search: cosine similarity in [-1, 1] of the best-matching image; "
+        "word search (GET /v1/search without a text model): relevance in (0, 1], above 0.5 "
+        "when every word matched, comparable within one answer"
+    )
     title: str | None
     category: str | None
     price: float | None

@@ -1,4 +1,6 @@
-"""Search by photo (``POST /v1/search``) and by text (``GET /v1/search?q=``)."""
+"""Search by photo (``POST /v1/search``, refined by words with ``q``) and by text
+(``GET /v1/search?q=``: words matched against the catalog's text, or with an
+OpenCLIP model the text embedded into the photos' space)."""
 
 from __future__ import annotations
 
@@ -74,11 +76,22 @@ def run_search(
     vector: FloatArray,
     params: SearchParams,
     kind: str,
+    text: str | None = None,
 ) -> tuple[list[SearchResultItem], str]:
     started = time.perf_counter()
     version = live.version  # before searching: a swap mid-request reports the older one
-    hits = live.search(vector, params.k, params.filters)
+    hits = live.search(vector, params.k, params.filters, text)
     state.metrics.search_seconds.labels(kind).observe(time.perf_counter() - started)
+    return to_results(state, request, hits), version
+
+
+def run_word_search(
+    state: ServiceState, request: Request, live: LiveIndex, text: str, params: SearchParams
+) -> tuple[list[SearchResultItem], str]:
+    started = time.perf_counter()
+    version = live.version
+    hits = live.search_words(text, params.k, params.filters)
+    state.metrics.search_seconds.labels("words").observe(time.perf_counter() - started)
     return to_results(state, request, hits), version
 
 
@@ -98,7 +111,13 @@ async def respond(
 @router.post(
     "/v1/search",
     response_model=SearchResponse,
-    summary="Search the catalog with a photo",
+    summary="Search the catalog with a photo (optionally refined by words)",
+    description=(
+        "Filters are query parameters; the only form field is `image`. With `q`, the "
+        "photo search is refined by words: it ranks, by the photo, only the products "
+        "whose text matches every word of `q` (or, when none of those passes the "
+        "filters, some word); `score` stays the photo's cosine similarity."
+    ),
     responses=error_responses(400, 413, 415, 422, 429, 503),
 )
 async def search_by_photo(
@@ -115,23 +134,51 @@ async def search_by_photo(
             examples=["0.25,0.1,0.5,0.6"],
         ),
     ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=500,
+            description="refine with words: only products whose title, category, attributes "
+            "or description match every word (else, when none does, some word), ranked by "
+            "the photo",
+            examples=["red"],
+        ),
+    ] = None,
 ) -> SearchResponse:
     started = time.perf_counter()
     live = state.index.require()
     region = parse_crop(crop) if crop else None
+    text = (q or "").strip() or None
     data = await read_limited(image, state.settings.max_image_bytes)
 
     def work() -> tuple[list[SearchResultItem], str]:
         vector = embed_photo(state, data, region)
-        return run_search(state, request, live, vector, params, "image")
+        return run_search(state, request, live, vector, params, "image", text)
 
     return await respond(work, live, started)
+
+
+_WORDS_DESCRIPTION = """\
+Without a text-capable model (the default), the words of `q` are matched against
+each product's title, category, attribute values and description: any case,
+accents ignored (`creme` finds "Crème"), each word also as the start of a longer
+one (`ban` finds "Bananas"), English plurals folded. Products matching every word
+come first, then those matching some; within each group the better text match
+(a title beats a category, attribute or description match) ranks higher. The
+result's `score` is then a relevance in (0, 1]: above 0.5 when every word
+matched, comparable within one answer only; `image_url` is the product's first
+photo. The same filters as photo search apply (`min_score=0.5`: every word).
+
+With an OpenCLIP model (`SHOPLENS_MODEL=open_clip:...`) the text is embedded
+instead and `score` is the cosine similarity to the best-matching photo.
+"""
 
 
 @router.get(
     "/v1/search",
     response_model=SearchResponse,
-    summary="Search the catalog with words (OpenCLIP models only)",
+    summary="Search the catalog with words",
+    description=_WORDS_DESCRIPTION,
     responses=error_responses(400, 429, 503),
 )
 async def search_by_text(
@@ -146,15 +193,12 @@ async def search_by_text(
     text = (q or "").strip()
     if not text:
         raise BadParameter("q: required: GET /v1/search?q=TEXT, or POST a photo to search by image")
+    live = state.index.require()
     encoder = state.text_embedder
     if encoder is None:
-        raise BadParameter(
-            f"text search is unavailable: the configured model {state.embedder.name!r} embeds "
-            "images only; configure an OpenCLIP model (SHOPLENS_MODEL=open_clip:<arch>) "
-            "to search by words",
-            code="text_search_unavailable",
+        return await respond(
+            lambda: run_word_search(state, request, live, text, params), live, started
         )
-    live = state.index.require()
 
     def work() -> tuple[list[SearchResultItem], str]:
         t0 = time.perf_counter()

@@ -9,6 +9,7 @@ interface, composed by delegation from one module per responsibility:
   their change sequence.
 - ``embeddings``: the embedding cache by (model, sha256) and the source-stat cache.
 - ``plan``: the plan/commit of a re-index run.
+- ``text``: the FTS5 word-search index of product text, kept by triggers.
 - ``collect``: what garbage collection asks of the catalog.
 
 May import ``shoplens.db``, ``shoplens.files`` and ``shoplens.errors`` only.

@@ -13,11 +13,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 from shoplens.db import write_transaction
 from shoplens.indexer.catalog.schema import create_schema
+from shoplens.indexer.catalog.text import sync as sync_text
 
 
 class CatalogConnection:
@@ -34,7 +35,7 @@ class CatalogConnection:
         self._conn.execute("PRAGMA journal_mode = WAL")
         # FULL: an acknowledged write (a PUT, a committed batch) survives power loss.
         self._conn.execute("PRAGMA synchronous = FULL")
-        create_schema(self._conn)
+        self._text_index = create_schema(self._conn)
 
     def close(self) -> None:
         with self._lock:
@@ -56,6 +57,14 @@ class CatalogConnection:
             finally:
                 self._conn.execute("COMMIT")
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``): all or nothing."""
-        return write_transaction(self._conn, self._lock)
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``): all or nothing.
+
+        Before it commits, the word index takes in the products it changed
+        (:func:`.text.sync`), so a committed edit is searchable by its words.
+        """
+        with write_transaction(self._conn, self._lock) as c:
+            yield c
+            if self._text_index:
+                sync_text(c)

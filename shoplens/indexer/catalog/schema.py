@@ -1,12 +1,15 @@
 """The catalog's tables, and the columns added since, in one SQLite file.
 
 The file is shared with other parts (the job table, the AR store), which keep
-their own tables; every catalog table is prefixed ``idx_``.
+their own tables; every catalog table is prefixed ``idx_``. The word-search
+index (``idx_text``, its triggers and its migration) is in :mod:`.text`.
 """
 
 from __future__ import annotations
 
 import sqlite3
+
+from shoplens.indexer.catalog.text import ensure_text_index
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS idx_meta (
@@ -55,10 +58,14 @@ CREATE TABLE IF NOT EXISTS idx_sources (
 """
 
 
-def create_schema(c: sqlite3.Connection) -> None:
-    """Create what is missing: the tables of a new file, the columns an older one lacks."""
+def create_schema(c: sqlite3.Connection) -> bool:
+    """Create what is missing: the tables of a new file, the columns an older one lacks.
+
+    Returns whether the word index exists (False where SQLite lacks FTS5).
+    """
     c.executescript(_SCHEMA)
     _add_column(c, "idx_embeddings", "written_at", "REAL")
+    return ensure_text_index(c)  # after the products table it is filled from
 
 
 def _add_column(c: sqlite3.Connection, table: str, column: str, decl: str) -> None:

@@ -2,8 +2,9 @@
 
 :class:`CatalogStore` answers for products and images with their change
 sequence (:mod:`.rows`, :mod:`.queries`), the embedding and source-stat caches
-(:mod:`.embeddings`), the plan/commit of a re-index run (:mod:`.plan`) and
-orphan collection (:mod:`.collect`), on one SQLite file (``settings.db_path``)
+(:mod:`.embeddings`), the plan/commit of a re-index run (:mod:`.plan`),
+word search over product text (:mod:`.text`) and orphan collection
+(:mod:`.collect`), on one SQLite file (``settings.db_path``)
 shared with other parts that keep their own tables (:mod:`.schema`).
 
 It delegates each method to the module that owns that responsibility, passing
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from shoplens.indexer.catalog import collect, embeddings, queries, rows
+from shoplens.indexer.catalog import collect, embeddings, queries, rows, text
 from shoplens.indexer.catalog import plan as run_plan
 from shoplens.indexer.catalog.collect import EmbeddingStat
 from shoplens.indexer.catalog.connection import CatalogConnection
@@ -154,6 +155,17 @@ class CatalogStore:
 
     def counts(self) -> dict[str, int]:
         return queries.counts(self._db)
+
+    # -- word search (see .text: an FTS5 index kept by triggers) -------------------
+
+    def text_ranked(self, expression: str, limit: int) -> list[tuple[str, float]]:
+        """``(product_id, bm25)`` of the best ``limit`` live products matching an FTS5
+        expression built by :func:`.text.match_expression`, best (lowest) first."""
+        return text.ranked(self._db, expression, limit)
+
+    def text_matching(self, expression: str) -> set[str]:
+        """Every live product matching an FTS5 expression, unranked."""
+        return text.matching(self._db, expression)
 
     # -- re-index runs: plan, build from the plan, commit (see .plan) -------------
 

@@ -146,32 +146,59 @@ def gc(
 
 
 def search(
-    image: Annotated[Path, typer.Argument(help="A photo of the product to look for.")],
+    image: Annotated[
+        Path | None, typer.Argument(help="A photo of the product to look for.")
+    ] = None,
+    text: Annotated[
+        str | None,
+        typer.Option(
+            "--text",
+            help="Words to match against titles, categories, attributes and descriptions; "
+            "with IMAGE, only products matching them are ranked by the photo.",
+        ),
+    ] = None,
     k: Annotated[int, typer.Option("--k", min=1, max=100, help="How many products.")] = 10,
     as_json: JsonOption = False,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Search the index with a photo and print the ranked products."""
-    from shoplens.errors import BadParameter
+    """Search the index with a photo, with words, or with a photo refined by words."""
+    from shoplens.errors import BadParameter, SnapshotError
     from shoplens.indexer.catalog.types import SearchFilters
     from shoplens.indexer.serving.live import LiveIndex
+    from shoplens.indexer.serving.snapshot import current_id, read_facts
     from shoplens.models.decode import decode_image
     from shoplens.models.registry import load_embedder
 
     settings = make_settings(data_dir)
-    try:
-        data = image.read_bytes()
-    except OSError as exc:
-        raise BadParameter(f"cannot read {image}: {exc.strerror}") from None
+    words = (text or "").strip() or None
+    if image is None and words is None:
+        raise BadParameter("give a photo (IMAGE), words (--text WORDS), or both")
     t0 = time.perf_counter()
-    # Decode first: a bad photo is reported before any model or index is loaded.
-    img = decode_image(data, max_pixels=settings.max_image_pixels)
+    img = None
+    if image is not None:
+        try:
+            data = image.read_bytes()
+        except OSError as exc:
+            raise BadParameter(f"cannot read {image}: {exc.strerror}") from None
+        # Decode first: a bad photo is reported before any model or index is loaded.
+        img = decode_image(data, max_pixels=settings.max_image_pixels)
     _quiet_libraries()
-    embedder = load_embedder(settings)
-    live = LiveIndex.open(settings, embedder.name)
+    if img is None:
+        # Words alone need no model: open the published snapshot whatever made it.
+        cur = current_id(settings)
+        if cur is None:
+            raise SnapshotError(f"no index in {settings.data_dir}: run `shoplens index MANIFEST`")
+        model = str(read_facts(settings.snapshots_dir / cur)["model"])
+        embedder = None
+    else:
+        embedder = load_embedder(settings)
+        model = embedder.name
+    live = LiveIndex.open(settings, model)
     try:
-        vector = embedder.embed([img])[0]
-        hits = live.search(vector, k, SearchFilters())
+        if embedder is None or img is None:
+            hits = live.search_words(words or "", k, SearchFilters())
+        else:
+            hits = live.search(embedder.embed([img])[0], k, SearchFilters(), words)
         version = live.version
     finally:
         live.close()
@@ -180,7 +207,7 @@ def search(
         out = {
             "results": [hit_dict(h) for h in hits],
             "took_ms": round(took, 1),
-            "model": embedder.name,
+            "model": model,
             "index_version": version,
         }
         typer.echo(json.dumps(out, indent=2, ensure_ascii=False))

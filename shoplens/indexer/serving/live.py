@@ -9,7 +9,8 @@ CONTRACT (the service codes against it):
   so edits are searchable at once and survive restarts.
 - Thread-safe: searches run on worker threads while ``maybe_reload`` swaps in
   a newly published snapshot; a search in flight finishes on the old one.
-- Reads only: search, similar, product, image paths, refresh. Catalog edits
+- Reads only: search (by vector, by words, or by vector refined by words),
+  similar, product, image paths, refresh. Catalog edits
   go through :class:`shoplens.indexer.serving.writer.CatalogWriter`, which
   commits to the store and then calls :meth:`LiveIndex.apply_edit` so the
   edit is searchable when it returns.
@@ -36,12 +37,15 @@ from shoplens.config import Settings
 from shoplens.errors import BadParameter, ModelMismatch, NotFound, SnapshotError
 from shoplens.indexer.catalog.photos import photo_path
 from shoplens.indexer.catalog.store import CatalogStore
+from shoplens.indexer.catalog.text import words
 from shoplens.indexer.catalog.types import Hit, ImageRecord, ProductRecord, SearchFilters
 from shoplens.indexer.serving.query import (
     index_product_vector,
     model_product_vector,
     query_vector,
     search_view,
+    search_words,
+    word_mask,
 )
 from shoplens.indexer.serving.snapshot import current_id, load_snapshot
 from shoplens.indexer.serving.view import CatalogView, build_view, refresh_view
@@ -166,7 +170,9 @@ class LiveIndex:
                 return True
             return False
 
-    def search(self, vector: FloatArray, k: int, filters: SearchFilters) -> list[Hit]:
+    def search(
+        self, vector: FloatArray, k: int, filters: SearchFilters, text: str | None = None
+    ) -> list[Hit]:
         """Top-k distinct products for a query vector in the *model* space (``dim``).
 
         The vector is normalised and, when the snapshot has a catalog
@@ -175,12 +181,30 @@ class LiveIndex:
         comparable within one snapshot, not across adapted and plain ones.
         Returns k hits whenever at least k products pass the filters, however
         selective the filter is.
+
+        ``text`` refines the search: only products whose text matches every
+        word (or, when none of those passes the filters, some word) are ranked,
+        by the vector as usual.
         """
         state = self._cur
         if k < 1:
             raise BadParameter("k must be at least 1")
         q = state.snapshot.to_index_space(query_vector(vector, state.snapshot.dim))[0]
-        return search_view(state, q, k, filters)
+        restrict = None
+        if text is not None:
+            restrict = word_mask(self._store, state, _terms(text), filters)
+        return search_view(state, q, k, filters, restrict)
+
+    def search_words(self, text: str, k: int, filters: SearchFilters) -> list[Hit]:
+        """Top-k products whose title, category, attribute values or description
+        match the words of ``text`` (prefixes, any case and accents): those matching
+        every word first, then those matching some, each group by bm25 relevance
+        (a title match beats a description match). Scores are in (0, 1], above 0.5
+        when every word matched; the hit's image is the product's first photo.
+        """
+        if k < 1:
+            raise BadParameter("k must be at least 1")
+        return search_words(self._store, self._cur, _terms(text), k, filters)
 
     def product_vector(self, product_id: str) -> FloatArray:
         """Mean of the product's normalised *model* vectors, renormalised (``dim``-d).
@@ -246,3 +270,10 @@ class LiveIndex:
             out = commit(self._store)
             self._swap(refresh_view(self._store, self._cur))
             return out
+
+
+def _terms(text: str) -> list[str]:
+    terms = words(text)
+    if not terms:
+        raise BadParameter(f"q: no words to search for in {text[:80]!r} (letters or digits)")
+    return terms

@@ -1,8 +1,10 @@
 """Searching a :class:`~shoplens.indexer.serving.view.CatalogView`: filters,
-widening until k distinct products, one hit per product, product vectors.
+widening until k distinct products, one hit per product, product vectors, and
+word search (the store's FTS5 index, read through the view's products and filters).
 
 Pure functions of a view and a query: no locks, no I/O except the embeddings
-cache read of :func:`model_product_vector`.
+cache read of :func:`model_product_vector` and the text index reads of
+:func:`search_words` and :func:`word_mask`.
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ from numpy.typing import NDArray
 
 from shoplens.errors import BadParameter, NotFound
 from shoplens.indexer.catalog.store import CatalogStore
+from shoplens.indexer.catalog.text import match_expression
 from shoplens.indexer.catalog.types import Hit, SearchFilters
 from shoplens.indexer.serving.view import I32, I64, B, CatalogView
 from shoplens.models.base import FloatArray, l2_normalise
 
 
-def product_mask(state: CatalogView, f: SearchFilters) -> B | None:
-    """Which products pass the filters (None: all of them)."""
-    mask: B | None = None
+def product_mask(state: CatalogView, f: SearchFilters, restrict: B | None = None) -> B | None:
+    """Which products pass the filters and ``restrict`` (None: all of them)."""
+    mask: B | None = restrict
 
     def both(m: B) -> None:
         nonlocal mask
@@ -110,8 +113,12 @@ def _snapshot_candidates(
         n = min(limit, n * 4)
 
 
-def search_view(state: CatalogView, q: FloatArray, k: int, f: SearchFilters) -> list[Hit]:
-    mask = product_mask(state, f)
+def search_view(
+    state: CatalogView, q: FloatArray, k: int, f: SearchFilters, restrict: B | None = None
+) -> list[Hit]:
+    """Top-k distinct products for an index-space query; ``restrict``: a product mask
+    applied like a filter (the products a refined search's words matched)."""
+    mask = product_mask(state, f, restrict)
     min_score = -np.inf if f.min_score is None else float(f.min_score)
     scores, vids, prods = _snapshot_candidates(state, q, k, mask, min_score)  # best first
 
@@ -137,6 +144,77 @@ def search_view(state: CatalogView, q: FloatArray, k: int, f: SearchFilters) -> 
         )
         for i in best
     ]
+
+
+def _tiers(terms: list[str]) -> list[bool]:
+    """Products matching every word first, then (several words) those matching some."""
+    return [True, False] if len(terms) > 1 else [True]
+
+
+def _word_score(rank: float, every: bool) -> float:
+    """bm25 (FTS5's: negative, lower is better) -> (0, 1]; above 0.5 every word matched.
+
+    Keeps the answer's scores descending across the two tiers; within a tier,
+    higher is a better text match. Comparable within one answer only.
+    """
+    x = max(0.0, -rank)
+    return (0.5 if every else 0.0) + 0.5 * x / (1.0 + x)
+
+
+def search_words(
+    store: CatalogStore, state: CatalogView, terms: list[str], k: int, f: SearchFilters
+) -> list[Hit]:
+    """Top-k products whose text matches ``terms`` (see :mod:`shoplens.indexer.catalog.text`),
+    through the view: only its live products, the filters applied, each shown
+    with its first photo."""
+    mask = product_mask(state, f)
+    min_score = -np.inf if f.min_score is None else float(f.min_score)
+    hits: list[Hit] = []
+    seen: set[str] = set()
+    for every in _tiers(terms):
+        expression = match_expression(terms, every=every)
+        want = k - len(hits)
+        limit = max(4 * want, 64)
+        while True:  # widen until enough pass the filters or the matches run out
+            matches = store.text_ranked(expression, limit)
+            found: list[Hit] = []
+            below = False  # scores only fall from here: widening cannot help
+            for pid, rank in matches:
+                pos = state.prod_pos.get(pid)
+                images = state.images_by_product.get(pid)
+                if pid in seen or pos is None or not images or (mask is not None and not mask[pos]):
+                    continue  # not in this view, filtered out, or nothing to show it with
+                score = _word_score(rank, every)
+                if score < min_score:
+                    below = True
+                    break
+                found.append(Hit(state.products[pos], images[0].image_id, score))
+                if len(found) == want:
+                    break
+            if below or len(found) == want or len(matches) < limit:
+                break
+            limit *= 4
+        hits.extend(found)
+        seen.update(h.product.product_id for h in found)
+        if len(hits) >= k:
+            break
+    return hits
+
+
+def word_mask(store: CatalogStore, state: CatalogView, terms: list[str], f: SearchFilters) -> B:
+    """The products a refined photo search is restricted to: those matching every
+    word, or when none of them passes the filters, those matching some word."""
+    allowed = product_mask(state, f)
+    mask = np.zeros(len(state.products), np.bool_)
+    for every in _tiers(terms):
+        mask = np.zeros(len(state.products), np.bool_)
+        for pid in store.text_matching(match_expression(terms, every=every)):
+            pos = state.prod_pos.get(pid)
+            if pos is not None:
+                mask[pos] = True
+        if (mask if allowed is None else mask & allowed).any():
+            break
+    return mask
 
 
 def query_vector(vector: FloatArray, dim: int) -> FloatArray:
