@@ -26,7 +26,17 @@ from shoplens import __name__ as _pkg
 from shoplens.ar_assets.service import ArService
 from shoplens.config import Settings
 from shoplens.models.base import ImageEmbedder, TextEmbedder
-from shoplens.service import admin, deps, handlers, home, images, ops, products, search
+from shoplens.service import (
+    admin,
+    deps,
+    docs,
+    handlers,
+    home,
+    images,
+    ops,
+    products,
+    search,
+)
 from shoplens.service import openapi as openapi_doc
 from shoplens.service.limits import BodyLimitMiddleware
 from shoplens.service.metrics import Metrics
@@ -161,6 +171,9 @@ def create_app(
         version=_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
+        # /docs is served from our own files (docs.py); ReDoc would need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     handlers.install(app)
@@ -169,6 +182,7 @@ def create_app(
     app.include_router(deps.ar_router())
     app.include_router(admin.router)
     openapi_doc.install(app)
+    docs.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Added innermost first: request id > CORS > metrics > rate limit > body limit > app.
     app.add_middleware(
