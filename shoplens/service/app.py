@@ -33,6 +33,7 @@ from shoplens.service import (
     handlers,
     home,
     images,
+    methods,
     ops,
     products,
     search,
@@ -177,6 +178,7 @@ def create_app(
     )
     app.state.settings = settings
     handlers.install(app)
+    methods.install(app)
     for module in (search, products, images, ops, home):
         app.include_router(module.router)
     app.include_router(deps.ar_router())
