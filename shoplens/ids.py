@@ -12,3 +12,5 @@ from __future__ import annotations
 import re
 
 PRODUCT_ID_RE = re.compile(r"\A[A-Za-z0-9._:-]{1,128}\Z")
+# The same rule as a JSON Schema (ECMA-262) pattern, for the OpenAPI description.
+PRODUCT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"

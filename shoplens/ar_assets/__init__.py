@@ -8,8 +8,9 @@
 - ``store``: content-addressed files plus one row per product and variant.
 - ``service.ArService``: the part as the service and the CLI use it (ingest,
   reconvert, AR blocks); ``routes.build_router``: its HTTP routes, given their
-  dependencies by the service; ``viewer``: the viewer page; ``commands``:
-  ``shoplens ar``; ``tools``: the Node tools it drives.
+  dependencies by the service (``api_docs``: what OpenAPI says of them);
+  ``viewer``: the viewer page; ``commands``: ``shoplens ar``; ``tools``: the
+  Node tools it drives.
 
 May import ``shoplens.files``, ``shoplens.ids``, ``shoplens.errors`` and
 ``shoplens.config``; never ``shoplens.service``.

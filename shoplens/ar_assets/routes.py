@@ -16,9 +16,27 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from shoplens.ar_assets.service import ArService, Catalog, in_catalog, require_product
+from shoplens.ar_assets.api_docs import (
+    FILE_HEADERS,
+    FILE_NAME_DOC,
+    FILE_RESPONSES,
+    NO_MODEL,
+    PUT_RESPONSES,
+    STATIC_RESPONSES,
+    VARIANT,
+    VARIANT_DOC,
+    ProductIdParam,
+)
+from shoplens.ar_assets.service import (
+    ArService,
+    Catalog,
+    in_catalog,
+    require_product,
+)
+from shoplens.ar_assets.validation.commerce import PLACEMENTS
 from shoplens.ar_assets.viewer import viewer_html
 from shoplens.errors import InvalidAsset, NotFound, TooLarge
 
@@ -234,22 +252,29 @@ def build_router(deps: ArRouteDeps) -> APIRouter:
         dependencies=admin,
         summary="Attach a 3D model (.glb or zipped .gltf) to a product",
         response_model=None,
+        responses=PUT_RESPONSES,
     )
     def put_ar(
-        product_id: str,
+        product_id: ProductIdParam,
         file: UploadFile = File(..., description=".glb, or .zip holding one .gltf and its files"),
-        placement: str = Form("floor"),
-        variant: str | None = Form(None),
+        placement: str = Form(
+            "floor",
+            description="where the product goes in AR",
+            json_schema_extra={"enum": list(PLACEMENTS)},
+        ),
+        variant: str | None = Form(None, description=VARIANT, json_schema_extra=VARIANT_DOC),
         ar: ArService = Depends(deps.ar),
         base: str = Depends(deps.base_url),
         catalog: Catalog | None = Depends(deps.catalog),
     ) -> dict[str, Any] | JSONResponse:
         return _ingest(ar, base, product_id, file, placement, variant, catalog)
 
-    @router.get("/v1/products/{product_id}/ar", summary="The product's AR block")
+    @router.get(
+        "/v1/products/{product_id}/ar", summary="The product's AR block", responses=NO_MODEL
+    )
     def get_ar_block(
-        product_id: str,
-        variant: str | None = Query(None),
+        product_id: ProductIdParam,
+        variant: str | None = Query(None, description=VARIANT, json_schema_extra=VARIANT_DOC),
         ar: ArService = Depends(deps.ar),
         base: str = Depends(deps.base_url),
     ) -> dict[str, Any]:
@@ -260,23 +285,54 @@ def build_router(deps: ArRouteDeps) -> APIRouter:
         status_code=204,
         dependencies=admin,
         summary="Remove the product's 3D model (all variants, or one with ?variant=)",
+        responses=NO_MODEL,
     )
     def delete_ar(
-        product_id: str, variant: str | None = Query(None), ar: ArService = Depends(deps.ar)
+        product_id: ProductIdParam,
+        variant: str | None = Query(None, description=VARIANT, json_schema_extra=VARIANT_DOC),
+        ar: ArService = Depends(deps.ar),
     ) -> Response:
         ar.delete(product_id, variant)
         return Response(status_code=204)
 
-    @router.api_route("/ar/files/{name}", methods=["GET", "HEAD"], summary="A stored AR file")
-    def get_file(request: Request, name: str, ar: ArService = Depends(deps.ar)) -> Response:
+    # Two routes, not one with methods=[GET, HEAD]: OpenAPI needs an operation id each.
+    @router.get(
+        "/ar/files/{name}",
+        summary="A stored AR file (ETag, single byte ranges)",
+        response_class=Response,
+        responses=FILE_RESPONSES,
+        openapi_extra={"parameters": FILE_HEADERS},
+    )
+    @router.head(
+        "/ar/files/{name}",
+        summary="A stored AR file's headers",
+        response_class=Response,
+        responses=FILE_RESPONSES,
+        openapi_extra={"parameters": FILE_HEADERS},
+    )
+    def get_file(
+        request: Request,
+        name: str = PathParam(
+            description="content-addressed file name from an AR block",
+            json_schema_extra=FILE_NAME_DOC,
+        ),
+        ar: ArService = Depends(deps.ar),
+    ) -> Response:
         return _file_response(request, ar, name)
 
-    @router.get("/ar/view/{product_id}", response_class=HTMLResponse, summary="3D/AR viewer page")
+    @router.get(
+        "/ar/view/{product_id}",
+        response_class=HTMLResponse,
+        summary="3D/AR viewer page",
+        responses=NO_MODEL,
+    )
     def view(
         request: Request,
-        product_id: str,
-        variant: str | None = Query(None),
-        material_variant: str | None = Query(None),
+        product_id: ProductIdParam,
+        variant: str | None = Query(None, description=VARIANT, json_schema_extra=VARIANT_DOC),
+        material_variant: str | None = Query(
+            None, description="the glTF material variant to show first"
+        ),
         ar: ArService = Depends(deps.ar),
         base: str = Depends(deps.base_url),
         catalog: Catalog | None = Depends(deps.catalog),
@@ -285,9 +341,17 @@ def build_router(deps: ArRouteDeps) -> APIRouter:
         return _viewer_page(request, block, base, catalog, product_id, material_variant)
 
     @router.get(
-        "/ar/static/{name}", summary="model-viewer and decoders, served from our own origin"
+        "/ar/static/{name}",
+        summary="model-viewer and decoders, served from our own origin",
+        response_class=Response,
+        responses=STATIC_RESPONSES,
     )
-    def static(name: str) -> Response:
+    def static(
+        name: str = PathParam(
+            description="a script the viewer page loads",
+            json_schema_extra={"enum": [n for n in STATIC_FILES if "/" not in n]},
+        ),
+    ) -> Response:
         return _static(name)
 
     @router.get("/ar/static/{group}/{name}", include_in_schema=False)

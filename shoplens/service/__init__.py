@@ -12,7 +12,9 @@
   ``limits`` (byte caps), ``ratelimit``, ``middleware`` (request ids, access
   logs), ``handlers`` (every error as ``{"error": {"code", "message"}}``),
   ``schemas`` and ``openapi`` (the contract as /openapi.json shows it),
-  ``metrics``, ``auth``; ``commands``: ``shoplens serve`` and ``shoplens demo``.
+  ``docs`` (Swagger UI at /docs from vendored files), ``methods`` (405s whose
+  ``Allow`` lists the documented methods), ``metrics``, ``auth``;
+  ``commands``: ``shoplens serve`` and ``shoplens demo``.
 
 May import every other part; nothing imports the service but ``shoplens.cli``.
 """

@@ -7,9 +7,9 @@ with exactly the model that serves; routes get it through ``JobsDep``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -78,6 +78,16 @@ class JobResponse(BaseModel):
     snapshot_id: str | None = Field(description="the snapshot the job published")
 
 
+# Documented, not enforced: an id of another shape is simply unknown (404).
+JobId = Annotated[
+    str,
+    Path(
+        description="the id POST /v1/admin/reindex answered",
+        json_schema_extra={"pattern": "^job-[0-9]{8}T[0-9]{12}Z-[0-9a-f]{6}$"},
+    ),
+]
+
+
 def start_jobs(state: ServiceState) -> JobRunner:
     """Build and start the job runner (resuming unfinished jobs)."""
 
@@ -94,7 +104,7 @@ def start_jobs(state: ServiceState) -> JobRunner:
     status_code=202,
     response_model=JobCreated,
     summary="Re-index the catalog from a manifest (a background job)",
-    responses={**error_responses(400, 401, 403), **_CONFLICT},
+    responses={**error_responses(400, 401, 403, 503), **_CONFLICT},
 )
 async def reindex(body: ReindexRequest, jobs: JobsDep) -> JobCreated:
     job_id = await run_in_threadpool(jobs.submit, body.manifest, body.prune)
@@ -105,8 +115,8 @@ async def reindex(body: ReindexRequest, jobs: JobsDep) -> JobCreated:
     "/jobs/{job_id}",
     response_model=JobResponse,
     summary="A re-index job: state, progress, counts, rejects",
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 503),
 )
-async def get_job(job_id: str, jobs: JobsDep) -> JobResponse:
+async def get_job(job_id: JobId, jobs: JobsDep) -> JobResponse:
     job = await run_in_threadpool(jobs.get, job_id)
     return JobResponse.model_validate(job)

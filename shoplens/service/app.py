@@ -26,7 +26,18 @@ from shoplens import __name__ as _pkg
 from shoplens.ar_assets.service import ArService
 from shoplens.config import Settings
 from shoplens.models.base import ImageEmbedder, TextEmbedder
-from shoplens.service import admin, deps, handlers, home, images, ops, products, search
+from shoplens.service import (
+    admin,
+    deps,
+    docs,
+    handlers,
+    home,
+    images,
+    methods,
+    ops,
+    products,
+    search,
+)
 from shoplens.service import openapi as openapi_doc
 from shoplens.service.limits import BodyLimitMiddleware
 from shoplens.service.metrics import Metrics
@@ -165,14 +176,19 @@ def create_app(
         lifespan=lifespan,
         # Runs first on every route: unknown query parameters and form fields are a 400.
         dependencies=[Depends(ParameterCheck())],
+        # /docs is served from our own files (docs.py); ReDoc would need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     handlers.install(app)
+    methods.install(app)
     for module in (search, products, images, ops, home):
         app.include_router(module.router)
     app.include_router(deps.ar_router())
     app.include_router(admin.router)
     openapi_doc.install(app)
+    docs.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Added innermost first: request id > CORS > metrics > rate limit > body limit > app.
     app.add_middleware(

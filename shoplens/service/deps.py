@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shoplens.ar_assets.routes import ArRouteDeps, build_router
 from shoplens.ar_assets.service import ArService
@@ -82,7 +83,21 @@ async def get_jobs(request: Request) -> JobRunner:
     return runner
 
 
-async def require_admin(request: Request) -> None:
+# Declares the bearer scheme in the OpenAPI description (and Swagger UI's
+# "Authorize" button) for every route that depends on require_admin; it never
+# refuses anything itself: check_admin decides, with the contract's errors.
+_admin_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="adminToken",
+    description="`Authorization: Bearer $SHOPLENS_ADMIN_TOKEN`; "
+    "with no token configured, admin routes answer 403",
+)
+
+
+async def require_admin(
+    request: Request,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(_admin_bearer)],
+) -> None:
     """For admin routes: 401/403 unless the request carries the admin token."""
     check_admin(_settings(request), request.headers.get("authorization"))
 

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
 from shoplens.files.disk_lru import MIB
+from shoplens.indexer.catalog.photos import IMAGE_ID_HEX
 from shoplens.service.deps import LiveDep, StateDep
 from shoplens.service.renditions import DEFAULT_WIDTH, MAX_WIDTH, MIN_WIDTH, Renditions
 from shoplens.service.schemas import error_responses
@@ -36,6 +38,23 @@ def _wants_webp(accept: str) -> bool:
     return False
 
 
+# Documented, not enforced: an id of another shape is simply unknown (404).
+ImageId = Annotated[
+    str,
+    PathParam(
+        description="content-addressed image id, as in a product's image_url",
+        json_schema_extra={"pattern": f"^[0-9a-f]{{{IMAGE_ID_HEX}}}$"},
+    ),
+]
+_IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "an ETag of an earlier answer: 304 when it still matches",
+    "schema": {"type": "string"},
+}
+
+
 def _matches(if_none_match: str, etag: str) -> bool:
     tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
     return "*" in tags or etag in tags
@@ -53,9 +72,10 @@ def _matches(if_none_match: str, etag: str) -> bool:
         304: {"description": "Not modified (If-None-Match matched the ETag)"},
         **error_responses(400, 404, 503),
     },
+    openapi_extra={"parameters": [_IF_NONE_MATCH]},
 )
 async def get_image(
-    image_id: str,
+    image_id: ImageId,
     request: Request,
     state: StateDep,
     live: LiveDep,

@@ -46,6 +46,8 @@ async def search_params(
             description="another manifest column must equal a value, 'name:value' "
             "(repeatable; all must match), e.g. attr=brand:acme",
             examples=["brand:acme"],
+            # Documented for each value; the parsing below is what enforces it.
+            json_schema_extra={"items": {"type": "string", "pattern": "^[^:]+:"}},
         ),
     ] = None,
 ) -> SearchParams:

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from shoplens.ar_assets.service import ArService
 from shoplens.errors import BadParameter, InvalidContent, NotFound
-from shoplens.ids import PRODUCT_ID_RE
+from shoplens.ids import PRODUCT_ID_PATTERN, PRODUCT_ID_RE
 from shoplens.indexer.catalog.types import ImageRecord, ProductRecord
 from shoplens.indexer.serving.writer import CatalogWriter
 from shoplens.indexer.sources.manifest import RowError, product_from_mapping
@@ -29,8 +29,15 @@ from shoplens.service.uploads import read_limited
 
 router = APIRouter(tags=["products"])
 
+# The pattern is documented, not enforced on reads: an id of another shape is
+# simply unknown (404); PUT refuses it with 400.
 ProductId = Annotated[
-    str, Path(description="stable product id, 1-128 chars of A-Za-z0-9._:-", max_length=128)
+    str,
+    Path(
+        description="stable product id, 1-128 chars of A-Za-z0-9._:-",
+        max_length=128,
+        json_schema_extra={"pattern": PRODUCT_ID_PATTERN},
+    ),
 ]
 MAX_IMAGES = 20
 
@@ -128,7 +135,7 @@ async def get_product(
     summary="Create or replace a product (admin); searchable when the call returns",
     responses={
         201: {"model": ProductResponse, "description": "Created"},
-        **error_responses(400, 401, 403, 413, 415, 422, 503),
+        **error_responses(400, 401, 403, 409, 413, 415, 422, 503),
     },
     dependencies=[Depends(require_admin)],
 )

@@ -106,15 +106,17 @@ class DemoSample(BaseModel):
 
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
-    400: "Bad parameter",
+    400: "Bad parameter: a malformed or out-of-range value (`bad_parameter`), "
+    "or a query parameter or form field the route does not take (`unknown_parameter`)",
     401: "Missing or invalid admin token",
     403: "Admin endpoints disabled (no token configured)",
     404: "Unknown id",
+    409: "Conflict with the catalog's state",
     413: "Upload too large (bytes or pixels)",
     415: "Not a supported image format",
     422: "Invalid content (corrupt image, invalid product fields)",
-    429: "Rate limited",
-    503: "Index not loaded yet",
+    429: "Rate limited (see Retry-After)",
+    503: "Index not loaded yet (see Retry-After)",
 }
 
 

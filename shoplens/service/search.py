@@ -25,6 +25,12 @@ from shoplens.service.uploads import read_limited
 
 router = APIRouter(tags=["search"])
 
+# Four comma-separated fields. Documented, not enforced here: parse_crop checks
+# the numbers and their ranges with a message that says what is wrong, and the
+# pattern must accept everything it does (Python's float() reads more spellings
+# than a JSON Schema pattern can say).
+CROP_PATTERN = r"^[^,]+(,[^,]+){3}$"
+
 
 def result_item(hit: Hit, image_url: str, ar: dict[str, Any] | None) -> SearchResultItem:
     """One hit in the public result shape."""
@@ -130,8 +136,10 @@ async def search_by_photo(
     crop: Annotated[
         str | None,
         Query(
-            description="region to search for, 'x,y,w,h' as fractions 0-1 of the photo",
+            description="region to search for, 'x,y,w,h' as fractions 0-1 of the photo "
+            "(left, top, width, height; x+w and y+h at most 1)",
             examples=["0.25,0.1,0.5,0.6"],
+            json_schema_extra={"pattern": CROP_PATTERN},
         ),
     ] = None,
     q: Annotated[

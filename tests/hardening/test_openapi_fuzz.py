@@ -3,9 +3,14 @@ generate path, query, header and body values from each operation's parameters
 (valid, boundary and hostile), and send them to the real app.
 
 The only acceptable answers are 2xx, 3xx or 4xx with the contract's error body;
-afterwards the service is still healthy. A compact replacement for schemathesis
-(no extra dependency): ``SHOPLENS_FUZZ_EXAMPLES`` sets the examples per route
-(default 25; twelve times that in the ``slow`` variant).
+afterwards the service is still healthy. ``SHOPLENS_FUZZ_EXAMPLES`` sets the
+examples per route (default 25; twelve times that in the ``slow`` variant).
+
+Kept beside ``test_schemathesis.py`` (which checks the answers against the
+description) for what schemathesis does not send: real and malformed photos
+from the hardening corpus as uploads (so searches and product edits get past
+decoding), known product ids, hostile strings (paths, NUL, huge and non-ASCII
+values), missing and wrong admin tokens, and unknown query parameters.
 """
 
 from __future__ import annotations
