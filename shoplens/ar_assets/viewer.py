@@ -4,6 +4,10 @@ The model-viewer element carries ``data-anchoring`` (the AR block's ``anchoring`
 for apps that embed the page. Quick Look reads the anchoring from the USDZ itself;
 model-viewer's ``ar-placement`` knows only floor and wall, so face items are
 placed on a surface by Scene Viewer and WebXR, true to scale.
+
+A model with ``KHR_materials_variants`` gets a variant picker, filled from what
+model-viewer found in the loaded file (``availableVariants``), so it can only
+offer variants the viewer can show.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ def viewer_html(
   header {{ padding: 12px 16px; display: flex; gap: 16px; align-items: baseline; }}
   h1 {{ font-size: 1.1rem; margin: 0; }}
   model-viewer {{ width: 100vw; height: calc(100vh - 56px); background: #ffffff; }}
+  #variant-picker select {{ font: inherit; padding: 4px; }}
   #ar-button {{ position: absolute; bottom: 24px; left: 50%; transform: translateX(-50%);
     padding: 12px 20px; border-radius: 24px; border: none; background: #1a73e8; color: #fff;
     font-size: 1rem; }}
@@ -61,12 +66,30 @@ def viewer_html(
   <a id="back" href="{escape(back_url, quote=True)}">&larr; Back</a>
   <h1 id="title">{t}</h1>
   <span id="size">{escape(size)} m</span>
+  <label id="variant-picker" hidden>Variant <select id="variant"></select></label>
 </header>
 <model-viewer id="model" src="{src}"{ios_attr} alt="{t}" ar ar-modes="webxr scene-viewer quick-look"
   ar-placement="{placement}" ar-scale="fixed" camera-controls touch-action="pan-y"
   shadow-intensity="1"{variant_attr} data-anchoring="{escape(anchoring, quote=True)}">
   <button slot="ar-button" id="ar-button">View in your space</button>
 </model-viewer>
+<script type="module">
+  const model = document.getElementById("model");
+  const picker = document.getElementById("variant-picker");
+  const select = document.getElementById("variant");
+  function fill() {{
+    const names = model.availableVariants || [];
+    const current = model.variantName;
+    // "As modelled" is the file's own materials (variantName null), not always a variant.
+    select.replaceChildren(new Option("As modelled", "", false, !current),
+      ...names.map((n) => new Option(n, n, false, n === current)));
+    picker.hidden = names.length === 0;
+    picker.dataset.variants = String(names.length);  // tells scripts (and tests) it is filled
+  }}
+  model.addEventListener("load", fill);
+  if (model.loaded) fill();  // a small cached model can load before this script runs
+  select.addEventListener("change", () => {{ model.variantName = select.value || null; }});
+</script>
 </body>
 </html>
 """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from shoplens.cli_options import DataDirOption, make_settings
+from shoplens.errors import BadParameter
 
 if TYPE_CHECKING:
     from shoplens.config import Settings
@@ -31,6 +33,15 @@ _Host = Annotated[
     typer.Option("--host", help="Address to listen on (default 127.0.0.1; 0.0.0.0 for phones)."),
 ]
 _Port = Annotated[int | None, typer.Option("--port", help="TCP port (default 8000).")]
+_AdminToken = Annotated[
+    str | None,
+    typer.Option(
+        "--admin-token",
+        help="Bearer token for the admin routes (default: SHOPLENS_ADMIN_TOKEN, "
+        "else a random one, printed at start-up).",
+        show_default=False,
+    ),
+]
 
 
 def run_server(settings: Settings) -> None:
@@ -93,10 +104,57 @@ def serve(host: _Host = None, port: _Port = None, data_dir: DataDirOption = None
     run_server(make_settings(data_dir, host=host, port=port))
 
 
-def demo(host: _Host = None, port: _Port = None, data_dir: DataDirOption = None) -> None:
+def demo_settings(
+    data_dir: Path | None, host: str | None, port: int | None, admin_token: str | None
+) -> tuple[Settings, str]:
+    """The demo's settings, always with an admin token, and where that token came from.
+
+    The demo exists to be tried, admin routes included (AR uploads, product edits,
+    re-index jobs), so it never runs with them disabled: without ``--admin-token``
+    or ``SHOPLENS_ADMIN_TOKEN`` it makes a random token for this run and says so.
+    """
+    from pydantic import SecretStr
+
+    if admin_token is not None and (not admin_token or any(c.isspace() for c in admin_token)):
+        raise BadParameter("--admin-token must be a non-empty token without spaces")
+    settings = make_settings(data_dir, host=host, port=port, admin_token=admin_token)
+    if admin_token is not None:
+        return settings, "--admin-token"
+    if settings.admin_token is not None and settings.admin_token.get_secret_value():
+        return settings, "SHOPLENS_ADMIN_TOKEN"
+    # 128 bits: the demo may listen on 0.0.0.0 for phones; a guessable token would not do.
+    token = SecretStr(secrets.token_urlsafe(16))
+    return settings.model_copy(update={"admin_token": token}), "generated"
+
+
+def demo_banner(settings: Settings, token_source: str) -> str:
+    """What ``shoplens demo`` prints before serving: where to look and how to be admin."""
+    assert settings.admin_token is not None  # demo_settings always sets one
+    url = f"http://{settings.host}:{settings.port}"
+    if token_source == "generated":
+        token = settings.admin_token.get_secret_value()
+        how = f"{token}  (random, for this run; --admin-token TOKEN picks your own)"
+    else:
+        token = "$TOKEN"
+        how = f"the one given with {token_source}"
+    return (
+        f"shoplens: demo page {url}/ , API docs {url}/docs\n"
+        f"shoplens: admin token: {how}\n"
+        f"shoplens: admin calls: curl -H 'Authorization: Bearer {token}' ...  "
+        "(README: For app developers)"
+    )
+
+
+def demo(
+    host: _Host = None,
+    port: _Port = None,
+    data_dir: DataDirOption = None,
+    admin_token: _AdminToken = None,
+) -> None:
     """Index the bundled demo catalog if needed, then serve it with the demo page at /."""
-    settings = make_settings(data_dir, host=host, port=port)
+    settings, token_source = demo_settings(data_dir, host, port, admin_token)
     ensure_demo_index(settings, progress=sys.stderr.isatty())
+    typer.echo(demo_banner(settings, token_source), err=True)
     run_server(settings)
 
 

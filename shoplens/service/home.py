@@ -1,4 +1,8 @@
-"""The demo home page (``GET /``) and its one-tap sample photos."""
+"""The demo home page (``GET /``), its one-tap sample photos and its photo previews.
+
+The preview route lives in :mod:`shoplens.service.preview` and is included here, with
+the page it was made for, so the app factory registers one router for the demo.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,13 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from shoplens import demo
 from shoplens.errors import NotFound
+from shoplens.service import preview
 from shoplens.service.schemas import DemoSample, error_responses
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 router = APIRouter(tags=["demo"])
+router.include_router(preview.router)
 
 
 @router.get("/", response_class=HTMLResponse, summary="The demo page: search with a photo")

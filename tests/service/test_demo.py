@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
 from shoplens import demo
 from shoplens.config import Settings
 from shoplens.indexer.sources.manifest import read_manifest
-from shoplens.service.commands import DEMO_MARKER, ensure_demo_index
+from shoplens.service.commands import DEMO_MARKER, demo_banner, demo_settings, ensure_demo_index
 from tests.service.conftest import AppFactory
+from tests.service.demo_process import running_demo
 from tests.service.helpers import search
 
 
@@ -89,3 +95,61 @@ def test_home_page_and_assets(demo_client: TestClient) -> None:
     assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
     assert demo_client.get("/demo/samples/../manifest.csv").status_code == 404
     assert demo_client.get("/demo/samples/nope.jpg").status_code == 404
+
+
+def _shoplens(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-c", "from shoplens.cli import main; main()", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+
+
+@pytest.mark.parametrize("token", ["", "two words"])
+def test_demo_refuses_an_unusable_admin_token(token: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SHOPLENS_ADMIN_TOKEN"}
+    done = _shoplens("demo", "--data-dir", str(tmp_path / "d"), "--admin-token", token, env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "shoplens: error: --admin-token must be a non-empty token without spaces"
+    ]
+    assert not (tmp_path / "d").exists()  # refused before indexing anything
+
+
+def test_demo_settings_always_carry_an_admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHOPLENS_ADMIN_TOKEN", raising=False)
+    given, source = demo_settings(None, None, None, "my-token")
+    assert source == "--admin-token" and given.admin_token is not None
+    assert given.admin_token.get_secret_value() == "my-token"
+    assert "my-token" not in demo_banner(given, source)  # a chosen secret is not echoed
+
+    monkeypatch.setenv("SHOPLENS_ADMIN_TOKEN", "from-env")
+    env, source = demo_settings(None, None, None, None)
+    assert source == "SHOPLENS_ADMIN_TOKEN" and env.admin_token is not None
+    assert env.admin_token.get_secret_value() == "from-env"
+
+    monkeypatch.setenv("SHOPLENS_ADMIN_TOKEN", "")  # set but empty: admin would be off
+    made, source = demo_settings(None, None, None, None)
+    again, _ = demo_settings(None, None, None, None)
+    assert source == "generated" and made.admin_token is not None and again.admin_token
+    token = made.admin_token.get_secret_value()
+    assert len(token) >= 20 and token != again.admin_token.get_secret_value()
+    assert token in demo_banner(made, source)
+
+
+@pytest.mark.real_model
+def test_demo_prints_a_working_admin_token(
+    demo_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --admin-token the banner shows a random token, and the admin routes take it."""
+    monkeypatch.delenv("SHOPLENS_ADMIN_TOKEN", raising=False)
+    copy = tmp_path / "data"
+    shutil.copytree(demo_data_dir, copy)
+    log = tmp_path / "server.log"
+    with running_demo(copy, log) as url:
+        banner = log.read_text(encoding="utf-8", errors="replace")
+        found = re.search(r"admin token: (\S+)  \(random", banner)
+        assert found, banner
+        assert f"demo page {url}/" in banner
+        jobs = f"{url}/v1/admin/jobs/no-such-job"
+        auth = {"Authorization": f"Bearer {found.group(1)}"}
+        assert httpx.get(jobs, headers=auth).status_code == 404  # past the admin check
+        assert httpx.get(jobs).status_code == 401
+        assert httpx.get(jobs, headers={"Authorization": "Bearer wrong"}).status_code == 401

@@ -2,13 +2,14 @@
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
-  const state = { photo: null, region: null, categories: new Set(), answered: 0 };
+  const state = { photo: null, region: null, categories: new Set(), answered: 0, request: null };
 
   const preview = $("preview");
   const stage = $("stage");
   const box = $("box");
   const status = $("status");
   const results = $("results");
+  const heading = $("results-heading");
   const searchButton = $("search");
 
   function setStatus(text, isError) {
@@ -21,12 +22,39 @@
     state.region = null;
     box.hidden = true;
     $("clear-box").hidden = true;
-    if (preview.src) URL.revokeObjectURL(preview.src);
-    preview.src = URL.createObjectURL(blob);
+    showPreview(blob, "local");
     stage.hidden = false;
     $("hint").hidden = false;
     searchButton.disabled = false;
   }
+
+  function showPreview(blob, source) {
+    if (preview.src) URL.revokeObjectURL(preview.src);
+    preview.dataset.source = source;
+    preview.src = URL.createObjectURL(blob);
+  }
+
+  // Most browsers cannot show HEIC/HEIF (iPhone photos): when the photo does not
+  // load, the server converts it to a JPEG in the orientation search uses, so a
+  // region drawn on it is the region searched. The search itself sends the original.
+  preview.addEventListener("error", async () => {
+    const photo = state.photo;
+    if (!photo || preview.dataset.source !== "local") return;
+    preview.dataset.source = "converting";
+    const form = new FormData();
+    form.append("image", photo, "photo");
+    try {
+      const response = await fetch("v1/preview?w=1024", { method: "POST", body: form });
+      if (state.photo !== photo) return;  // another photo was picked meanwhile
+      if (!response.ok) {
+        setStatus("This photo cannot be shown: " + await errorMessage(response), true);
+        return;
+      }
+      showPreview(await response.blob(), "server");
+    } catch (e) {
+      setStatus("Could not reach the server: " + e.message, true);
+    }
+  });
 
   function filterParams() {
     const p = new URLSearchParams();
@@ -55,25 +83,33 @@
     if (state.region) params.set("crop", state.region.map((v) => v.toFixed(4)).join(","));
     const form = new FormData();
     form.append("image", state.photo, "photo.jpg");
-    await run("v1/search?" + params.toString(), { method: "POST", body: form }, "Searching…");
+    const title = state.region ? "Matches for the marked region" : "Matches for your photo";
+    await run("v1/search?" + params.toString(), { method: "POST", body: form }, "Searching…", title);
   }
 
   async function similar(productId, title) {
     const params = filterParams();
     await run("v1/products/" + encodeURIComponent(productId) + "/similar?" + params.toString(),
-      { method: "GET" }, "Finding products like " + title + "…");
+      { method: "GET" }, "Finding products like " + title + "…", "More like " + title);
   }
 
-  async function run(url, init, busy) {
+  async function run(url, init, busy, title) {
+    // The newest request wins: drawing a box or tapping a sample while a search
+    // runs must not let the older answer overwrite the newer one.
+    if (state.request) state.request.abort();
+    const request = new AbortController();
+    state.request = request;
     searchButton.disabled = true;
     setStatus(busy);
     try {
-      const response = await fetch(url, init);
+      const response = await fetch(url, { ...init, signal: request.signal });
       if (!response.ok) {
         setStatus(await errorMessage(response), true);
         return;
       }
       const body = await response.json();
+      heading.textContent = title;
+      heading.hidden = false;
       render(body.results);
       // Phones: the grid is below the photo; bring the answer into view.
       status.scrollIntoView({ block: "start", behavior: "smooth" });
@@ -81,11 +117,15 @@
         ? body.results.length + " products in " + Math.round(body.took_ms) + " ms"
         : "No product matches these filters.");
     } catch (e) {
+      if (request.signal.aborted) return;  // replaced by a newer request: it reports
       setStatus("Could not reach the server: " + e.message, true);
     } finally {
-      searchButton.disabled = !state.photo;
-      // Count of answered requests: lets scripts (and tests) wait for the next answer.
-      document.body.dataset.answered = String(++state.answered);
+      if (state.request === request) {
+        state.request = null;
+        searchButton.disabled = !state.photo;
+        // Count of answered requests: lets scripts (and tests) wait for the next answer.
+        document.body.dataset.answered = String(++state.answered);
+      }
     }
   }
 
@@ -151,11 +191,13 @@
   });
   function endDrag() {
     if (!drag) return;
-    if (drag.region && !box.hidden) {
+    const drawn = drag.region && !box.hidden;
+    if (drawn) {
       state.region = drag.region.map((v) => Math.min(Math.max(v, 0), 1));
       $("clear-box").hidden = false;
     }
     drag = null;
+    if (drawn) search();  // the box is the question: no extra button press
   }
   stage.addEventListener("pointerup", endDrag);
   stage.addEventListener("pointercancel", endDrag);
@@ -163,6 +205,7 @@
     state.region = null;
     box.hidden = true;
     $("clear-box").hidden = true;
+    search();
   });
 
   for (const id of ["camera", "file"]) {
