@@ -104,7 +104,8 @@ def _fit_learnt(
             None,
             None,
             f"too few photos per product to learn from ({n} images of {n_products} "
-            "products; needs at least 2 products and 2 images per product on average)",
+            "products; needs at least 2 products, 2 images per product on average, "
+            "and photos that differ)",
         )
     facts = {
         "kind": adaptation.kind,
