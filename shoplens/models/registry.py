@@ -30,6 +30,7 @@ from shoplens.models.cache import is_complete, model_dir_for, newest_export
 from shoplens.models.effnet import EFFNET_SPECS, member_specs, weights_path
 from shoplens.models.hashing import file_sha256
 from shoplens.models.onnx_embedder import OnnxEmbedder
+from shoplens.models.progress import step
 from shoplens.models.quantize import (
     base_name,
     int8_dir_for,
@@ -85,11 +86,14 @@ class ModelFamily:
         target = model_dir_for(settings.model_cache_dir, name, sha)
         return target if is_complete(target) else None
 
-    def make(self, name: str, settings: Settings) -> Path:
+    def make(self, name: str, settings: Settings, *, bar: bool = True) -> Path:
         """Export ``name`` now (torch): :meth:`cached_dir` found nothing."""
         from shoplens.models.export import export_to_cache
 
-        return export_to_cache(self.load_torch(name, settings), settings.model_cache_dir)
+        # Importing torch and building the network alone take 10-20 s on a small CPU.
+        with step(f"loading {name} into torch to export it", bar=bar):
+            eager = self.load_torch(name, settings)
+        return export_to_cache(eager, settings.model_cache_dir, bar=bar)
 
     def load_torch(self, name: str, settings: Settings) -> TorchEmbedder:
         _require(*self.needs)
@@ -137,8 +141,9 @@ class Int8Variant:
         target = int8_dir_for(fp32_dir, settings.model_cache_dir)
         return target if is_complete_int8(target, fp32_dir) else None
 
-    def make(self, name: str, settings: Settings) -> Path:
-        return quantize_export(export_model(base_name(name), settings), settings.model_cache_dir)
+    def make(self, name: str, settings: Settings, *, bar: bool = True) -> Path:
+        fp32_dir = export_model(base_name(name), settings, bar=bar)
+        return quantize_export(fp32_dir, settings.model_cache_dir, bar=bar)
 
     def load_torch(self, name: str, settings: Settings) -> TorchEmbedder:
         raise ModelUnavailable(
@@ -261,15 +266,17 @@ def cached_model_dir(name: str, settings: Settings) -> Path | None:
     return family_of(name).cached_dir(name, settings)
 
 
-def export_model(name: str, settings: Settings) -> Path:
-    """The export folder of ``name``, exporting it now (needs torch) if not cached."""
+def export_model(name: str, settings: Settings, *, bar: bool = True) -> Path:
+    """The export folder of ``name`` in the model cache, exporting it now (needs
+    torch) if not cached; ``bar`` shows the slow steps as bars on a terminal."""
     family = family_of(name)
-    return family.cached_dir(name, settings) or family.make(name, settings)
+    return family.cached_dir(name, settings) or family.make(name, settings, bar=bar)
 
 
-def load_embedder(settings: Settings) -> ImageEmbedder:
-    """The configured model on ONNX Runtime, exported first if this machine lacks it."""
-    model_dir = export_model(settings.model, settings)
+def load_embedder(settings: Settings, *, progress: bool = True) -> ImageEmbedder:
+    """The configured model on ONNX Runtime, exported first if this machine lacks it
+    (``progress`` shows the export's steps as bars on a terminal)."""
+    model_dir = export_model(settings.model, settings, bar=progress)
     return OnnxEmbedder(model_dir, threads=settings.ort_threads)
 
 
