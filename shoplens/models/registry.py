@@ -7,9 +7,11 @@ variant of a family (:class:`Int8Variant`, ``<name>-int8``) is defined once,
 over any family, and differs only in how its folder is found and made (by
 quantizing the float32 export).
 
-The serving path calls :func:`load_embedder` and gets an ONNX Runtime model;
-torch is imported only when a model has to be exported first (once per
-machine) or when a caller asks for the eager model explicitly. Nothing here
+The serving path calls :func:`load_embedder` and gets an ONNX Runtime model:
+the model cache's export, else the one shipped in the package
+(:mod:`shoplens.models.packaged`, the default model); torch is imported only
+when a model has to be exported first (once per machine) or when a caller
+asks for the eager model explicitly. Nothing here
 holds state: callers keep the embedder they load.
 """
 
@@ -26,10 +28,11 @@ from shoplens.config import Settings
 from shoplens.errors import ModelUnavailable
 from shoplens.models import openclip
 from shoplens.models.base import ImageEmbedder, TextEmbedder
-from shoplens.models.cache import is_complete, model_dir_for, newest_export
+from shoplens.models.cache import is_complete, model_dir_for, newest_export, read_meta
 from shoplens.models.effnet import EFFNET_SPECS, member_specs, weights_path
 from shoplens.models.hashing import file_sha256
 from shoplens.models.onnx_embedder import OnnxEmbedder
+from shoplens.models.packaged import packaged_dir
 from shoplens.models.progress import step
 from shoplens.models.quantize import (
     base_name,
@@ -273,11 +276,23 @@ def export_model(name: str, settings: Settings, *, bar: bool = True) -> Path:
     return family.cached_dir(name, settings) or family.make(name, settings, bar=bar)
 
 
+def model_dir(name: str, settings: Settings) -> Path | None:
+    """The folder :func:`load_embedder` opens for ``name`` without exporting: the
+    cache's export, else the one shipped inside the package; None when neither."""
+    family = family_of(name)
+    return family.cached_dir(name, settings) or _packaged(family, name, settings)
+
+
 def load_embedder(settings: Settings, *, progress: bool = True) -> ImageEmbedder:
-    """The configured model on ONNX Runtime, exported first if this machine lacks it
-    (``progress`` shows the export's steps as bars on a terminal)."""
-    model_dir = export_model(settings.model, settings, bar=progress)
-    return OnnxEmbedder(model_dir, threads=settings.ort_threads)
+    """The configured model on ONNX Runtime.
+
+    From the model cache, else from the package (the default model ships in it,
+    so a plain ``pip install`` serves it without torch), else exported now
+    (needs the 'export' extra; ``progress`` shows its steps as bars on a terminal).
+    """
+    name = settings.model
+    folder = model_dir(name, settings) or family_of(name).make(name, settings, bar=progress)
+    return OnnxEmbedder(folder, threads=settings.ort_threads)
 
 
 def load_torch_embedder(name: str, settings: Settings) -> TorchEmbedder:
@@ -295,6 +310,23 @@ def load_text_embedder(settings: Settings) -> TextEmbedder | None:
         if family.owns(settings.model):
             return None if family.load_text is None else family.load_text(settings.model, settings)
     return None
+
+
+def _packaged(family: ModelFamily | Int8Variant, name: str, settings: Settings) -> Path | None:
+    """The package's export of ``name`` when it fits this machine's weights.
+
+    Without the weights packages (the serving install) it is the model. With
+    them, their hash must be the one it was exported from: different weights
+    are exported afresh rather than served the shipped vectors.
+    """
+    folder = packaged_dir(name)
+    if folder is None:
+        return None
+    try:
+        sha = family.hash_weights(name, settings)
+    except ModelUnavailable:
+        return folder
+    return folder if read_meta(folder).get("weights_sha256") == sha else None
 
 
 def _newest_dir(name: str, settings: Settings) -> Path | None:
