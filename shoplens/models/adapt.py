@@ -250,7 +250,9 @@ def fit_adaptation(
     image, ``product_ids`` aligned with them. ``shrinkage`` in [0, 1] blends the
     within-product covariance with a scaled identity; ``beta`` is the whitening
     power (1 = full whitening); ``dim`` keeps that many output dimensions
-    (``None`` = all ``d``). Returns ``None`` when the catalog is too thin to
+    (``None`` = all ``d``; ``"auto"`` = ``max(n_products - 1, 32)``), at most
+    as many as the centred photos span when there are fewer photos than
+    dimensions. Returns ``None`` when the catalog is too thin to
     learn from: fewer than two products, fewer than
     ``min_images_per_product`` images per product on average, or photos whose
     vectors are all the same.
