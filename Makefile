@@ -3,17 +3,28 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Two installs into one venv, each with its stamp: `make demo` needs only the
+# serving install (ONNX Runtime, FAISS, FastAPI; the default model ships in
+# the package, so no torch); `make test` adds torch, timm, OpenCLIP and the
+# test tools on top.
+SERVE_STAMP := $(VENV)/.installed-serve
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: setup demo test test-all lint bench node-tools browser
+.PHONY: setup setup-serve demo test test-all lint bench node-tools browser
 
-$(STAMP): pyproject.toml
+$(SERVE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[export,openclip,dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install -q -e .
+	touch $(SERVE_STAMP)
 
-setup: $(STAMP) node-tools
+$(DEV_STAMP): $(SERVE_STAMP)
+	$(BIN)/python -m pip install -q -e '.[export,openclip,dev]'
+	touch $(DEV_STAMP)
+
+setup-serve: $(SERVE_STAMP) node-tools
+
+setup: $(DEV_STAMP) node-tools
 
 # Khronos glTF validator, glTF-Transform and model-viewer (served by Shoplens itself).
 node-tools:
@@ -23,7 +34,7 @@ node-tools:
 browser:
 	bash scripts/install-browser.sh
 
-demo: setup
+demo: setup-serve
 	$(BIN)/shoplens demo
 
 test: setup
@@ -32,7 +43,7 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -m ''
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check shoplens tests benchmarks scripts
 	$(BIN)/ruff format --check shoplens tests benchmarks scripts
 	$(BIN)/mypy

@@ -25,13 +25,14 @@ def list_models(
 ) -> None:
     """The models this install knows, and whether each is exported on this machine."""
     from shoplens.errors import ModelUnavailable
-    from shoplens.models.registry import available_models, cached_model_dir
+    from shoplens.models.packaged import PACKAGED_ROOT
+    from shoplens.models.registry import available_models, model_dir
 
     settings = make_settings(data_dir)
     rows = []
     for info in available_models(settings):
         try:
-            where = cached_model_dir(info.name, settings)
+            where = model_dir(info.name, settings)
         except ModelUnavailable:
             where = None
         rows.append(
@@ -42,6 +43,7 @@ def list_models(
                 "text": info.supports_text,
                 "exported": where is not None,
                 "where": str(where) if where else None,
+                "packaged": where is not None and where.parent == PACKAGED_ROOT,
                 "configured": info.name == settings.model,
                 "description": info.description,
             }
@@ -67,14 +69,34 @@ def export(
     name: Annotated[
         str | None, typer.Argument(help="Model name (default: the configured model).")
     ] = None,
+    to_package: Annotated[
+        bool,
+        typer.Option(
+            "--to-package",
+            help="Export afresh (an empty temporary cache) into the source tree's "
+            "shoplens/models/packaged/, the copy a plain pip install serves.",
+        ),
+    ] = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """Export a model to ONNX into the model cache (needs the 'export' extra)."""
     from shoplens.models.registry import export_model
 
     settings = make_settings(data_dir)
-    path = export_model(name or settings.model, settings)
-    typer.echo(str(path))
+    wanted = name or settings.model
+    if not to_package:
+        typer.echo(str(export_model(wanted, settings)))
+        return
+    import tempfile
+    from pathlib import Path
+
+    from shoplens.models.packaged import require_packaged, write_packaged
+
+    require_packaged(wanted)  # before a minute of export, not after
+    with tempfile.TemporaryDirectory(prefix="shoplens-export-") as tmp:
+        # Nothing cached may stand in for the export: the package gets a fresh one.
+        fresh = settings.model_copy(update={"model_cache_dir": Path(tmp)})
+        typer.echo(str(write_packaged(export_model(wanted, fresh))))
 
 
 def register(app: typer.Typer) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from shoplens.models.cache import (
 )
 from shoplens.models.decode import decode_image
 from shoplens.models.onnx_embedder import OnnxEmbedder
+from shoplens.models.progress import quiet_libraries, step
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ def quantize_export(
     cache_dir: Path,
     *,
     photos: Sequence[Path] | None = None,
+    bar: bool = True,
 ) -> Path:
     """The cached int8 model of the float32 export in ``fp32_dir``, quantized now if absent.
 
@@ -124,7 +126,7 @@ def quantize_export(
     target = int8_dir_for(fp32_dir, cache_dir)
     cosine = build_into_cache(
         target,
-        lambda tmp: _quantize_into(fp32_dir, tmp, photos or calibration_photos()),
+        lambda tmp: _quantize_into(fp32_dir, tmp, photos or calibration_photos(), bar),
         is_current=lambda folder: is_complete_int8(folder, fp32_dir),
     )
     if cosine is not None:
@@ -132,15 +134,18 @@ def quantize_export(
     return target
 
 
-def _quantize_into(fp32_dir: Path, out: Path, photos: Sequence[Path]) -> float:
+def _quantize_into(fp32_dir: Path, out: Path, photos: Sequence[Path], bar: bool) -> float:
     """Fill ``out`` with the verified int8 model; returns its mean cosine to float32."""
     started = time.perf_counter()
     fp32 = OnnxEmbedder(fp32_dir, threads=0)
-    inputs = _calibration_inputs(fp32, photos)
-    _quantize(fp32_dir / MODEL_FILE, out / MODEL_FILE, fp32.meta, inputs)
+    what = f"quantizing {fp32.name} to int8, calibrated on {len(photos)} photos"
+    with step(what, total=len(photos), unit="photos", bar=bar) as shown:
+        inputs = _calibration_inputs(fp32, photos)
+        _quantize(fp32_dir / MODEL_FILE, out / MODEL_FILE, fp32.meta, inputs, shown.advance)
     shutil.copyfile(fp32_dir / PREPROCESS_FILE, out / PREPROCESS_FILE)
     write_json(out / META_FILE, _meta(fp32, len(inputs), None, None))  # OnnxEmbedder needs it
-    cosine = _verify(fp32, out, inputs)
+    with step(f"checking the int8 model of {fp32.name} against float32", bar=bar):
+        cosine = _verify(fp32, out, inputs)
     write_json(out / META_FILE, _meta(fp32, len(inputs), cosine, started))
     return cosine
 
@@ -151,7 +156,14 @@ def _calibration_inputs(fp32: OnnxEmbedder, photos: Sequence[Path]) -> FloatArra
     return np.stack([fp32.prepare(im) for im in images]).astype(np.float32, copy=False)
 
 
-def _quantize(src: Path, dst: Path, meta: dict[str, Any], inputs: FloatArray) -> None:
+def _quantize(
+    src: Path,
+    dst: Path,
+    meta: dict[str, Any],
+    inputs: FloatArray,
+    calibrated: Callable[[int], None],
+) -> None:
+    """Static QDQ quantization; ``calibrated(n)`` after each calibration batch."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -172,25 +184,31 @@ def _quantize(src: Path, dst: Path, meta: dict[str, Any], inputs: FloatArray) ->
 
         def get_next(self) -> dict[str, FloatArray] | None:
             batch = next(self._batches, None)
-            return None if batch is None else {input_name: batch}
+            if batch is None:
+                return None
+            calibrated(len(batch))
+            return {input_name: batch}
 
     prepared = dst.with_name("prepared.onnx")
-    # Folds constants and fuses BatchNorm first, so the quantizer sees the graph ORT runs.
-    # (Symbolic shape inference is skipped: it fails on the exporter's Expand nodes.)
-    quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
-    try:
-        quantize_static(
-            str(prepared),
-            str(dst),
-            _Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
-    finally:
-        prepared.unlink(missing_ok=True)
+    # The quantizer logs a line per rescaled weight, on the root logger itself.
+    with quiet_libraries(""):
+        try:
+            # Folds constants and fuses BatchNorm first, so the quantizer sees the graph
+            # ORT runs. (Symbolic shape inference is skipped: it fails on the exporter's
+            # Expand nodes.)
+            quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+            quantize_static(
+                str(prepared),
+                str(dst),
+                _Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+        finally:
+            prepared.unlink(missing_ok=True)
 
 
 def _verify(fp32: OnnxEmbedder, folder: Path, inputs: FloatArray) -> float:

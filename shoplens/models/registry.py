@@ -7,9 +7,11 @@ variant of a family (:class:`Int8Variant`, ``<name>-int8``) is defined once,
 over any family, and differs only in how its folder is found and made (by
 quantizing the float32 export).
 
-The serving path calls :func:`load_embedder` and gets an ONNX Runtime model;
-torch is imported only when a model has to be exported first (once per
-machine) or when a caller asks for the eager model explicitly. Nothing here
+The serving path calls :func:`load_embedder` and gets an ONNX Runtime model:
+the model cache's export, else the one shipped in the package
+(:mod:`shoplens.models.packaged`, the default model); torch is imported only
+when a model has to be exported first (once per machine) or when a caller
+asks for the eager model explicitly. Nothing here
 holds state: callers keep the embedder they load.
 """
 
@@ -26,10 +28,12 @@ from shoplens.config import Settings
 from shoplens.errors import ModelUnavailable
 from shoplens.models import openclip
 from shoplens.models.base import ImageEmbedder, TextEmbedder
-from shoplens.models.cache import is_complete, model_dir_for, newest_export
+from shoplens.models.cache import is_complete, model_dir_for, newest_export, read_meta
 from shoplens.models.effnet import EFFNET_SPECS, member_specs, weights_path
 from shoplens.models.hashing import file_sha256
 from shoplens.models.onnx_embedder import OnnxEmbedder
+from shoplens.models.packaged import packaged_dir
+from shoplens.models.progress import step
 from shoplens.models.quantize import (
     base_name,
     int8_dir_for,
@@ -85,11 +89,14 @@ class ModelFamily:
         target = model_dir_for(settings.model_cache_dir, name, sha)
         return target if is_complete(target) else None
 
-    def make(self, name: str, settings: Settings) -> Path:
+    def make(self, name: str, settings: Settings, *, bar: bool = True) -> Path:
         """Export ``name`` now (torch): :meth:`cached_dir` found nothing."""
         from shoplens.models.export import export_to_cache
 
-        return export_to_cache(self.load_torch(name, settings), settings.model_cache_dir)
+        # Importing torch and building the network alone take 10-20 s on a small CPU.
+        with step(f"loading {name} into torch to export it", bar=bar):
+            eager = self.load_torch(name, settings)
+        return export_to_cache(eager, settings.model_cache_dir, bar=bar)
 
     def load_torch(self, name: str, settings: Settings) -> TorchEmbedder:
         _require(*self.needs)
@@ -137,8 +144,9 @@ class Int8Variant:
         target = int8_dir_for(fp32_dir, settings.model_cache_dir)
         return target if is_complete_int8(target, fp32_dir) else None
 
-    def make(self, name: str, settings: Settings) -> Path:
-        return quantize_export(export_model(base_name(name), settings), settings.model_cache_dir)
+    def make(self, name: str, settings: Settings, *, bar: bool = True) -> Path:
+        fp32_dir = export_model(base_name(name), settings, bar=bar)
+        return quantize_export(fp32_dir, settings.model_cache_dir, bar=bar)
 
     def load_torch(self, name: str, settings: Settings) -> TorchEmbedder:
         raise ModelUnavailable(
@@ -261,16 +269,30 @@ def cached_model_dir(name: str, settings: Settings) -> Path | None:
     return family_of(name).cached_dir(name, settings)
 
 
-def export_model(name: str, settings: Settings) -> Path:
-    """The export folder of ``name``, exporting it now (needs torch) if not cached."""
+def export_model(name: str, settings: Settings, *, bar: bool = True) -> Path:
+    """The export folder of ``name`` in the model cache, exporting it now (needs
+    torch) if not cached; ``bar`` shows the slow steps as bars on a terminal."""
     family = family_of(name)
-    return family.cached_dir(name, settings) or family.make(name, settings)
+    return family.cached_dir(name, settings) or family.make(name, settings, bar=bar)
 
 
-def load_embedder(settings: Settings) -> ImageEmbedder:
-    """The configured model on ONNX Runtime, exported first if this machine lacks it."""
-    model_dir = export_model(settings.model, settings)
-    return OnnxEmbedder(model_dir, threads=settings.ort_threads)
+def model_dir(name: str, settings: Settings) -> Path | None:
+    """The folder :func:`load_embedder` opens for ``name`` without exporting: the
+    cache's export, else the one shipped inside the package; None when neither."""
+    family = family_of(name)
+    return family.cached_dir(name, settings) or _packaged(family, name, settings)
+
+
+def load_embedder(settings: Settings, *, progress: bool = True) -> ImageEmbedder:
+    """The configured model on ONNX Runtime.
+
+    From the model cache, else from the package (the default model ships in it,
+    so a plain ``pip install`` serves it without torch), else exported now
+    (needs the 'export' extra; ``progress`` shows its steps as bars on a terminal).
+    """
+    name = settings.model
+    folder = model_dir(name, settings) or family_of(name).make(name, settings, bar=progress)
+    return OnnxEmbedder(folder, threads=settings.ort_threads)
 
 
 def load_torch_embedder(name: str, settings: Settings) -> TorchEmbedder:
@@ -288,6 +310,23 @@ def load_text_embedder(settings: Settings) -> TextEmbedder | None:
         if family.owns(settings.model):
             return None if family.load_text is None else family.load_text(settings.model, settings)
     return None
+
+
+def _packaged(family: ModelFamily | Int8Variant, name: str, settings: Settings) -> Path | None:
+    """The package's export of ``name`` when it fits this machine's weights.
+
+    Without the weights packages (the serving install) it is the model. With
+    them, their hash must be the one it was exported from: different weights
+    are exported afresh rather than served the shipped vectors.
+    """
+    folder = packaged_dir(name)
+    if folder is None:
+        return None
+    try:
+        sha = family.hash_weights(name, settings)
+    except ModelUnavailable:
+        return folder
+    return folder if read_meta(folder).get("weights_sha256") == sha else None
 
 
 def _newest_dir(name: str, settings: Settings) -> Path | None:

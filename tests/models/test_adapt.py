@@ -164,7 +164,9 @@ def test_fewer_photos_than_dims_solves_in_their_span_with_the_same_result() -> N
     labels = np.array([names.index(i) for i in c_ids])
     x = catalog.astype(np.float64)
     kw = {"shrinkage": 0.3, "beta": 1.0, "dim": 7}
-    mean, span = adapt._fit_lda(x, labels, len(names), **kw)
+    fitted = adapt._fit_lda(x, labels, len(names), **kw)
+    assert fitted is not None
+    mean, span = fitted
     # The full path, forced by handing _lda_axes the raw coordinates.
     class_means = np.stack([x[labels == j].mean(axis=0) for j in range(len(names))])
     within = x - class_means[labels]
@@ -184,3 +186,45 @@ def test_fewer_photos_than_dims_solves_in_their_span_with_the_same_result() -> N
     assert ad is not None
     plain = _recall_at_1(queries, q_ids, catalog, c_ids)
     assert _recall_at_1(ad.apply(queries), q_ids, ad.apply(catalog), c_ids) > plain
+
+
+def test_asking_for_more_axes_than_photos_keeps_their_whole_span_exactly() -> None:
+    """Ten photos of five products at 300-d with the default 32 output dims (more
+    than the photos span): the fit stays in the span and keeps all of it. The
+    catalog's geometry and every query's scores against it, before the query's
+    normalisation, equal the full d x d solution's with all d axes kept (the full
+    solution with only 32 is not unique: 28 of them would be arbitrary directions
+    of its zero-eigenvalue space)."""
+    from shoplens.models import adapt
+
+    world = _world(np.random.default_rng(7), 5, 300)
+    catalog, c_ids = _sample(world, 2, np.random.default_rng(8))
+    queries, q_ids = _sample(world, 3, np.random.default_rng(9))
+    names = sorted(set(c_ids))
+    labels = np.array([names.index(i) for i in c_ids])
+    x = catalog.astype(np.float64)
+    fitted = adapt._fit_lda(x, labels, len(names), shrinkage=0.3, beta=1.0, dim=32)
+    assert fitted is not None
+    mean, span = fitted
+    assert span.shape == (300, 9)  # ten centred photos span nine dimensions
+    class_means = np.stack([x[labels == j].mean(axis=0) for j in range(len(names))])
+    within = x - class_means[labels]
+    tau = float((within**2).sum()) / len(x) / x.shape[1]
+    full = adapt._lda_axes(within, class_means - mean, tau, 0.3, 1.0, 300)
+
+    def scores(m: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return ((rows - mean) @ m) @ ((catalog - mean) @ m).T
+
+    np.testing.assert_allclose(scores(span, catalog), scores(full, catalog), atol=1e-8)
+    np.testing.assert_allclose(scores(span, queries), scores(full, queries), atol=1e-8)
+    ad = fit_adaptation(catalog, c_ids)  # dim "auto": 32
+    assert ad is not None and ad.dim_out == 9 and ad.facts["dim_out"] == 9
+    assert np.isfinite(ad.matrix).all()
+    plain = _recall_at_1(queries, q_ids, catalog, c_ids)
+    assert _recall_at_1(ad.apply(queries), q_ids, ad.apply(catalog), c_ids) >= plain
+
+
+def test_photos_that_are_all_the_same_teach_nothing() -> None:
+    """One placeholder picture for every product: no fit (it used to be NaN)."""
+    same = np.tile(_l2n(np.random.default_rng(10).normal(size=(1, 64))), (8, 1))
+    assert fit_adaptation(same, [f"p{i % 4}" for i in range(8)]) is None

@@ -10,10 +10,9 @@ batch in flight, and a rerun skips every content hash already embedded.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -31,17 +30,7 @@ from shoplens.indexer.engines.ingest import (
 )
 from shoplens.indexer.sources.manifest import ImageRef, Reject
 from shoplens.models.base import ImageEmbedder
-
-
-def _progress(total: int, enabled: bool) -> Iterator[Callable[[int], object]]:
-    """Yields an ``update(n)`` callable; a tqdm bar only on a TTY."""
-    if enabled and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        with tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True) as bar:
-            yield bar.update
-    else:
-        yield lambda n: None
+from shoplens.models.progress import step
 
 
 def embed_missing(
@@ -57,7 +46,8 @@ def embed_missing(
     """Embed every referenced image whose content is not embedded yet for this model.
 
     ``on_progress(done, total)`` is called after each image (e.g. an admin job's
-    progress); ``progress`` shows a bar when stderr is a TTY.
+    progress). A run that takes more than a moment says how far it got: a bar
+    when ``progress`` and stderr is a TTY, log lines otherwise.
     """
     t0 = time.perf_counter()
     model = embedder.name
@@ -90,7 +80,8 @@ def embed_missing(
         announce([ref.url for ref in refs if ref.url is not None])
     workers = max(1, settings.decode_workers)
     with ThreadPoolExecutor(workers, thread_name_prefix="shoplens-decode") as pool:
-        for update in _progress(len(refs), progress):
+        what = f"embedding {len(refs)} photos ({model})"
+        with step(what, total=len(refs), unit="photos", bar=progress) as shown:
             done = 0
             inflight: deque[tuple[int, Future[Outcome]]] = deque()
             it = iter(enumerate(refs))
@@ -116,7 +107,7 @@ def embed_missing(
                     batch.append((pos, out))
                     if len(batch) >= batch_size:
                         flush()
-                update(1)
+                shown.advance()
                 done += 1
                 if on_progress is not None:
                     on_progress(done, len(refs))

@@ -60,6 +60,7 @@ from shoplens.indexer.serving.snapshot import (
 )
 from shoplens.indexer.sources.manifest import Reject, read_manifest, write_rejects
 from shoplens.models.base import ImageEmbedder
+from shoplens.models.progress import step
 
 if TYPE_CHECKING:
     from shoplens.indexer.sources.fetch_hook import FetchHook
@@ -141,7 +142,8 @@ def run_index(
     if embedder is None:
         from shoplens.models.registry import load_embedder
 
-        embedder = load_embedder(settings)
+        # Exporting a model (once per machine) reports its own steps.
+        embedder = load_embedder(settings, progress=progress)
     run_id = new_snapshot_id()
     with run_lock(settings), CatalogStore(settings.db_path) as store:
         emb = engine_for(settings)(
@@ -204,15 +206,18 @@ def run_index(
             rejects_path = run_dir / f"{run_id}.rejects.csv"
             write_rejects(rejects_path, rejects)
             report.rejects_path = str(rejects_path)
-        snapshot_id = build_snapshot(
-            settings,
-            CatalogVectors(*store.planned(plan).live_vectors(embedder.name)),
-            model=embedder.name,
-            dim=embedder.dim,
-            preprocess=embedder.preprocess_config.to_dict(),
-            head_dims=embedder.head_dims,
-            build_facts={"run_id": run_id, "manifest": report.manifest},
-        )
+        catalog = CatalogVectors(*store.planned(plan).live_vectors(embedder.name))
+        # The adaptation fit and the vector index build grow with the catalog.
+        with step(f"building the snapshot of {len(catalog.images)} photos", bar=progress):
+            snapshot_id = build_snapshot(
+                settings,
+                catalog,
+                model=embedder.name,
+                dim=embedder.dim,
+                preprocess=embedder.preprocess_config.to_dict(),
+                head_dims=embedder.head_dims,
+                build_facts={"run_id": run_id, "manifest": report.manifest},
+            )
         # Right after the switch: a service reloading in between serves the new
         # snapshot with the old rows, which is the old catalog.
         _changed, report.removed = store.commit_plan(plan)

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shoplens.models.adapt import Adaptation, AdaptationError, fit_adaptation, head_only
+from shoplens.models.progress import step
 
 ADAPT_DIR = "adapt"  # the adaptation's folder inside a snapshot
 # The adaptation is fitted on at most this many images (a deterministic random
@@ -97,14 +98,18 @@ def _fit_learnt(
     adaptation = _previous_fit(previous, fingerprint)
     reused = adaptation is not None
     if adaptation is None:
-        adaptation = fit_adaptation(x, pids, method=method)
+        # Milliseconds for a small catalog; up to a minute or so past a few
+        # thousand photos of a 3168-d model (two d x d eigendecompositions).
+        with step(f"fitting the catalog adaptation ({method}) on {len(pids)} photos"):
+            adaptation = fit_adaptation(x, pids, method=method)
     seconds = time.perf_counter() - t0
     if adaptation is None:
         return (
             None,
             None,
             f"too few photos per product to learn from ({n} images of {n_products} "
-            "products; needs at least 2 products and 2 images per product on average)",
+            "products; needs at least 2 products, 2 images per product on average, "
+            "and photos that differ)",
         )
     facts = {
         "kind": adaptation.kind,
