@@ -165,3 +165,22 @@ def gltf_zip(
         for name, data in (extra or {}).items():
             z.writestr(name, data)
     return buf.getvalue()
+
+
+def variants_glb() -> bytes:
+    """The box with two material variants, Blue and Red (KHR_materials_variants)."""
+
+    def add_variants(doc: dict[str, Any], blob: bytes) -> tuple[dict[str, Any], bytes]:
+        doc["extensionsUsed"] = ["KHR_materials_variants"]
+        doc["materials"].append({"pbrMetallicRoughness": {"baseColorFactor": [1, 0, 0, 1]}})
+        doc["extensions"] = {
+            "KHR_materials_variants": {"variants": [{"name": "Blue"}, {"name": "Red"}]}
+        }
+        doc["meshes"][0]["primitives"][0]["extensions"] = {
+            "KHR_materials_variants": {
+                "mappings": [{"material": 0, "variants": [0]}, {"material": 1, "variants": [1]}]
+            }
+        }
+        return doc, blob
+
+    return mutate(add_variants)

@@ -13,7 +13,7 @@ from shoplens.ar_assets import tools
 from shoplens.config import Settings
 
 from .conftest import AUTH, make_app, upload
-from .models import box_glb, gltf_zip, mutate
+from .models import box_glb, gltf_zip, mutate, variants_glb
 
 pytestmark = pytest.mark.usefixtures("node_tools")
 
@@ -195,20 +195,7 @@ def test_blocks_for_results(client: TestClient) -> None:
 
 
 def test_material_variants_are_listed(client: TestClient) -> None:
-    def variants(doc: dict[str, Any], blob: bytes) -> tuple[dict[str, Any], bytes]:
-        doc["extensionsUsed"] = ["KHR_materials_variants"]
-        doc["materials"].append({"pbrMetallicRoughness": {"baseColorFactor": [1, 0, 0, 1]}})
-        doc["extensions"] = {
-            "KHR_materials_variants": {"variants": [{"name": "Blue"}, {"name": "Red"}]}
-        }
-        doc["meshes"][0]["primitives"][0]["extensions"] = {
-            "KHR_materials_variants": {
-                "mappings": [{"material": 0, "variants": [0]}, {"material": 1, "variants": [1]}]
-            }
-        }
-        return doc, blob
-
-    body = upload(client, "sku-8", mutate(variants)).json()
+    body = upload(client, "sku-8", variants_glb()).json()
     assert [(v["name"], v["source"]) for v in body["variants"]] == [
         ("Blue", "KHR_materials_variants"),
         ("Red", "KHR_materials_variants"),

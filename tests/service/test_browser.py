@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, ImageStat
 
 from shoplens import demo
+from tests.ar_assets.models import variants_glb
 from tests.service.demo_process import running_demo
 from tests.support import headless_chromium
 
@@ -216,26 +217,6 @@ def test_a_heic_photo_shows_a_converted_preview(server: str, browser: Any, tmp_p
     )
 
 
-def _variants_glb() -> bytes:
-    """A box with two material variants (KHR_materials_variants), made here."""
-    from tests.ar_assets.models import mutate
-
-    def add_variants(doc: dict[str, Any], blob: bytes) -> tuple[dict[str, Any], bytes]:
-        doc["extensionsUsed"] = ["KHR_materials_variants"]
-        doc["materials"].append({"pbrMetallicRoughness": {"baseColorFactor": [0.8, 0.1, 0.1, 1]}})
-        doc["extensions"] = {
-            "KHR_materials_variants": {"variants": [{"name": "Blue"}, {"name": "Red"}]}
-        }
-        doc["meshes"][0]["primitives"][0]["extensions"] = {
-            "KHR_materials_variants": {
-                "mappings": [{"material": 0, "variants": [0]}, {"material": 1, "variants": [1]}]
-            }
-        }
-        return doc, blob
-
-    return mutate(add_variants)
-
-
 WAIT_PICKER_JS = """
 const done = arguments[arguments.length - 1];
 const started = Date.now();
@@ -265,7 +246,7 @@ def test_the_viewer_offers_the_models_material_variants(server: str, tmp_path: P
     put = httpx.put(
         f"{server}/v1/products/banana/ar",
         headers=auth,
-        files={"file": ("banana.glb", _variants_glb())},
+        files={"file": ("banana.glb", variants_glb())},
         data={"placement": "table"},
         timeout=120,
     )
