@@ -76,8 +76,6 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     if exc.status_code == 404:
         message = f"no such endpoint: {request.method} {request.url.path}"
-    elif exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path}"
     elif exc.status_code == 413:
         message = "the request body is larger than the server accepts"
     elif exc.status_code == 400 and isinstance(exc.detail, str):
