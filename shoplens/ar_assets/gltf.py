@@ -289,3 +289,102 @@ def walk_nodes(g: Gltf) -> list[tuple[int, npt.NDArray[np.float64]]]:
         out.append((i, world))
         stack.extend((as_int(c), world) for c in nodes[i].get("children", []))
     return out
+
+
+def world_matrices(g: Gltf) -> dict[int, npt.NDArray[np.float64]]:
+    """World matrix of every node (scene or not: joints may sit outside the scene)."""
+    nodes = g.items("nodes")
+    parent: dict[int, int] = {}
+    for i, n in enumerate(nodes):
+        for c in n.get("children", []) or []:
+            if isinstance(c, int) and 0 <= c < len(nodes):
+                parent.setdefault(c, i)
+    out: dict[int, npt.NDArray[np.float64]] = {}
+    for i in range(len(nodes)):
+        chain, j = [], i
+        while j not in out and j not in chain:
+            chain.append(j)
+            if j not in parent:
+                break
+            j = parent[j]
+        world = out.get(j, np.eye(4)) if j not in chain else np.eye(4)
+        for k in reversed(chain):
+            world = world @ node_matrix(nodes[k])
+            out[k] = world
+    return out
+
+
+def _skin_matrices(
+    g: Gltf, skin: dict[str, Any], worlds: dict[int, npt.NDArray[np.float64]]
+) -> npt.NDArray[np.float64]:
+    joints = [as_int(j) for j in skin.get("joints", []) or []]
+    ibm = np.tile(np.eye(4), (len(joints), 1, 1))
+    if "inverseBindMatrices" in skin:
+        raw = read_accessor(g, as_int(skin["inverseBindMatrices"])).astype(np.float64)
+        if raw.shape == (len(joints), 16):
+            ibm = raw.reshape(-1, 4, 4).transpose(0, 2, 1)  # column-major in glTF
+    return np.stack([worlds.get(j, np.eye(4)) @ ibm[k] for k, j in enumerate(joints)])
+
+
+def primitive_points(
+    g: Gltf,
+    node: dict[str, Any],
+    prim: dict[str, Any],
+    worlds: dict[int, npt.NDArray[np.float64]],
+    world: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], bool]:
+    """World-space POSITIONs of a primitive (dequantized) and whether they were skinned.
+
+    A skinned mesh is drawn where its joints put it, in the pose the node tree
+    gives them (the bind/rest pose of a static file); the glTF spec ignores the
+    mesh node's own transform then, so it is not applied.
+    """
+    attrs = prim.get("attributes") or {}
+    pts = read_accessor(g, as_int(attrs.get("POSITION"))).astype(np.float64)[:, :3]
+    homo = np.concatenate([pts, np.ones((len(pts), 1))], axis=1)
+    skins = g.items("skins")
+    si = as_int(node.get("skin"))
+    if 0 <= si < len(skins) and "JOINTS_0" in attrs and "WEIGHTS_0" in attrs:
+        mats = _skin_matrices(g, skins[si], worlds)
+        acc = np.zeros((len(pts), 4))
+        total = np.zeros((len(pts), 1))
+        k = 0
+        while f"JOINTS_{k}" in attrs and f"WEIGHTS_{k}" in attrs:
+            ji = read_accessor(g, as_int(attrs[f"JOINTS_{k}"])).astype(np.int64)
+            wi = read_accessor(g, as_int(attrs[f"WEIGHTS_{k}"])).astype(np.float64)
+            ji = np.clip(ji, 0, len(mats) - 1)
+            for c in range(ji.shape[1]):
+                w = wi[:, c : c + 1]
+                acc += w * np.einsum("nij,nj->ni", mats[ji[:, c]], homo)
+                total += w
+            k += 1
+        ok = total[:, 0] > 1e-8
+        out = homo.copy()
+        out[ok] = acc[ok] / total[ok]  # weights should sum to 1; quantized ones nearly do
+        return out[:, :3], True
+    return (homo @ world.T)[:, :3], False
+
+
+def world_bounds(g: Gltf) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+    """Axis-aligned bounds of every vertex of the default scene, in world space.
+
+    From the vertices, not accessor min/max: a box around a rotated part's box
+    overstates the size, and a skinned mesh's own coordinates are not where it is.
+    Raises GltfFormatError if the geometry cannot be read (Draco/meshopt data).
+    """
+    worlds = world_matrices(g)
+    meshes, nodes = g.items("meshes"), g.items("nodes")
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    for ni, world in walk_nodes(g):
+        mi = as_int(nodes[ni].get("mesh"))
+        if not 0 <= mi < len(meshes):
+            continue
+        for prim in meshes[mi].get("primitives", []) or []:
+            if not isinstance(prim, dict) or "POSITION" not in (prim.get("attributes") or {}):
+                continue
+            pts, _ = primitive_points(g, nodes[ni], prim, worlds, world)
+            if len(pts):
+                lo, hi = np.minimum(lo, pts.min(0)), np.maximum(hi, pts.max(0))
+    if not np.isfinite(lo).all():
+        return None
+    return lo, hi
