@@ -1,7 +1,9 @@
 """Packing and the mobile variant, both done with glTF-Transform.
 
 The mobile variant is kept only when the Khronos validator finds no error in
-it and it is smaller than the original; otherwise phones get the original.
+it and it is smaller than both the served GLB and the upload; otherwise phones
+get the served GLB. It is made without GPU instancing, which Scene Viewer
+ignores; any extension outside Scene Viewer's list is reported.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shoplens.ar_assets import tools
+from shoplens.ar_assets.gltf import GltfFormatError, parse_json, split_glb
 from shoplens.ar_assets.report import Report
 from shoplens.ar_assets.validation.commerce import MAX_TRIANGLES
 from shoplens.ar_assets.validation.khronos import run_khronos
@@ -18,6 +21,30 @@ from shoplens.ar_assets.validation.khronos import run_khronos
 log = logging.getLogger(__name__)
 
 MOBILE_TEXTURE_PX = 1024
+# What the mobile GLB may rely on. Phones open it in model-viewer (three.js) and,
+# through android_intent_url, in Scene Viewer, whose renderer is Filament's
+# gltfio: its list of supported extensions, without EXT_mesh_gpu_instancing,
+# which Scene Viewer draws once (one chair of six) instead of refusing.
+# Quick Look never reads the GLB: it gets the USDZ.
+SCENE_VIEWER_EXTENSIONS = frozenset(
+    {
+        "KHR_draco_mesh_compression",
+        "EXT_meshopt_compression",
+        "KHR_mesh_quantization",
+        "KHR_texture_transform",
+        "KHR_texture_basisu",
+        "KHR_materials_unlit",
+        "KHR_materials_variants",
+        "KHR_materials_clearcoat",
+        "KHR_materials_sheen",
+        "KHR_materials_transmission",
+        "KHR_materials_volume",
+        "KHR_materials_ior",
+        "KHR_materials_emissive_strength",
+        "KHR_materials_pbrSpecularGlossiness",
+        "KHR_lights_punctual",
+    }
+)
 
 
 class PackFailed(Exception):
@@ -50,6 +77,9 @@ def mobile_args(src: Path, out: Path, triangles: int) -> list[str]:
         # texCoord overrides still need (SheenChair): keep them.
         "--prune-attributes",
         "false",
+        # Instancing would shrink repeated parts, but Scene Viewer ignores it.
+        "--instance",
+        "false",
     ]
     if triangles > MAX_TRIANGLES:
         ratio = max(0.05, MAX_TRIANGLES / triangles)
@@ -67,9 +97,16 @@ class Mobile:
     khronos_errors: int | None  # on the candidate; None if the validator did not run
 
 
-def make_mobile(src: Path, workdir: Path, triangles: int, report: Report) -> Mobile:
-    """Try an optimised variant of ``src``; notes what happened in ``report``."""
+def make_mobile(
+    src: Path, workdir: Path, triangles: int, report: Report, limit: int | None = None
+) -> Mobile:
+    """Try an optimised variant of ``src``; notes what happened in ``report``.
+
+    ``limit``: the size the variant must stay under (the upload's, when the
+    served GLB is a packed zip or a converted file that may be bigger).
+    """
     original = src.stat().st_size
+    bound = min(original, limit) if limit is not None else original
     out = workdir / "mobile.glb"
     if tools.find_tools().gltf_transform is None:
         report.warn(
@@ -99,9 +136,14 @@ def make_mobile(src: Path, workdir: Path, triangles: int, report: Report) -> Mob
             "serving the original to phones",
         )
         return Mobile(None, original, errors)
-    if size >= original:
-        report.info("MOBILE_NOT_SMALLER", f"optimised {size} B >= original {original} B")
+    if size >= bound:
+        report.info("MOBILE_NOT_SMALLER", f"optimised {size} B >= upload {bound} B")
         return Mobile(None, original, errors)
+    for ext in scene_viewer_gaps(out):
+        report.warn(
+            "MOBILE_EXTENSION_SCENE_VIEWER",
+            f"the mobile variant uses {ext}, which Scene Viewer (Android) does not list",
+        )
     simplified = ""
     if triangles > MAX_TRIANGLES:
         simplified = f", simplified to {report.stats.get('mobile_triangles')} triangles"
@@ -111,6 +153,16 @@ def make_mobile(src: Path, workdir: Path, triangles: int, report: Report) -> Mob
         f"<= {MOBILE_TEXTURE_PX} px{simplified}, 0 Khronos errors",
     )
     return Mobile(out, size, errors)
+
+
+def scene_viewer_gaps(glb: Path) -> list[str]:
+    """Extensions the GLB uses that Scene Viewer does not list (see above)."""
+    try:
+        doc = parse_json(split_glb(glb.read_bytes())[0])
+    except GltfFormatError:
+        return []
+    used = doc.get("extensionsUsed") or []
+    return sorted(e for e in used if isinstance(e, str) and e not in SCENE_VIEWER_EXTENSIONS)
 
 
 def decompress(src: Path, out: Path) -> None:

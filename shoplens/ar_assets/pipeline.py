@@ -13,15 +13,18 @@ from __future__ import annotations
 import logging
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shoplens.ar_assets import optimise, pack, tools, usdz, zipin
+from shoplens.ar_assets import optimise, pack, tools, zipin
 from shoplens.ar_assets.anchoring import Anchoring, for_placement
-from shoplens.ar_assets.gltf import Gltf
+from shoplens.ar_assets.fidelity import measure_plain, usdz_section
+from shoplens.ar_assets.gltf import Gltf, GltfFormatError, parse_json
 from shoplens.ar_assets.report import Report
-from shoplens.ar_assets.validation.checks import validate
+from shoplens.ar_assets.usdz import UsdzFailed
+from shoplens.ar_assets.usdz.variants import UsdzSet, convert_all
+from shoplens.ar_assets.validation.checks import Checked, validate
 from shoplens.ar_assets.validation.commerce import PLACEMENTS
 from shoplens.ar_assets.validation.khronos import run_khronos
 from shoplens.errors import BadParameter, InvalidAsset, TooLarge, UnsupportedMedia
@@ -34,8 +37,11 @@ ZIP_MAGIC = b"PK\x03\x04"
 # Bump whenever a change here, in optimise.py or in usdz.py/anchoring.py changes the
 # derived files of an upload that was accepted before; ``shoplens ar reconvert`` then
 # rebuilds the stored assets. 1: rows without the stamp (USDZ without anchoring);
-# 2: AR Quick Look anchoring from the placement.
-RECIPE = 2
+# 2: AR Quick Look anchoring from the placement; 3: USDZ fidelity (texture
+# transforms, vertex colours, KTX2, one USDZ per material variant, rest-pose
+# skins on the floor) and dimensions from world-space vertices.
+RECIPE = 3
+SPEC_GLOSS = "KHR_materials_pbrSpecularGlossiness"
 
 COMPRESSION_EXTS = (
     "KHR_draco_mesh_compression",
@@ -51,6 +57,7 @@ class Processed:
     glb: tuple[str, Path]  # what glb_url serves
     mobile: tuple[str, Path]
     usdz: tuple[str, Path] | None
+    variant_usdz: dict[str, tuple[str, Path]] = field(default_factory=dict)  # by variant name
 
 
 def _reject(report: Report) -> InvalidAsset:
@@ -83,25 +90,69 @@ def check_placement(placement: str) -> str:
     return placement
 
 
-def process(upload: Path, placement: str, max_bytes: int, workdir: Path) -> Processed:
-    """Check and convert ``upload``; InvalidAsset (422, with ``report``), 413 or 415 if refused."""
-    check_placement(placement)
+def _is_gltf_json(head: bytes) -> bool:
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
+
+
+def _self_contained(gltf_path: Path, report: Report) -> None:
+    """A .gltf sent alone must carry its buffers and images as data: URIs."""
+    try:
+        doc = parse_json(gltf_path.read_bytes())
+    except GltfFormatError as exc:
+        report.error(exc.code, exc.message, exc.pointer)
+        return
+    for key in ("buffers", "images"):
+        items = doc.get(key)
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            uri = item.get("uri") if isinstance(item, dict) else None
+            if isinstance(uri, str) and not uri.startswith("data:"):
+                report.error(
+                    "GLTF_NOT_SELF_CONTAINED",
+                    f"a .gltf sent alone must embed its files as data: URIs, but {key} {i} "
+                    f"names {uri!r}: upload a .zip of the .gltf with its files, or a .glb",
+                    f"/{key}/{i}/uri",
+                )
+
+
+def _check_glb(glb: Path, placement: str, size: int) -> Checked:
+    checked = validate(glb, placement, size)
+    if not checked.report.ok:
+        raise _reject(checked.report)
+    return checked
+
+
+def _packed(
+    gltf_path: Path, placement: str, size: int, workdir: Path, what: str
+) -> tuple[Checked, Path]:
+    """Check a .gltf (with its files beside it) and pack it into one GLB."""
+    checked = _check_glb(gltf_path, placement, size)
+    report = checked.report
+    glb = workdir / "packed.glb"
+    packer = _pack(checked.gltf, gltf_path, glb, report)
+    packed_check = Report()
+    if run_khronos(glb, packed_check) is not None and not packed_check.ok:
+        report.error("PACK_INVALID", f"the packed GLB is invalid: {packed_check.first_error()}")
+        raise _reject(report)
+    report.info(
+        "ZIP_PACKED",
+        f"the {what} was packed into one GLB by {packer}; glb_url serves that "
+        "GLB and the original upload is kept in the store",
+    )
+    return checked, glb
+
+
+def _receive(
+    upload: Path, placement: str, max_bytes: int, workdir: Path
+) -> tuple[str, Path, Path, Checked]:
+    """(kind, stored source, GLB to serve, its checks) of an upload; raises if refused."""
     size = upload.stat().st_size
-    if size > max_bytes:
-        raise TooLarge(f"the model is {size} bytes; the limit is {max_bytes}")
     with open(upload, "rb") as f:
-        head = f.read(4)
-    if head == GLB_MAGIC:
-        kind = "glb"
+        head = f.read(64)
+    if head[:4] == GLB_MAGIC:
         src = workdir / "upload.glb"
         shutil.copyfile(upload, src)
-        checked = validate(src, placement, size)
-        report = checked.report
-        if not report.ok:
-            raise _reject(report)
-        glb = src
-    elif head == ZIP_MAGIC:
-        kind = "zip"
+        return "glb", src, src, _check_glb(src, placement, size)
+    if head[:4] == ZIP_MAGIC:
         src = workdir / "upload.zip"
         shutil.copyfile(upload, src)
         report = Report()
@@ -113,36 +164,77 @@ def process(upload: Path, placement: str, max_bytes: int, workdir: Path) -> Proc
             )
         if not report.ok or unpacked.gltf_path is None:
             raise _reject(report)
-        checked = validate(unpacked.gltf_path, placement, size)
-        report = checked.report
+        if unpacked.is_glb:
+            return "zip", src, unpacked.gltf_path, _check_glb(unpacked.gltf_path, placement, size)
+        checked, glb = _packed(unpacked.gltf_path, placement, size, workdir, "zipped glTF")
+        return "zip", src, glb, checked
+    if _is_gltf_json(head):
+        # Alone in a folder of its own: a relative URI could name nothing else.
+        src = workdir / "gltf" / "upload.gltf"
+        src.parent.mkdir()
+        shutil.copyfile(upload, src)
+        report = Report()
+        _self_contained(src, report)
         if not report.ok:
             raise _reject(report)
-        glb = workdir / "packed.glb"
-        packer = _pack(checked.gltf, unpacked.gltf_path, glb, report)
-        packed_check = Report()
-        if run_khronos(glb, packed_check) is not None and not packed_check.ok:
-            report.error("PACK_INVALID", f"the packed GLB is invalid: {packed_check.first_error()}")
-            raise _reject(report)
-        report.info(
-            "ZIP_PACKED",
-            f"the zipped glTF was packed into one GLB by {packer}; glb_url serves that "
-            "GLB and the original zip is kept in the store",
-        )
-    else:
-        raise UnsupportedMedia("not a 3D model Shoplens accepts: upload a .glb or a zipped .gltf")
+        checked, glb = _packed(src, placement, size, workdir, "self-contained .gltf")
+        return "gltf", src, glb, checked
+    raise UnsupportedMedia(
+        "not a 3D model Shoplens accepts: upload a .glb, a self-contained .gltf or a zip"
+    )
 
+
+def _metal_rough(glb: Path, used: list[Any], workdir: Path, report: Report) -> Path:
+    """KHR_materials_pbrSpecularGlossiness converted to metal/rough by glTF-Transform.
+
+    model-viewer (three.js) and Quick Look show only metal/rough, so the served
+    GLB is the converted one; the upload as sent stays in the store.
+    """
+    if SPEC_GLOSS not in used:
+        return glb
+    out = workdir / "metalrough.glb"
+    try:
+        tools.gltf_transform(["metalrough", str(glb), str(out)])
+    except tools.ToolFailed as exc:
+        report.error(
+            "SPEC_GLOSS_NOT_CONVERTED",
+            f"{SPEC_GLOSS} must be converted to metal/rough, which needs glTF-Transform: {exc}",
+        )
+        raise _reject(report) from exc
+    report.info(
+        "SPEC_GLOSS_CONVERTED",
+        f"{SPEC_GLOSS} materials converted to metal/rough by glTF-Transform (metalrough); "
+        "glb_url serves the converted GLB",
+    )
+    return out
+
+
+def process(upload: Path, placement: str, max_bytes: int, workdir: Path) -> Processed:
+    """Check and convert ``upload``; InvalidAsset (422, with ``report``), 413 or 415 if refused."""
+    check_placement(placement)
+    size = upload.stat().st_size
+    if size > max_bytes:
+        raise TooLarge(f"the model is {size} bytes; the limit is {max_bytes}")
+    kind, src, glb, checked = _receive(upload, placement, max_bytes, workdir)
+    report = checked.report
+    used = checked.gltf.doc.get("extensionsUsed") or [] if checked.gltf is not None else []
+    glb = _metal_rough(glb, used, workdir, report)
     glb_sha = sha256_file(glb)
     src_sha = glb_sha if kind == "glb" else sha256_file(src)
     triangles = int(report.stats.get("triangles", 0))
-
-    used = checked.gltf.doc.get("extensionsUsed") or [] if checked.gltf is not None else []
     compressed = any(e in COMPRESSION_EXTS for e in used)
-    # The mobile variant (Node) and the USDZ (Node, then pxr) do not depend on each
-    # other: build them side by side, each noting into its own report.
+    plain = _plain(glb, compressed, workdir, report)
+    if plain is not None:
+        measure_plain(plain, placement, report)
+    # The mobile variant (Node) and the USDZ (pxr) do not depend on each other:
+    # build them side by side, each noting into its own report.
     mobile_report = Report()
+    limit = min(glb.stat().st_size, size)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(optimise.make_mobile, glb, workdir, triangles, mobile_report)
-        usdz_out = _make_usdz(glb, compressed, workdir, report, for_placement(placement))
+        pending = pool.submit(optimise.make_mobile, glb, workdir, triangles, mobile_report, limit)
+        usdz_set = None
+        if plain is not None:
+            usdz_set = _make_usdz(plain, workdir, report, for_placement(placement))
         mobile = pending.result()
     report.merge(mobile_report)
     mobile_path = mobile.path or glb
@@ -151,12 +243,18 @@ def process(upload: Path, placement: str, max_bytes: int, workdir: Path) -> Proc
     report.stats["mobile_bytes"] = mobile_path.stat().st_size
     report.stats["mobile_khronos_errors"] = mobile.khronos_errors
     report.stats["recipe"] = RECIPE
+    usdz_out = usdz_set.default.path if usdz_set is not None else None
+    variant_usdz = {
+        name: (sha256_file(r.path), r.path)
+        for name, r in (usdz_set.variants.items() if usdz_set else [])
+    }
     return Processed(
         report=report,
         source=(src_sha, kind, src),
         glb=(glb_sha, glb),
         mobile=(mobile_sha, mobile_path),
         usdz=(sha256_file(usdz_out), usdz_out) if usdz_out else None,
+        variant_usdz=variant_usdz,
     )
 
 
@@ -167,9 +265,8 @@ def recipe_of(report: dict[str, Any]) -> int:
     return value if isinstance(value, int) else 1
 
 
-def _make_usdz(
-    glb: Path, compressed: bool, workdir: Path, report: Report, anchoring: Anchoring
-) -> Path | None:
+def _plain(glb: Path, compressed: bool, workdir: Path, report: Report) -> Path | None:
+    """The GLB with Draco/meshopt/quantization decoded (what pxr and numpy read)."""
     plain = workdir / "plain.glb"
     try:
         optimise.decompress(glb, plain)
@@ -177,19 +274,24 @@ def _make_usdz(
         if compressed:
             report.warn("USDZ_NOT_MADE", f"no USDZ: compressed geometry cannot be decoded ({exc})")
             report.stats["usdz_check"] = "not made"
+            report.usdz["check"] = "not made"
             return None
-        plain = glb
-    out = workdir / "model.usdz"
+        return glb
+    return plain
+
+
+def _make_usdz(plain: Path, workdir: Path, report: Report, anchoring: Anchoring) -> UsdzSet | None:
+    names = list(report.stats.get("variants", []))
     try:
         # The anchoring is part of the file, so of its sha256 name: the same GLB with
         # another placement gets another USDZ, never the one stored for the first.
-        result = usdz.convert(plain, out, workdir / "usd", anchoring=anchoring)
-    except usdz.UsdzFailed as exc:
+        made = convert_all(plain, workdir / "usdz", anchoring, names)
+    except UsdzFailed as exc:
         report.warn("USDZ_NOT_MADE", f"no USDZ for Quick Look: {exc}")
         report.stats["usdz_check"] = "not made"
+        report.usdz["check"] = "not made"
         return None
-    for note in result.notes:
-        report.info("USDZ_APPROXIMATION", note)
+    result = made.default
     for w in result.checker_warnings:
         report.add("warning", "USDZ_CHECK_WARNING", w, source="usd")
     if result.checker_errors:
@@ -197,8 +299,9 @@ def _make_usdz(
             report.add("warning", "USDZ_CHECK_ERROR", e, source="usd")
         report.warn("USDZ_NOT_SERVED", "the USDZ failed the USD checks; no Quick Look file")
         report.stats["usdz_check"] = f"failed ({len(result.checker_errors)} errors)"
+        report.usdz["check"] = report.stats["usdz_check"]
         return None
-    report.stats["usdz_check"] = "passed (UsdValidation, all validators)"
+    usdz_section(report, made)
     report.stats["usdz_anchoring"] = anchoring.label
-    report.stats["usdz_bytes"] = out.stat().st_size
-    return out
+    report.stats["usdz_bytes"] = result.path.stat().st_size
+    return made

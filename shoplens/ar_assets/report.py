@@ -25,6 +25,9 @@ class Report:
     infos: list[Issue] = field(default_factory=list)
     khronos_validator: str = "not run"
     stats: dict[str, Any] = field(default_factory=dict)
+    # The USDZ for Quick Look: its check, whether it is degraded, and per material
+    # and texture what it approximates or lost (``fidelity.usdz_section``).
+    usdz: dict[str, Any] = field(default_factory=dict)
 
     def add(
         self,
@@ -58,6 +61,7 @@ class Report:
             for i in items:
                 self.add(sev, i.code, i.message, i.pointer, i.source)
         self.stats.update(other.stats)
+        self.usdz.update(other.usdz)
 
     @property
     def ok(self) -> bool:
@@ -85,4 +89,5 @@ class Report:
             "infos": [asdict(i) for i in self.infos],
             "khronos_validator": self.khronos_validator,
             "stats": self.stats,
+            "usdz": self.usdz,
         }

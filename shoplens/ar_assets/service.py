@@ -6,7 +6,10 @@ from its stored original through the same pipeline (``shoplens ar reconvert``),
 ``block``/``blocks`` build the public AR block.
 The block adds ``anchoring`` (``plane-horizontal``, ``plane-vertical`` or
 ``face``, from ``anchoring.py``) beside ``placement``: where AR Quick Look
-anchors the USDZ, which carries the same anchoring.
+anchors the USDZ, which carries the same anchoring; and ``usdz_degraded``: the
+USDZ shows less than the model (a texture or colours lost). Every ``variants``
+entry has its own ``usdz_url`` (a ``KHR_materials_variants`` one: the USDZ made
+with that variant's materials) and ``usdz_degraded``.
 """
 
 from __future__ import annotations
@@ -236,6 +239,8 @@ def _row_of(
     }
     if done.usdz:
         staged[(done.usdz[0], "usdz")] = done.usdz[1]
+    for sha, path in done.variant_usdz.values():
+        staged[(sha, "usdz")] = path
     row = AssetRow(
         product_id=product_id,
         variant=variant,
@@ -253,6 +258,7 @@ def _row_of(
         material_variants=list(stats.get("variants", [])),
         report=done.report.to_dict(),
         created_at=created_at,
+        variant_usdz={name: sha for name, (sha, _) in done.variant_usdz.items()},
     )
     return row, staged
 
@@ -298,6 +304,16 @@ def intent_url(mobile_url: str, fallback: str, title: str, placement: str) -> st
     )
 
 
+def usdz_degraded(report: dict[str, Any], material_variant: str | None = None) -> bool:
+    """Whether the (variant's) USDZ lost a texture or colours (``fidelity.usdz_section``)."""
+    section = report.get("usdz")
+    if not isinstance(section, dict):
+        return False  # rows from before the USDZ section: never checked
+    if material_variant is not None:
+        section = (section.get("variants") or {}).get(material_variant) or {}
+    return bool(section.get("degraded", False))
+
+
 def _urls(row: AssetRow, base: str) -> dict[str, Any]:
     mobile = _file_url(base, row.mobile_sha, "glb")
     viewer = viewer_url(base, row.product_id, row.variant)
@@ -305,6 +321,7 @@ def _urls(row: AssetRow, base: str) -> dict[str, Any]:
         "glb_url": _file_url(base, row.glb_sha, "glb"),
         "glb_mobile_url": mobile,
         "usdz_url": _file_url(base, row.usdz_sha, "usdz") if row.usdz_sha else None,
+        "usdz_degraded": usdz_degraded(row.report),
         "viewer_url": viewer,
         "android_intent_url": intent_url(mobile, viewer, row.product_id, row.placement),
     }
@@ -346,6 +363,11 @@ def _blocks(rows: Sequence[AssetRow], base: str, variant: str | None) -> dict[st
                     "source": "KHR_materials_variants",
                     "glb_url": main_urls["glb_url"],
                     "glb_mobile_url": main_urls["glb_mobile_url"],
+                    # Quick Look has no variant switch: each variant has a USDZ of its own.
+                    "usdz_url": _file_url(base, main.variant_usdz[name], "usdz")
+                    if name in main.variant_usdz
+                    else None,
+                    "usdz_degraded": usdz_degraded(main.report, name),
                     "viewer_url": f"{main_urls['viewer_url']}"
                     + ("&" if "?" in main_urls["viewer_url"] else "?")
                     + f"material_variant={quote(name)}",

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS ar_assets (
     PRIMARY KEY (product_id, variant)
 );
 """
+# Added after the first release: {material variant name: sha256 of its USDZ}.
+# Databases from before get the column (empty) when the store opens.
+VARIANT_USDZ_COLUMN = "variant_usdz_json"
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,13 @@ class AssetRow:
     material_variants: list[str]
     report: dict[str, Any]
     created_at: float
+    variant_usdz: dict[str, str] = field(default_factory=dict)  # material variant -> sha
 
     def shas(self) -> set[tuple[str, str]]:
         out = {(self.source_sha, self.source_ext), (self.glb_sha, "glb"), (self.mobile_sha, "glb")}
         if self.usdz_sha:
             out.add((self.usdz_sha, "usdz"))
+        out.update((sha, "usdz") for sha in self.variant_usdz.values())
         return out
 
 
@@ -88,6 +93,12 @@ class AssetStore:
         db_path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(SCHEMA)
+            columns = {r[1] for r in db.execute("PRAGMA table_info(ar_assets)")}
+            if VARIANT_USDZ_COLUMN not in columns:
+                db.execute(
+                    f"ALTER TABLE ar_assets ADD COLUMN {VARIANT_USDZ_COLUMN} "
+                    "TEXT NOT NULL DEFAULT '{}'"
+                )
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -160,7 +171,7 @@ class AssetStore:
                     if not self.path(sha, ext).is_file():
                         self.put_file(src, sha, ext)
                 db.execute(
-                    "INSERT OR REPLACE INTO ar_assets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO ar_assets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         row.product_id,
                         row.variant,
@@ -178,6 +189,7 @@ class AssetStore:
                         json.dumps(row.material_variants),
                         json.dumps(row.report),
                         row.created_at,
+                        json.dumps(row.variant_usdz, sort_keys=True),
                     ),
                 )
                 if old is not None:
@@ -211,10 +223,11 @@ class AssetStore:
 
     def _collect(self, db: sqlite3.Connection, candidates: set[tuple[str, str]]) -> None:
         for sha, ext in candidates:
+            # sha is 64 hex digits (FILE_NAME), so LIKE needs no escaping.
             used = db.execute(
                 "SELECT 1 FROM ar_assets WHERE source_sha=? OR glb_sha=? OR mobile_sha=? "
-                "OR usdz_sha=? LIMIT 1",
-                (sha, sha, sha, sha),
+                f"OR usdz_sha=? OR {VARIANT_USDZ_COLUMN} LIKE ? LIMIT 1",
+                (sha, sha, sha, sha, f'%"{sha}"%'),
             ).fetchone()
             if used is None:
                 self.path(sha, ext).unlink(missing_ok=True)
@@ -267,6 +280,7 @@ class AssetStore:
                         material_variants=json.loads(r[13]),
                         report=json.loads(r[14]),
                         created_at=r[15],
+                        variant_usdz=json.loads(r[16]) if len(r) > 16 else {},
                     )
                 )
         return out

@@ -8,10 +8,15 @@ placed on a surface by Scene Viewer and WebXR, true to scale.
 A model with ``KHR_materials_variants`` gets a variant picker, filled from what
 model-viewer found in the loaded file (``availableVariants``), so it can only
 offer variants the viewer can show.
+
+When the block's ``usdz_degraded`` is true the page says that the iPhone (Quick
+Look) view is simplified, and ``data-usdz-degraded`` on the model-viewer
+element tells embedding apps.
 """
 
 from __future__ import annotations
 
+import json
 from html import escape
 from typing import Any
 
@@ -24,6 +29,18 @@ def viewer_html(
     """A self-contained page; every script comes from our own origin."""
     src = escape(block["glb_mobile_url"], quote=True)
     ios = block.get("usdz_url")
+    # Quick Look shows one file: the chosen material variant's own USDZ.
+    by_variant = {
+        str(v.get("name")): v
+        for v in block.get("variants", [])
+        if v.get("source") == "KHR_materials_variants" and v.get("usdz_url")
+    }
+    if material_variant in by_variant:
+        chosen = by_variant[material_variant]
+        ios, degraded_block = chosen["usdz_url"], chosen
+    else:
+        degraded_block = block
+    variant_usdz = json.dumps({n: v["usdz_url"] for n, v in by_variant.items()})
     ios_attr = f' ios-src="{escape(ios, quote=True)}"' if ios else ""
     anchoring = str(block.get("anchoring", "plane-horizontal"))
     placement = "wall" if anchoring == "plane-vertical" else "floor"
@@ -33,6 +50,14 @@ def viewer_html(
     dims = block.get("dimensions_m", {})
     size = " x ".join(f"{float(dims.get(k, 0)):.2f}" for k in ("x", "y", "z"))
     t = escape(title)
+    degraded = bool(degraded_block.get("usdz_degraded")) and bool(ios)
+    # Shown, not hidden: a shopper on iPhone sees less than the model (see the report).
+    degraded_note = (
+        '<span id="usdz-degraded" data-usdz-degraded="true">'
+        "On iPhone the AR view shows a simplified look</span>"
+        if degraded
+        else ""
+    )
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -66,9 +91,12 @@ def viewer_html(
   <a id="back" href="{escape(back_url, quote=True)}">&larr; Back</a>
   <h1 id="title">{t}</h1>
   <span id="size">{escape(size)} m</span>
+  {degraded_note}
   <label id="variant-picker" hidden>Variant <select id="variant"></select></label>
 </header>
-<model-viewer id="model" src="{src}"{ios_attr} alt="{t}" ar ar-modes="webxr scene-viewer quick-look"
+<model-viewer id="model" src="{src}"{ios_attr} data-usdz-degraded="{str(degraded).lower()}"
+  data-variant-usdz="{escape(variant_usdz, quote=True)}" alt="{t}"
+  ar ar-modes="webxr scene-viewer quick-look"
   ar-placement="{placement}" ar-scale="fixed" camera-controls touch-action="pan-y"
   shadow-intensity="1"{variant_attr} data-anchoring="{escape(anchoring, quote=True)}">
   <button slot="ar-button" id="ar-button">View in your space</button>
@@ -88,7 +116,14 @@ def viewer_html(
   }}
   model.addEventListener("load", fill);
   if (model.loaded) fill();  // a small cached model can load before this script runs
-  select.addEventListener("change", () => {{ model.variantName = select.value || null; }});
+  const usdzByVariant = JSON.parse(model.dataset.variantUsdz || "{{}}");
+  const defaultUsdz = model.getAttribute("ios-src");
+  select.addEventListener("change", () => {{
+    model.variantName = select.value || null;
+    // Quick Look has no variant switch: hand it the variant's own USDZ.
+    const usdz = usdzByVariant[select.value] || defaultUsdz;
+    if (usdz) model.setAttribute("ios-src", usdz);
+  }});
 </script>
 </body>
 </html>

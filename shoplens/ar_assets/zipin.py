@@ -1,4 +1,7 @@
-"""Unpacking a ``.zip`` glTF upload safely (no traversal, no links, no bombs)."""
+"""Unpacking a ``.zip`` glTF upload safely (no traversal, no links, no bombs).
+
+The zip holds one ``.gltf`` with its files, or a single ``.glb``.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +22,12 @@ USD_SUFFIXES = (".usd", ".usda", ".usdc")
 
 @dataclass(frozen=True)
 class Unpacked:
-    gltf_path: Path | None
+    gltf_path: Path | None  # a .gltf, or a .glb when that is all the zip holds
     usd_only: bool  # a USDZ or a zip of USD files (not a glTF at all)
+
+    @property
+    def is_glb(self) -> bool:
+        return self.gltf_path is not None and self.gltf_path.suffix.lower() == ".glb"
 
 
 def _bad_name(name: str) -> str | None:
@@ -99,6 +106,13 @@ def unpack(data_path: Path, dest: Path, max_total: int, report: Report) -> Unpac
             i.filename for i in infos if not i.is_dir() and not i.filename.startswith("__MACOSX/")
         ]
     gltfs = [n for n in names if n.lower().endswith(".gltf")]
+    glbs = [n for n in names if n.lower().endswith(".glb")]
+    if not gltfs and len(glbs) == 1:
+        # A .glb zipped for e-mail or a CMS is still one self-contained model.
+        return Unpacked(dest / glbs[0], False)
+    if not gltfs and len(glbs) > 1:
+        report.error("ZIP_MANY_GLTF", f"the zip holds {len(glbs)} .glb files; upload one model")
+        return Unpacked(None, False)
     if not gltfs:
         usd = any(n.lower().endswith(USD_SUFFIXES) for n in names)
         if not usd:

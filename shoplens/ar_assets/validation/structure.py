@@ -28,6 +28,7 @@ SUPPORTED_EXTENSIONS = frozenset(
         "KHR_materials_emissive_strength",
         "KHR_materials_specular",
         "KHR_materials_unlit",
+        "KHR_materials_pbrSpecularGlossiness",  # converted to metal/rough (pipeline.py)
     }
 )
 
