@@ -8,14 +8,16 @@ packages it as a USDZ (root layer first, 64-byte aligned, uncompressed) and
 runs every registered USD validator on it.
 
 The bytes depend only on the GLB and the arguments: the layer and textures are
-written in a fixed order under fixed names and zip entries carry no dates that
-change (``Sdf.ZipFileWriter`` writes none), so the same upload gives the same
-USDZ, and name, in any data dir and after ``shoplens ar reconvert``.
+written in a fixed order under fixed names and the zip entries carry one fixed
+date, so the same upload gives the same USDZ, and name, in any data dir and
+after ``shoplens ar reconvert``.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,7 @@ from shoplens.ar_assets.usdz.textures import Textures
 
 log = logging.getLogger(__name__)
 FLOOR_EPSILON_M = 1e-4
+FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest zip date: no time in the bytes
 
 
 @dataclass
@@ -165,17 +168,25 @@ def _build(
 def _package(layer: Path, out: Path) -> bool:
     """Write the USDZ: the root layer first, then the textures beside it.
 
-    This is what ``UsdUtils.CreateNewARKitUsdzPackage`` does for a single flat
-    layer, without its asset-localisation pass, which in usd-core 26 warns once
-    per texture ("Failed to resolve reference @0/...@") although the package is
-    fine. The USD validators (UsdzPackageValidator among them) check the result.
+    A USDZ is a zip with stored (uncompressed) entries whose data start on
+    64-byte boundaries. ``Sdf.ZipFileWriter`` writes that, but stamps every
+    entry with the current time, so the same model gave other bytes, so another
+    sha256 name, each second. Python's zipfile writes the same layout with a
+    fixed date; the alignment padding goes in an extra field (id 0x1986, as
+    usd-core pads). The USD validators (UsdzPackageValidator among them)
+    check the result.
     """
-    writer = Sdf.ZipFileWriter.CreateNew(str(out))
-    writer.AddFile(str(layer), layer.name)
-    for tex in sorted(layer.parent.iterdir()):
-        if tex.suffix in (".png", ".jpg"):
-            writer.AddFile(str(tex), tex.name)
-    writer.Save()
+    files = [layer, *sorted(p for p in layer.parent.iterdir() if p.suffix in (".png", ".jpg"))]
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        for f in files:
+            info = zipfile.ZipInfo(f.name, date_time=FIXED_DATE)
+            info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = 0o644 << 16
+            header = z.fp.tell() if z.fp is not None else 0
+            data_at = header + 30 + len(f.name.encode()) + 4  # 4: the extra field's header
+            pad = -data_at % 64
+            info.extra = struct.pack("<HH", 0x1986, pad) + b"\0" * pad
+            z.writestr(info, f.read_bytes())
     return out.is_file()
 
 
