@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import trimesh
+from PIL import Image
 
 from shoplens.ar_assets import tools
 
@@ -26,7 +27,7 @@ from .models import _pad, box, checker_png, glb
 Doc = dict[str, Any]
 KTX2_WRITER = """
 import fs from "fs"; import path from "path";
-const [nm, out, w, h] = process.argv.slice(1);
+const [nm, out, w, h] = process.argv.slice(2);
 const ktx = await import(path.join(nm, "ktx-parse", "dist", "ktx-parse.modern.js"));
 const c = ktx.createDefaultContainer();
 const W = +w, H = +h;
@@ -153,10 +154,10 @@ def quantized_glb() -> bytes:
     scale is in a KHR_texture_transform."""
     a = box_arrays()
     b = Builder()
-    q = np.round(a["P"] / 0.3 * 1000).astype(np.uint16)
+    q = np.round(a["P"] / 0.3 * 1000).astype(np.int16)
     uv = np.round(a["T"] * 4095).astype(np.uint16)
     attrs = {
-        "POSITION": b.accessor(q, 5123, "VEC3", minmax=True),
+        "POSITION": b.accessor(q, 5122, "VEC3", minmax=True),
         "NORMAL": b.accessor(np.round(a["N"] * 127).astype(np.int8), 5120, "VEC3", normalized=True),
         "TEXCOORD_0": b.accessor(uv, 5123, "VEC2"),
     }
@@ -269,10 +270,12 @@ def skinned_glb() -> tuple[bytes, npt.NDArray[np.float64]]:
     _mesh(b, attrs, a["I"])
     # Joint 2 is joint 1's child, turned 90 degrees about Y; its inverse bind
     # matrix undoes that, so both joints move the mesh the same way.
-    ibm = np.stack([np.eye(4), np.linalg.inv(trimesh.transformations.rotation_matrix(
-        math.pi / 2, [0, 1, 0]))])
-    ibm_i = b.accessor(ibm.transpose(0, 2, 1).reshape(2, 16).astype(np.float32), 5126, "MAT4",
-                       target=None)
+    ibm = np.stack(
+        [np.eye(4), np.linalg.inv(trimesh.transformations.rotation_matrix(math.pi / 2, [0, 1, 0]))]
+    )
+    ibm_i = b.accessor(
+        ibm.transpose(0, 2, 1).reshape(2, 16).astype(np.float32), 5126, "MAT4", target=None
+    )
     b.doc["skins"] = [{"joints": [2, 3], "inverseBindMatrices": ibm_i, "skeleton": 1}]
     b.doc.update(
         scene=0,
@@ -290,7 +293,10 @@ def skinned_glb() -> tuple[bytes, npt.NDArray[np.float64]]:
 
 def instanced_glb(copies: int = 8) -> bytes:
     """Eight nodes sharing one mesh: what glTF-Transform turns into GPU instancing."""
-    doc, blob = box(0.1)
+    noise = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(noise).save(png, "PNG")
+    doc, blob = box(0.1, texture=png.getvalue())  # WebP makes a smaller variant
     doc["nodes"] = [{"mesh": 0, "translation": [0.15 * i, 0, 0]} for i in range(copies)]
     doc["scenes"] = [{"nodes": list(range(copies))}]
     return glb(doc, blob)

@@ -161,7 +161,7 @@ def _build(
         lost=sorted(set(tex.lost)),
     )
     if lift:
-        notes.approximated.append(f"lifted by {lift:.3f} m to stand on the floor (y = 0)")
+        notes.approximated.append(f"moved {lift:+.3f} m up to stand on the floor (y = 0)")
     return layer, notes
 
 
