@@ -2,9 +2,10 @@
 
 - ``pipeline.process``: one upload from bytes to files ready to store
   (``zipin`` unpacks zips safely, ``pack``/``optimise`` make one GLB and the
-  mobile variant, ``validation/`` checks it, ``usdz`` converts for iOS with
-  the anchoring from ``anchoring``); ``gltf`` reads glTF; ``report`` is what
-  the shop is told.
+  mobile variant, ``validation/`` checks it, ``usdz/`` converts for iOS with
+  the anchoring from ``anchoring``, one USDZ per material variant);
+  ``gltf`` reads glTF; ``fidelity`` measures true sizes and writes the
+  report's USDZ section; ``report`` is what the shop is told.
 - ``store``: content-addressed files plus one row per product and variant.
 - ``service.ArService``: the part as the service and the CLI use it (ingest,
   reconvert, AR blocks); ``routes.build_router``: its HTTP routes, given their

@@ -6,7 +6,7 @@ Composer writes): ``Preliminary_AnchoringAPI`` applied to a prim, with
 for planes, ``uniform token preliminary:planeAnchoring:alignment`` = horizontal |
 vertical | any (developer.apple.com/documentation/usd/preliminary-anchoringapi,
 .../preliminary-anchoring-type, .../preliminary-planeanchoring-alignment).
-``usdz.py`` writes them; the AR block and the viewer page report ``label``.
+``usdz/build.py`` writes them; the AR block and the viewer page report ``label``.
 """
 
 from __future__ import annotations

@@ -32,7 +32,9 @@ PUT_RESPONSES: Responses = {
     201: {"description": "Stored: the AR block plus the validation report (`report`)"},
     404: {"description": "Unknown product: nothing is stored"},
     413: {"description": "The model is larger than SHOPLENS_MAX_ASSET_BYTES"},
-    415: {"description": "Not a .glb, nor a .zip holding a .gltf"},
+    415: {
+        "description": "Not a .glb, a self-contained .gltf, nor a .zip holding a .gltf or one .glb"
+    },
     422: {
         "description": "Invalid model: the error plus `report`, the validation report "
         "of what is wrong; nothing is stored or replaced"

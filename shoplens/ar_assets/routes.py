@@ -250,13 +250,16 @@ def build_router(deps: ArRouteDeps) -> APIRouter:
         "/v1/products/{product_id}/ar",
         status_code=201,
         dependencies=admin,
-        summary="Attach a 3D model (.glb or zipped .gltf) to a product",
+        summary="Attach a 3D model (.glb, .gltf or .zip) to a product",
         response_model=None,
         responses=PUT_RESPONSES,
     )
     def put_ar(
         product_id: ProductIdParam,
-        file: UploadFile = File(..., description=".glb, or .zip holding one .gltf and its files"),
+        file: UploadFile = File(
+            ...,
+            description=".glb, self-contained .gltf, or .zip (a .gltf and its files, or a .glb)",
+        ),
         placement: str = Form(
             "floor",
             description="where the product goes in AR",
