@@ -220,20 +220,21 @@ def process(upload: Path, placement: str, max_bytes: int, workdir: Path) -> Proc
     used = checked.gltf.doc.get("extensionsUsed") or [] if checked.gltf is not None else []
     glb = _metal_rough(glb, used, workdir, report)
     glb_sha = sha256_file(glb)
-    src_sha = glb_sha if kind == "glb" else sha256_file(src)
+    # The served GLB is the upload itself only for a .glb sent as is (not converted).
+    src_sha = glb_sha if glb == src else sha256_file(src)
     triangles = int(report.stats.get("triangles", 0))
     compressed = any(e in COMPRESSION_EXTS for e in used)
-    plain = _plain(glb, compressed, workdir, report)
-    if plain is not None:
-        measure_plain(plain, placement, report)
-    # The mobile variant (Node) and the USDZ (pxr) do not depend on each other:
-    # build them side by side, each noting into its own report.
+    # The mobile variant (Node) and the decoding, measuring and USDZs (Node, then
+    # numpy and pxr) do not depend on each other: build them side by side, each
+    # noting into its own report.
     mobile_report = Report()
     limit = min(glb.stat().st_size, size)
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(optimise.make_mobile, glb, workdir, triangles, mobile_report, limit)
+        plain = _plain(glb, compressed, workdir, report)
         usdz_set = None
         if plain is not None:
+            measure_plain(plain, placement, report)
             usdz_set = _make_usdz(plain, workdir, report, for_placement(placement))
         mobile = pending.result()
     report.merge(mobile_report)

@@ -66,7 +66,9 @@ class Geometry:
             attrs = prim.get("attributes") or {}
             if "POSITION" not in attrs:
                 continue
-            pts64, skinned = primitive_points(self.g, node, prim, self.worlds, world)
+            skinned = "skin" in node and "JOINTS_0" in attrs and "WEIGHTS_0" in attrs
+            if skinned:  # in world space, under the scene root
+                pts64, skinned = primitive_points(self.g, node, prim, self.worlds, world)
             if not skinned:  # under the node's Xform: local coordinates
                 pts64 = read_accessor(self.g, as_int(attrs["POSITION"])).astype(np.float64)
             pts = pts64[:, :3].astype(np.float32)
