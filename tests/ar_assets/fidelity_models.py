@@ -131,8 +131,9 @@ def _mesh(b: Builder, attrs: Doc, indices: npt.NDArray[Any], material: int | Non
 TRANSFORM = {"offset": [0.25, 0.1], "rotation": 0.3, "scale": [2.0, 3.0]}
 
 
-def texture_transform_glb() -> bytes:
-    """The box with KHR_texture_transform (tiling, offset and rotation) on its texture."""
+def texture_transform_glb(normal_tt: dict[str, Any] | None = None) -> bytes:
+    """The box with KHR_texture_transform (tiling, offset and rotation) on its texture;
+    with ``normal_tt``, a normal map on the same uvs with that other transform."""
     a = box_arrays()
     b = Builder()
     attrs = {
@@ -141,7 +142,13 @@ def texture_transform_glb() -> bytes:
         "TEXCOORD_0": b.accessor(a["T"], 5126, "VEC2"),
     }
     info = {"index": 0, "extensions": {"KHR_texture_transform": TRANSFORM}}
-    _textured(b, {"pbrMetallicRoughness": {"baseColorTexture": info}}, checker_png())
+    material: Doc = {"pbrMetallicRoughness": {"baseColorTexture": info}}
+    if normal_tt is not None:
+        material["normalTexture"] = {
+            "index": 0,
+            "extensions": {"KHR_texture_transform": normal_tt},
+        }
+    _textured(b, material, checker_png())
     _mesh(b, attrs, a["I"])
     b.doc.update(scene=0, scenes=[{"nodes": [0]}], nodes=[{"mesh": 0}])
     b.doc["extensionsUsed"] = ["KHR_texture_transform"]

@@ -94,19 +94,35 @@ def dims_of(world: np.ndarray) -> dict[str, float]:
     return dict(zip("xyz", (world.max(0) - world.min(0)).tolist(), strict=True))
 
 
-def test_texture_transform_becomes_a_usd_transform2d(client: TestClient, tmp_path: Path) -> None:
-    block = put(client, "tt", fm.texture_transform_glb())
-    stage = open_usdz(client, block["usdz_url"], tmp_path)
-    (mesh,) = meshes(stage)
+def expected_st() -> np.ndarray:
     uv = fm.box_arrays()["T"].astype(np.float64)
     t = fm.TRANSFORM
     c, s = math.cos(t["rotation"]), math.sin(t["rotation"])
     # glTF: T * R * S applied to (u, v), R = [[c, s], [-s, c]] (KHR_texture_transform).
     scaled = uv * np.array(t["scale"])
     moved = scaled @ np.array([[c, s], [-s, c]]).T + np.array(t["offset"])
-    expected = np.c_[moved[:, 0], 1.0 - moved[:, 1]]  # USD st runs up
-    assert shown_st(mesh) == pytest.approx(expected, abs=1e-5)
+    return np.c_[moved[:, 0], 1.0 - moved[:, 1]]  # USD st runs up
+
+
+def test_texture_transform_is_baked_into_the_coordinates(
+    client: TestClient, tmp_path: Path
+) -> None:
+    block = put(client, "tt", fm.texture_transform_glb())
+    stage = open_usdz(client, block["usdz_url"], tmp_path)
+    (mesh,) = meshes(stage)
+    assert shown_st(mesh) == pytest.approx(expected_st(), abs=1e-5)
     assert "KHR_texture_transform" not in json.dumps(block["report"]["usdz"])
+
+
+def test_texture_transforms_differing_per_texture_become_transform2d_nodes(
+    client: TestClient, tmp_path: Path
+) -> None:
+    block = put(client, "tt2", fm.texture_transform_glb({"scale": [5.0, 5.0]}))
+    stage = open_usdz(client, block["usdz_url"], tmp_path)
+    (mesh,) = meshes(stage)
+    ids = [UsdShade.Shader(p).GetIdAttr().Get() for p in stage.Traverse()]
+    assert ids.count("UsdTransform2d") == 2  # base colour and normal map, one each
+    assert shown_st(mesh) == pytest.approx(expected_st(), abs=1e-5)
 
 
 def test_quantized_model_gets_unit_uvs_and_true_size(client: TestClient, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """glTF nodes and meshes as USD Xforms and Meshes.
 
-Points, normals, texture coordinates (every accessor read dequantized, V
-flipped for USD's st), vertex colours (COLOR_0 as ``displayColor`` and
+Points, normals, texture coordinates (every accessor read dequantized, a
+texture transform baked in where ``Materials.baked`` allows, V flipped for
+USD's st), vertex colours (COLOR_0 as ``displayColor`` and
 ``displayOpacity``) and node transforms. A skinned mesh is written in its rest
 pose, its vertices moved by its joints (``gltf.primitive_points``), directly
 under the scene root: a static USDZ has no skeleton to do it in Quick Look.
@@ -24,7 +25,7 @@ from shoplens.ar_assets.gltf import (
     read_accessor,
     world_matrices,
 )
-from shoplens.ar_assets.usdz.materials import Materials, st_name
+from shoplens.ar_assets.usdz.materials import Materials, apply_gltf_transform, st_name
 
 
 def variant_material(prim: dict[str, Any], variant: int | None) -> int:
@@ -96,17 +97,20 @@ class Geometry:
                 um.CreateNormalsAttr(Vt.Vec3fArray.FromNumpy(n))
                 um.SetNormalsInterpolation(UsdGeom.Tokens.vertex)
             api = UsdGeom.PrimvarsAPI(um)
+            mi = variant_material(prim, self.variant)
+            baked = self.materials.baked(mi)
             for uv_set in (0, 1):
                 key = f"TEXCOORD_{uv_set}"
                 if key in attrs:
                     uv = read_accessor(self.g, as_int(attrs[key]))[:, :2].astype(np.float32)
+                    if uv_set in baked:
+                        uv = apply_gltf_transform(uv, baked[uv_set])
                     uv[:, 1] = 1.0 - uv[:, 1]  # glTF V runs down, USD st runs up
                     pv = api.CreatePrimvar(
                         st_name(uv_set), Sdf.ValueTypeNames.TexCoord2fArray, UsdGeom.Tokens.vertex
                     )
                     pv.Set(Vt.Vec2fArray.FromNumpy(np.ascontiguousarray(uv)))
             colored = self._colors(um, attrs)
-            mi = variant_material(prim, self.variant)
             mats = self.g.items("materials")
             if 0 <= mi < len(mats) and mats[mi].get("doubleSided"):
                 um.CreateDoubleSidedAttr(True)

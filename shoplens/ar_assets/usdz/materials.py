@@ -2,8 +2,9 @@
 
 Base colour, metallic/roughness (split into single channels), normal,
 occlusion and emissive textures, each through a ``UsdPrimvarReader_float2`` and,
-where the glTF has ``KHR_texture_transform``, a ``UsdTransform2d`` node (which AR
-Quick Look reads, as Three.js's and Blender's USDZ exporters write it). A
+where the glTF has ``KHR_texture_transform``, baked into the coordinates where one
+transform per coordinate set allows (``Materials.baked``), else a
+``UsdTransform2d`` node (as Three.js's USDZ exporter writes it). A
 material of vertex-coloured primitives multiplies by the ``displayColor``
 primvar (the glTF COLOR_0) through a ``UsdPrimvarReader_float3``. What has no
 UsdPreviewSurface equivalent is recorded in ``Notes`` per material.
@@ -15,6 +16,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from pxr import Gf, Sdf, Usd, UsdShade
 
 from shoplens.ar_assets.gltf import Gltf, as_int
@@ -45,6 +48,21 @@ def st_name(uv_set: int) -> str:
     return "st" if uv_set == 0 else f"st{uv_set}"
 
 
+def apply_gltf_transform(
+    uv: npt.NDArray[np.float32], tt: dict[str, Any]
+) -> npt.NDArray[np.float32]:
+    """``uv`` (glTF convention, V down) through KHR_texture_transform: T * R * S."""
+    tx, ty = (float(v) for v in (tt.get("offset") or [0.0, 0.0])[:2])
+    r = float(tt.get("rotation", 0.0))
+    sx, sy = (float(v) for v in (tt.get("scale") or [1.0, 1.0])[:2])
+    c, s = math.cos(r), math.sin(r)
+    u, v = uv[:, 0] * sx, uv[:, 1] * sy
+    out = np.empty_like(uv)
+    out[:, 0] = c * u + s * v + tx
+    out[:, 1] = -s * u + c * v + ty
+    return out
+
+
 def usd_transform(tt: dict[str, Any]) -> tuple[tuple[float, float], float, tuple[float, float]]:
     """(translation, rotation in degrees, scale) of a UsdTransform2d equal to ``tt``.
 
@@ -65,6 +83,7 @@ class Materials:
         self.g, self.stage, self.textures, self.use_textures = g, stage, textures, use_textures
         self.notes = Notes()
         self.made: dict[tuple[int, bool], UsdShade.Material] = {}
+        self.current = -1  # the material being built
 
     def _texture(
         self,
@@ -95,7 +114,7 @@ class Materials:
             reader.CreateOutput("result", F2)
             readers[(uv_set, "")] = reader
         source, output = reader, "result"
-        if tt is not None:
+        if tt is not None and self.baked(self.current).get(uv_set) != tt:
             xf = UsdShade.Shader.Define(self.stage, mat.GetPath().AppendChild(f"{name}Transform"))
             xf.CreateIdAttr("UsdTransform2d")
             xf.CreateInput("in", F2).ConnectToSource(reader.ConnectableAPI(), "result")
@@ -116,12 +135,40 @@ class Materials:
             sh.CreateInput(f"wrap{axis}", Sdf.ValueTypeNames.Token).Set(wrap)
         return sh
 
+    def baked(self, index: int) -> dict[int, dict[str, Any]]:
+        """{uv set: transform} that ``geometry`` bakes into the st of material ``index``.
+
+        Baking works where every texture of the material read through a set has
+        the same transform: the coordinates then are what the viewer samples,
+        with no UsdTransform2d to rely on (and quantized 0...4095 uvs become
+        0...1 in the file). Other sets keep a UsdTransform2d per texture.
+        """
+        mats = self.g.items("materials")
+        m = mats[index] if 0 <= index < len(mats) else {}
+        pbr = m.get("pbrMetallicRoughness") or {}
+        infos = [pbr.get("baseColorTexture"), pbr.get("metallicRoughnessTexture")]
+        infos += [m.get(k) for k in ("normalTexture", "occlusionTexture", "emissiveTexture")]
+        by_set: dict[int, list[Any]] = {}
+        for info in infos:
+            if not isinstance(info, dict):
+                continue
+            tt = (info.get("extensions") or {}).get("KHR_texture_transform")
+            tt = tt if isinstance(tt, dict) else None
+            uv_set = max(as_int(info.get("texCoord"), 0), 0)
+            if tt is not None and "texCoord" in tt:
+                uv_set = max(as_int(tt.get("texCoord"), uv_set), 0)
+            by_set.setdefault(uv_set, []).append(tt)
+        return {
+            k: v[0] for k, v in by_set.items() if v[0] is not None and all(t == v[0] for t in v)
+        }
+
     def material(
         self, index: int, scope: Sdf.Path, vertex_colors: bool = False
     ) -> UsdShade.Material:
         key = (index, vertex_colors)
         if key in self.made:
             return self.made[key]
+        self.current = index
         mats = self.g.items("materials")
         m = mats[index] if 0 <= index < len(mats) else {}
         suffix = "_vc" if vertex_colors else ""
