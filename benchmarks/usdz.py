@@ -54,7 +54,7 @@ def measure(name: str, glb: Path, work: Path, repeat: int) -> dict[str, Any]:
     n = iter(range(10_000))
 
     def one(variants: list[str]) -> None:
-        out = work / f"run{next(n)}"
+        out = work / f"{glb.stem}-run{next(n)}"
         out.mkdir()
         convert_all(plain, out, HORIZONTAL_PLANE, variants)
 
