@@ -1,9 +1,11 @@
 """Packing and the mobile variant, both done with glTF-Transform.
 
 The mobile variant is kept only when the Khronos validator finds no error in
-it and it is smaller than both the served GLB and the upload; otherwise phones
-get the served GLB. It is made without GPU instancing, which Scene Viewer
-ignores; any extension outside Scene Viewer's list is reported.
+it and it is smaller than the served GLB; otherwise phones get the served GLB.
+Draco uploads keep Draco (meshopt would make them bigger than what was sent);
+the pipeline warns when phones still get more bytes than the upload. It is
+made without GPU instancing, which Scene Viewer ignores; any extension
+outside Scene Viewer's list is reported.
 """
 
 from __future__ import annotations
@@ -61,14 +63,16 @@ def pack_gltf(gltf_path: Path, out: Path) -> None:
         raise PackFailed("glTF-Transform wrote no GLB")
 
 
-def mobile_args(src: Path, out: Path, triangles: int) -> list[str]:
+def mobile_args(src: Path, out: Path, triangles: int, compress: str = "meshopt") -> list[str]:
     args = [
         "optimize",
         str(src),
         str(out),
-        # meshopt: model-viewer bundles its decoder (Draco's is fetched from a CDN).
+        # meshopt by default: model-viewer bundles its decoder. Draco where the
+        # upload used it: smaller than meshopt for such meshes, and Scene Viewer
+        # and the viewer page (decoder on our origin) both read it.
         "--compress",
-        "meshopt",
+        compress,
         "--texture-compress",
         "webp",
         "--texture-size",
@@ -98,15 +102,13 @@ class Mobile:
 
 
 def make_mobile(
-    src: Path, workdir: Path, triangles: int, report: Report, limit: int | None = None
+    src: Path, workdir: Path, triangles: int, report: Report, compress: str = "meshopt"
 ) -> Mobile:
     """Try an optimised variant of ``src``; notes what happened in ``report``.
 
-    ``limit``: the size the variant must stay under (the upload's, when the
-    served GLB is a packed zip or a converted file that may be bigger).
+    ``compress``: ``meshopt`` or ``draco`` (for uploads that came with Draco).
     """
     original = src.stat().st_size
-    bound = min(original, limit) if limit is not None else original
     out = workdir / "mobile.glb"
     if tools.find_tools().gltf_transform is None:
         report.warn(
@@ -116,7 +118,7 @@ def make_mobile(
         )
         return Mobile(None, original, None)
     try:
-        tools.gltf_transform(mobile_args(src, out, triangles))
+        tools.gltf_transform(mobile_args(src, out, triangles, compress))
     except tools.ToolFailed as exc:
         report.info("MOBILE_NOT_MADE", f"no optimised variant (glTF-Transform: {exc})")
         return Mobile(None, original, None)
@@ -136,8 +138,8 @@ def make_mobile(
             "serving the original to phones",
         )
         return Mobile(None, original, errors)
-    if size >= bound:
-        report.info("MOBILE_NOT_SMALLER", f"optimised {size} B >= upload {bound} B")
+    if size >= original:
+        report.info("MOBILE_NOT_SMALLER", f"optimised {size} B >= original {original} B")
         return Mobile(None, original, errors)
     for ext in scene_viewer_gaps(out):
         report.warn(
@@ -149,7 +151,7 @@ def make_mobile(
         simplified = f", simplified to {report.stats.get('mobile_triangles')} triangles"
     report.info(
         "MOBILE_OPTIMISED",
-        f"mobile variant {size} B (original {original} B): meshopt geometry, WebP textures "
+        f"mobile variant {size} B (original {original} B): {compress} geometry, WebP textures "
         f"<= {MOBILE_TEXTURE_PX} px{simplified}, 0 Khronos errors",
     )
     return Mobile(out, size, errors)

@@ -228,9 +228,9 @@ def process(upload: Path, placement: str, max_bytes: int, workdir: Path) -> Proc
     # numpy and pxr) do not depend on each other: build them side by side, each
     # noting into its own report.
     mobile_report = Report()
-    limit = min(glb.stat().st_size, size)
+    codec = "draco" if "KHR_draco_mesh_compression" in used else "meshopt"
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(optimise.make_mobile, glb, workdir, triangles, mobile_report, limit)
+        pending = pool.submit(optimise.make_mobile, glb, workdir, triangles, mobile_report, codec)
         plain = _plain(glb, compressed, workdir, report)
         usdz_set = None
         if plain is not None:
@@ -242,6 +242,12 @@ def process(upload: Path, placement: str, max_bytes: int, workdir: Path) -> Proc
     mobile_sha = sha256_file(mobile_path) if mobile.path else glb_sha
     report.stats["bytes"] = glb.stat().st_size
     report.stats["mobile_bytes"] = mobile_path.stat().st_size
+    if report.stats["mobile_bytes"] > size:
+        report.warn(
+            "MOBILE_BIGGER_THAN_UPLOAD",
+            f"phones get {report.stats['mobile_bytes']} B, more than the {size} B uploaded "
+            "(the packed or converted GLB; no smaller valid variant could be made)",
+        )
     report.stats["mobile_khronos_errors"] = mobile.khronos_errors
     report.stats["recipe"] = RECIPE
     usdz_out = usdz_set.default.path if usdz_set is not None else None

@@ -300,13 +300,37 @@ def skinned_glb() -> tuple[bytes, npt.NDArray[np.float64]]:
 
 def instanced_glb(copies: int = 8) -> bytes:
     """Eight nodes sharing one mesh: what glTF-Transform turns into GPU instancing."""
-    noise = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
-    png = io.BytesIO()
-    Image.fromarray(noise).save(png, "PNG")
-    doc, blob = box(0.1, texture=png.getvalue())  # WebP makes a smaller variant
+    doc, blob = box(0.1, texture=noise_png())  # WebP makes a smaller variant
     doc["nodes"] = [{"mesh": 0, "translation": [0.15 * i, 0, 0]} for i in range(copies)]
     doc["scenes"] = [{"nodes": list(range(copies))}]
     return glb(doc, blob)
+
+
+def noise_png(px: int = 512) -> bytes:
+    noise = np.random.default_rng(0).integers(0, 255, (px, px, 3), dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(noise).save(png, "PNG")
+    return png.getvalue()
+
+
+def draco_glb(tmp: Path) -> bytes:
+    """A dense textured sphere (20k triangles) compressed with Draco by glTF-Transform."""
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=0.2)
+    pts = np.asarray(sphere.vertices, np.float32)
+    uv = (pts[:, :2] / 0.4 + 0.5).astype(np.float32)
+    b = Builder()
+    attrs = {
+        "POSITION": b.accessor(pts, 5126, "VEC3", minmax=True),
+        "NORMAL": b.accessor(np.asarray(sphere.vertex_normals, np.float32), 5126, "VEC3"),
+        "TEXCOORD_0": b.accessor(uv, 5126, "VEC2"),
+    }
+    _textured(b, {"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}, noise_png())
+    _mesh(b, attrs, np.asarray(sphere.faces).reshape(-1))
+    b.doc.update(scene=0, scenes=[{"nodes": [0]}], nodes=[{"mesh": 0}])
+    src, out = tmp / "plain-sphere.glb", tmp / "draco-sphere.glb"
+    src.write_bytes(b.glb())
+    tools.gltf_transform(["draco", str(src), str(out)])
+    return out.read_bytes()
 
 
 def spec_gloss_glb() -> bytes:

@@ -279,3 +279,14 @@ def test_mobile_variant_has_no_gpu_instancing(client: TestClient) -> None:
     mobile = client.get(block["glb_mobile_url"].removeprefix("http://testserver")).content
     assert b"EXT_mesh_gpu_instancing" not in split_glb(mobile)[0]
     assert block["mobile_bytes"] <= block["bytes"]
+
+
+def test_draco_upload_gets_a_draco_mobile_variant_smaller_than_it(
+    client: TestClient, tmp_path: Path
+) -> None:
+    data = fm.draco_glb(tmp_path)
+    block = put(client, "draco", data)
+    assert block["glb_mobile_url"] != block["glb_url"]  # a variant was made...
+    assert block["mobile_bytes"] < len(data)  # ...smaller than the file sent
+    mobile = client.get(block["glb_mobile_url"].removeprefix("http://testserver")).content
+    assert b"KHR_draco_mesh_compression" in split_glb(mobile)[0]
