@@ -27,8 +27,8 @@ def measure_plain(plain: Path, placement: str, report: Report) -> None:
     """Replace ``dimensions_m``/``bounds_m`` by the world-space vertex bounds."""
     try:
         bounds = world_bounds(read_glb(plain))
-    except GltfFormatError:
-        return  # keep the accessor-based measure
+    except (GltfFormatError, ValueError, IndexError, KeyError, TypeError):
+        return  # geometry numpy cannot read (validated, so rare): keep the accessor measure
     if bounds is None:
         return
     lo, hi = bounds

@@ -124,7 +124,7 @@ def _floor_offset(g: Gltf, anchoring: Anchoring) -> float:
         return 0.0
     try:
         bounds = world_bounds(g)
-    except GltfFormatError:
+    except (GltfFormatError, ValueError, IndexError, KeyError, TypeError):
         return 0.0
     if bounds is None or abs(float(bounds[0][1])) < FLOOR_EPSILON_M:
         return 0.0
@@ -228,7 +228,8 @@ def convert(
             if out.exists():
                 out.unlink()
             ok = _package(layer, out)
-        except (GltfFormatError, ValueError, RuntimeError) as exc:  # Tf errors are RuntimeError
+        # Tf errors are RuntimeError; the others: glTF data of a shape numpy cannot use.
+        except (GltfFormatError, ValueError, RuntimeError, IndexError, KeyError, TypeError) as exc:
             log.warning("USDZ %s build failed: %s", label, exc)
             continue
         if not ok or not out.is_file():

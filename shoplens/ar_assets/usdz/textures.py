@@ -63,6 +63,7 @@ class Textures:
         self.files: dict[tuple[int, str], str | None] = {}
         self.lost: list[str] = []  # textures a material needed and did not get
         self.approximated: list[str] = []
+        self.ktx2: dict[int, Image.Image | None] = {}
 
     def source(self, tex_index: int) -> int:
         textures = self.g.items("textures")
@@ -104,7 +105,10 @@ class Textures:
         data = resolved[0]
         try:
             if data.startswith(KTX2_MAGIC):
-                im = _ktx2_to_image(data)
+                # One Node run per image, not per channel (metal and rough share one).
+                if src not in self.ktx2:
+                    self.ktx2[src] = _ktx2_to_image(data)
+                im = self.ktx2[src]
                 if im is None:
                     self.lost.append(
                         f"{what}: KTX2 image {src} could not be transcoded, texture dropped"
