@@ -7,20 +7,25 @@ world-space vertices computed here with numpy/trimesh, not by the code under tes
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from pxr import Usd, UsdGeom, UsdShade
+from pydantic import SecretStr
 
 from shoplens.ar_assets.gltf import parse_json, split_glb
+from shoplens.config import Settings
 
 from . import fidelity_models as fm
-from .conftest import upload
+from .conftest import TOKEN, make_app, upload
 from .models import variants_glb
 
 pytestmark = pytest.mark.usefixtures("node_tools")
@@ -253,12 +258,6 @@ def test_spec_gloss_model_is_converted_to_metal_rough(client: TestClient) -> Non
 def test_usdz_bytes_and_name_are_stable_across_data_dirs(
     client: TestClient, tmp_path: Path
 ) -> None:
-    from pydantic import SecretStr
-
-    from shoplens.config import Settings
-
-    from .conftest import TOKEN, make_app
-
     data = fm.texture_transform_glb()
     first = put(client, "stable", data)
     other = Settings(data_dir=tmp_path / "elsewhere", admin_token=SecretStr(TOKEN))
@@ -267,8 +266,10 @@ def test_usdz_bytes_and_name_are_stable_across_data_dirs(
         body = fetch(c2, second["usdz_url"], tmp_path / "second.usdz").read_bytes()
     assert first["usdz_url"] == second["usdz_url"]
     assert fetch(client, first["usdz_url"], tmp_path / "first.usdz").read_bytes() == body
-    import zipfile
-
+    ar = client.app.state.ar  # type: ignore[attr-defined]
+    old = ar.store.get("stable", "default")
+    rebuilt, _ = ar.reconvert(old)  # what `shoplens ar reconvert` runs
+    assert rebuilt.usdz_sha == old.usdz_sha
     with zipfile.ZipFile(tmp_path / "first.usdz") as z:
         assert {i.date_time for i in z.infolist()} == {(1980, 1, 1, 0, 0, 0)}  # no upload time
 
@@ -290,3 +291,20 @@ def test_draco_upload_gets_a_draco_mobile_variant_smaller_than_it(
     assert block["mobile_bytes"] < len(data)  # ...smaller than the file sent
     mobile = client.get(block["glb_mobile_url"].removeprefix("http://testserver")).content
     assert b"KHR_draco_mesh_compression" in split_glb(mobile)[0]
+
+
+@pytest.mark.parametrize("codec", ["ETC1S", "UASTC"])
+def test_basisu_texture_is_transcoded_with_its_pixels(
+    client: TestClient, tmp_path: Path, codec: str
+) -> None:
+    image = fm.ETC1S_KTX2 if codec == "ETC1S" else fm.UASTC_KTX2
+    block = put(client, f"basis-{codec.lower()}", fm.ktx2_glb(image))
+    assert block["usdz_degraded"] is False
+    path = fetch(client, block["usdz_url"], tmp_path / "m.usdz")
+    with zipfile.ZipFile(path) as z:
+        (png,) = [n for n in z.namelist() if n.endswith(".png")]
+        with Image.open(io.BytesIO(z.read(png))) as im:
+            rgb = im.convert("RGB")
+            assert rgb.size == (16, 16)
+            assert rgb.getpixel((0, 0)) == pytest.approx(fm.CHECKER_BLUE, abs=8)
+            assert rgb.getpixel((5, 0)) == pytest.approx(fm.CHECKER_RED, abs=8)
