@@ -57,6 +57,9 @@ def generated() -> dict[str, tuple[bytes, str, np.ndarray | None]]:
         "rotated": (ball, "r.glb", ball_world),
         "zip-in-glb": (fm.glb_in_zip(fm.texture_transform_glb()), "z.zip", None),
         "data-uri": (fm.data_uri_gltf(), "d.gltf", None),
+        "ktx2-etc1s": (fm.ktx2_glb(fm.ETC1S_KTX2), "k.glb", None),
+        "ktx2-uastc": (fm.ktx2_glb(fm.UASTC_KTX2), "u.glb", None),
+        "spec-gloss": (fm.spec_gloss_glb(), "sg.glb", None),
     }
 
 
