@@ -326,6 +326,41 @@ def _skin_matrices(
     return np.stack([worlds.get(j, np.eye(4)) @ ibm[k] for k, j in enumerate(joints)])
 
 
+def skin_blend(
+    g: Gltf,
+    node: dict[str, Any],
+    prim: dict[str, Any],
+    worlds: dict[int, npt.NDArray[np.float64]],
+) -> npt.NDArray[np.float64] | None:
+    """Per-vertex skinning matrices (n, 4, 4) of a skinned primitive, None if not skinned.
+
+    Each is the weighted sum of its joints' world x inverse bind matrices, in the
+    pose the node tree gives the joints (what viewers show with no animation).
+    """
+    attrs = prim.get("attributes") or {}
+    skins = g.items("skins")
+    si = as_int(node.get("skin"))
+    if not (0 <= si < len(skins) and "JOINTS_0" in attrs and "WEIGHTS_0" in attrs):
+        return None
+    mats = _skin_matrices(g, skins[si], worlds)
+    n = as_int(g.items("accessors")[as_int(attrs.get("POSITION"))].get("count"), 0)
+    acc = np.zeros((n, 4, 4))
+    total = np.zeros(n)
+    k = 0
+    while f"JOINTS_{k}" in attrs and f"WEIGHTS_{k}" in attrs:
+        ji = read_accessor(g, as_int(attrs[f"JOINTS_{k}"])).astype(np.int64)
+        wi = read_accessor(g, as_int(attrs[f"WEIGHTS_{k}"])).astype(np.float64)
+        ji = np.clip(ji, 0, len(mats) - 1)
+        for c in range(ji.shape[1]):
+            acc += wi[:, c, None, None] * mats[ji[:, c]]
+            total += wi[:, c]
+        k += 1
+    ok = total > 1e-8
+    acc[ok] /= total[ok, None, None]  # weights should sum to 1; quantized ones nearly do
+    acc[~ok] = np.eye(4)
+    return acc
+
+
 def primitive_points(
     g: Gltf,
     node: dict[str, Any],
@@ -335,33 +370,15 @@ def primitive_points(
 ) -> tuple[npt.NDArray[np.float64], bool]:
     """World-space POSITIONs of a primitive (dequantized) and whether they were skinned.
 
-    A skinned mesh is drawn where its joints put it, in the pose the node tree
-    gives them (the bind/rest pose of a static file); the glTF spec ignores the
-    mesh node's own transform then, so it is not applied.
+    A skinned mesh is drawn where its joints put it (``skin_blend``); the glTF
+    spec ignores the mesh node's own transform then, so it is not applied.
     """
     attrs = prim.get("attributes") or {}
     pts = read_accessor(g, as_int(attrs.get("POSITION"))).astype(np.float64)[:, :3]
     homo = np.concatenate([pts, np.ones((len(pts), 1))], axis=1)
-    skins = g.items("skins")
-    si = as_int(node.get("skin"))
-    if 0 <= si < len(skins) and "JOINTS_0" in attrs and "WEIGHTS_0" in attrs:
-        mats = _skin_matrices(g, skins[si], worlds)
-        acc = np.zeros((len(pts), 4))
-        total = np.zeros((len(pts), 1))
-        k = 0
-        while f"JOINTS_{k}" in attrs and f"WEIGHTS_{k}" in attrs:
-            ji = read_accessor(g, as_int(attrs[f"JOINTS_{k}"])).astype(np.int64)
-            wi = read_accessor(g, as_int(attrs[f"WEIGHTS_{k}"])).astype(np.float64)
-            ji = np.clip(ji, 0, len(mats) - 1)
-            for c in range(ji.shape[1]):
-                w = wi[:, c : c + 1]
-                acc += w * np.einsum("nij,nj->ni", mats[ji[:, c]], homo)
-                total += w
-            k += 1
-        ok = total[:, 0] > 1e-8
-        out = homo.copy()
-        out[ok] = acc[ok] / total[ok]  # weights should sum to 1; quantized ones nearly do
-        return out[:, :3], True
+    blend = skin_blend(g, node, prim, worlds)
+    if blend is not None and len(blend) == len(pts):
+        return np.einsum("nij,nj->ni", blend, homo)[:, :3], True
     return (homo @ world.T)[:, :3], False
 
 

@@ -276,10 +276,14 @@ def rotated_sphere_glb() -> tuple[bytes, npt.NDArray[np.float64]]:
     return b.glb(), (homo @ world.T)[:, :3]
 
 
+SKIN_TURN = trimesh.transformations.rotation_matrix(math.pi / 2, [0, 1, 0])[:3, :3]
+
+
 def skinned_glb() -> tuple[bytes, npt.NDArray[np.float64]]:
     """A box modelled in centimetres (30 units), skinned to two joints under a 0.01
-    scale that sets it 0.1 m below its origin, like rigged characters (Fox,
-    BrainStem); returns its world-space rest-pose vertices (0.3 m, min y -0.1)."""
+    scale that sets it 0.1 m below its origin and turns it 90 degrees about Y,
+    like rigged characters (Fox, BrainStem); returns its world-space vertices in
+    the pose of the node tree (0.3 m, min y -0.1)."""
     a = box_arrays(30.0)
     n = len(a["P"])
     b = Builder()
@@ -310,11 +314,16 @@ def skinned_glb() -> tuple[bytes, npt.NDArray[np.float64]]:
         nodes=[
             {"mesh": 0, "skin": 0, "name": "body"},
             {"name": "armature", "children": [2], "scale": [0.01] * 3},
-            {"name": "hips", "children": [3], "translation": [0, -10.0, 0]},
+            {
+                "name": "hips",
+                "children": [3],
+                "translation": [0, -10.0, 0],
+                "rotation": _quat((0, 1, 0), math.pi / 2),
+            },
             {"name": "spine", "rotation": _quat((0, 1, 0), math.pi / 2)},
         ],
     )
-    world = a["P"].astype(np.float64) * 0.01 + np.array([0, -0.1, 0])
+    world = a["P"].astype(np.float64) * 0.01 @ SKIN_TURN.T + np.array([0, -0.1, 0])
     return b.glb(), world
 
 

@@ -213,6 +213,9 @@ def test_skinned_model_is_measured_and_placed_in_its_rest_pose(
     lo, hi = world_bounds(stage)
     assert hi - lo == pytest.approx(world.max(0) - world.min(0), abs=1e-3)
     assert lo[1] == pytest.approx(0.0, abs=1e-4)  # on the floor, not 0.1 m inside it
+    (mesh,) = meshes(stage)  # its normals turned by the joints like its points
+    normals = np.array(mesh.GetNormalsAttr().Get(), np.float64)
+    assert normals == pytest.approx(fm.box_arrays(30.0)["N"] @ fm.SKIN_TURN.T, abs=1e-5)
 
 
 def test_rotated_parts_are_measured_on_their_vertices(client: TestClient, tmp_path: Path) -> None:

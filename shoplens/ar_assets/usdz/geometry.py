@@ -14,15 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from pxr import Gf, Sdf, Usd, UsdGeom, UsdShade, Vt
 
 from shoplens.ar_assets.gltf import (
     Gltf,
     as_int,
     node_matrix,
-    primitive_points,
     read_accessor,
+    skin_blend,
     world_matrices,
 )
 from shoplens.ar_assets.usdz.materials import Materials, apply_gltf_transform, st_name
@@ -55,7 +54,6 @@ class Geometry:
         node: dict[str, Any],
         mesh_index: int,
         mat_scope: Sdf.Path,
-        world: npt.NDArray[np.float64],
         skinned_root: Sdf.Path,
     ) -> None:
         meshes = self.g.items("meshes")
@@ -67,11 +65,15 @@ class Geometry:
             attrs = prim.get("attributes") or {}
             if "POSITION" not in attrs:
                 continue
-            skinned = "skin" in node and "JOINTS_0" in attrs and "WEIGHTS_0" in attrs
-            if skinned:  # in world space, under the scene root
-                pts64, skinned = primitive_points(self.g, node, prim, self.worlds, world)
-            if not skinned:  # under the node's Xform: local coordinates
-                pts64 = read_accessor(self.g, as_int(attrs["POSITION"])).astype(np.float64)
+            blend = None
+            if "skin" in node and "JOINTS_0" in attrs and "WEIGHTS_0" in attrs:
+                blend = skin_blend(self.g, node, prim, self.worlds)
+            pts64 = read_accessor(self.g, as_int(attrs["POSITION"]))[:, :3].astype(np.float64)
+            skinned = blend is not None and len(blend) == len(pts64)
+            if skinned and blend is not None:  # in world space, under the scene root
+                homo = np.c_[pts64, np.ones(len(pts64))]
+                pts64 = np.einsum("nij,nj->ni", blend, homo)[:, :3]
+            # else: under the node's Xform, in local coordinates
             pts = pts64[:, :3].astype(np.float32)
             if "indices" in prim:
                 idx = read_accessor(self.g, as_int(prim["indices"])).reshape(-1).astype(np.int32)
@@ -90,11 +92,13 @@ class Geometry:
             um.CreateSubdivisionSchemeAttr("none")
             lo, hi = pts.min(0), pts.max(0)
             um.CreateExtentAttr(Vt.Vec3fArray([Gf.Vec3f(*lo.tolist()), Gf.Vec3f(*hi.tolist())]))
-            # A skinned mesh's normals would need the same skinning: USD computes
-            # smooth ones from the points instead of showing wrong ones.
-            if "NORMAL" in attrs and not skinned:
-                n = read_accessor(self.g, as_int(attrs["NORMAL"]))[:, :3].astype(np.float32)
-                um.CreateNormalsAttr(Vt.Vec3fArray.FromNumpy(n))
+            if "NORMAL" in attrs:
+                n = read_accessor(self.g, as_int(attrs["NORMAL"]))[:, :3].astype(np.float64)
+                if skinned and blend is not None:  # turned by the same joints as the points
+                    n = np.einsum("nij,nj->ni", blend[:, :3, :3], n)
+                    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+                nf = np.ascontiguousarray(n, dtype=np.float32)
+                um.CreateNormalsAttr(Vt.Vec3fArray.FromNumpy(nf))
                 um.SetNormalsInterpolation(UsdGeom.Tokens.vertex)
             api = UsdGeom.PrimvarsAPI(um)
             mi = variant_material(prim, self.variant)
@@ -149,7 +153,6 @@ class Geometry:
         if not np.allclose(m, np.eye(4)):
             xf.AddTransformOp().Set(Gf.Matrix4d(m.T.tolist()))
         if "mesh" in n:
-            world = self.worlds.get(index, np.eye(4))
-            self.mesh(xf.GetPath(), n, as_int(n["mesh"]), mat_scope, world, skinned_root)
+            self.mesh(xf.GetPath(), n, as_int(n["mesh"]), mat_scope, skinned_root)
         for c in n.get("children", []) or []:
             self.node(xf.GetPath(), as_int(c), mat_scope, seen, skinned_root)
