@@ -64,6 +64,7 @@ class Textures:
         self.lost: list[str] = []  # textures a material needed and did not get
         self.approximated: list[str] = []
         self.ktx2: dict[int, Image.Image | None] = {}
+        self.why: dict[int, str] = {}  # image index -> why it could not be made
 
     def source(self, tex_index: int) -> int:
         textures = self.g.items("textures")
@@ -89,18 +90,24 @@ class Textures:
         return samplers[si] if 0 <= si < len(samplers) else {}
 
     def file(self, tex_index: int, channel: str, what: str) -> str | None:
-        """Relative path of a PNG/JPEG for texture ``tex_index`` ('rgba', 'g' or 'b')."""
+        """Relative path of a PNG/JPEG for texture ``tex_index`` ('rgba', 'g' or 'b');
+        None, with a line in ``lost`` naming ``what`` needed it, if it cannot be made."""
         src = self.source(tex_index)
         key = (src, channel)
-        if key in self.files:
-            return self.files[key]
-        self.files[key] = None
+        if key not in self.files:
+            self.files[key] = self._write(src, channel)
+        name = self.files[key]
+        if name is None:
+            self.lost.append(f"{what}: {self.why[src]}, texture dropped")
+        return name
+
+    def _write(self, src: int, channel: str) -> str | None:
         images = self.g.items("images")
         resolved = None
         if 0 <= src < len(images) and "bufferView" in images[src]:
             resolved = view_bytes(self.g, as_int(images[src]["bufferView"]))
         if resolved is None:
-            self.lost.append(f"{what}: image {src} unavailable, texture dropped")
+            self.why[src] = f"image {src} unavailable"
             return None
         data = resolved[0]
         try:
@@ -110,11 +117,9 @@ class Textures:
                     self.ktx2[src] = _ktx2_to_image(data)
                 im = self.ktx2[src]
                 if im is None:
-                    self.lost.append(
-                        f"{what}: KTX2 image {src} could not be transcoded, texture dropped"
-                    )
+                    self.why[src] = f"KTX2 image {src} could not be transcoded"
                     return None
-                self.approximated.append(f"{what}: KTX2 image {src} transcoded to PNG")
+                self.approximated.append(f"KTX2 image {src} transcoded to PNG")
                 out_bytes, ext = _png(im, channel), "png"
             else:
                 with Image.open(io.BytesIO(data)) as opened:
@@ -125,11 +130,10 @@ class Textures:
                         opened.load()
                         out_bytes, ext = _png(opened, channel), "png"
         except (OSError, ValueError, SyntaxError):
-            self.lost.append(f"{what}: image {src} is not readable for USDZ, texture dropped")
+            self.why[src] = f"image {src} is not readable for USDZ"
             return None
         name = f"img{src}_{channel}.{ext}"
         (self.folder / name).write_bytes(out_bytes)
-        self.files[key] = name
         return name
 
 
