@@ -20,6 +20,7 @@ from typing import Any
 from shoplens.ar_assets import optimise, pack, tools, usdz, zipin
 from shoplens.ar_assets.anchoring import Anchoring, for_placement
 from shoplens.ar_assets.gltf import Gltf
+from shoplens.ar_assets.placement import analyse as analyse_placement
 from shoplens.ar_assets.report import Report
 from shoplens.ar_assets.validation.checks import validate
 from shoplens.ar_assets.validation.commerce import PLACEMENTS
@@ -131,6 +132,8 @@ def process(upload: Path, placement: str, max_bytes: int, workdir: Path) -> Proc
     else:
         raise UnsupportedMedia("not a 3D model Shoplens accepts: upload a .glb or a zipped .gltf")
 
+    # How try-on will wear it (face/head/wrist/foot): stats.tryon plus TRYON_* warnings.
+    analyse_placement(checked.gltf, placement, report)
     glb_sha = sha256_file(glb)
     src_sha = glb_sha if kind == "glb" else sha256_file(src)
     triangles = int(report.stats.get("triangles", 0))
