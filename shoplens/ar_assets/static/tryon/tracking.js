@@ -107,11 +107,11 @@ export function wristFit(results, fit, width, height) {
   const normal = new THREE.Vector3().crossVectors(
     v(lm[H.index]).sub(wrist), v(lm[H.pinky]).sub(wrist)).normalize();
   if (normal.z < 0) normal.negate();
-  const position = wrist.clone().sub(along.clone().multiplyScalar(0.02 * scale));
+  const position = wrist.clone().sub(along.clone().multiplyScalar(0.015 * scale));
   // Model: dial +z, wrist along +x; body: dial = normal, up = normal x along.
   const up = new THREE.Vector3().crossVectors(normal, along);
-  return { anchor: toFraction(position, width, height), scale,
-    copies: [{ position, forward: normal, up }] };
+  return { anchor: toFraction(wrist, width, height), scale,
+    copies: [{ position, forward: normal, up }], arm: { position, along } };
 }
 
 export function footFit(results, fit, width, height) {

@@ -99,7 +99,23 @@ function depthOnly() {
   return new THREE.MeshBasicMaterial({ colorWrite: false, side: THREE.DoubleSide });
 }
 
+let forearm = null;
+function updateArm(fitted) {
+  // The wrist hides the back half of the band: a wrist-sized depth-only cylinder.
+  if (!forearm) {
+    forearm = new THREE.Mesh(new THREE.CylinderGeometry(1, 1, 1, 24), depthOnly());
+    forearm.renderOrder = 1;
+    scene.add(forearm);
+  }
+  const { position, along } = fitted.arm;
+  forearm.visible = true;
+  forearm.position.copy(position);
+  forearm.quaternion.setFromUnitVectors(new THREE.Vector3(0, 1, 0), along);
+  forearm.scale.set(0.026 * fitted.scale, 0.12 * fitted.scale, 0.02 * fitted.scale);
+}
+
 function updateOccluders(fitted) {
+  if (fitted.arm) updateArm(fitted);
   // Face and head: the head hides what is behind it (temples, the back of a hat).
   if (!fitted.landmarks) return;
   const lm = fitted.landmarks;
@@ -142,7 +158,10 @@ function place(fitted) {
     group.scale.setScalar(fitted.scale);
   });
   if (fitted) updateOccluders(fitted);
-  else if (occluder) occluder.visible = headProxy.visible = false;
+  else {
+    if (occluder) occluder.visible = headProxy.visible = false;
+    if (forearm) forearm.visible = false;
+  }
 }
 
 function render() { renderer.render(scene, camera); }
@@ -222,6 +241,8 @@ function onResults(results) {
   const fitted = FITS[cfg.placement](results, cfg.fit, frame.width, frame.height);
   place(fitted);
   state.anchor = fitted ? fitted.anchor : null;
+  state.scale = fitted ? fitted.scale : null;  // frame pixels per metre at the body part
+  state.debug = results.multiHandLandmarks ? results.multiHandLandmarks.map((h) => [h[0], h[9]]) : null;
   if (fitted) setStatus("tracking", "");
   else setStatus("searching", MESSAGES[cfg.placement] || "Nothing to put the product on is in view.");
   $("shoot").disabled = false;
@@ -298,6 +319,8 @@ async function showPhoto(file) {
   sizeTo(Math.round(bitmap.width * k), Math.round(bitmap.height * k));
   frameCtx.drawImage(bitmap, 0, 0, frame.width, frame.height);
   setStatus("loading", "Looking…");
+  // A photo is not the next frame of a video: forget the last one's tracked region.
+  tracker.reset();
   await tracker.send({ image: frame });
 }
 
