@@ -6,7 +6,8 @@ from its stored original through the same pipeline (``shoplens ar reconvert``),
 ``block``/``blocks`` build the public AR block.
 The block adds ``anchoring`` (``plane-horizontal``, ``plane-vertical`` or
 ``face``, from ``anchoring.py``) beside ``placement``: where AR Quick Look
-anchors the USDZ, which carries the same anchoring.
+anchors the USDZ, which carries the same anchoring. ``tryon_url`` is the try-on
+page (``tryon.py``) for face, head, wrist and foot placements, null for the others.
 """
 
 from __future__ import annotations

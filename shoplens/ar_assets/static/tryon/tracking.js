@@ -61,8 +61,9 @@ export function faceFit(results, fit, width, height) {
   let copies;
   let anchor;
   if (fit.kind === "hat") {
-    // The crown: above the forehead's top landmark and back to the middle of the head.
-    const crown = at(v(lm[FACE.forehead]), 0.03, -0.085);
+    // The hat band goes round the head at the top of the forehead, centred on the
+    // middle of the head (8.5 cm behind the forehead).
+    const crown = at(v(lm[FACE.forehead]), -0.005, -0.085);
     copies = [{ position: crown, forward: out, up }];
     anchor = crown;
   } else if (fit.kind === "earrings") {
