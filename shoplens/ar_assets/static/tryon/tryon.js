@@ -18,6 +18,7 @@ const state = {
   placement: cfg.placement,
   anchor: null,
   fps: 0,
+  frames: 0,
   message: "",
   mode: cfg.mode,
   // The camera frame or photo with the product on it, as a PNG data URL (what
@@ -234,6 +235,7 @@ async function startTracker(staticImages) {
 }
 
 function onResults(results) {
+  state.frames += 1;  // tracker answers so far: scripts wait on it for a new photo
   const now = performance.now();
   times.push(now);
   while (times.length > 1 && now - times[0] > 2000) times.shift();
@@ -242,7 +244,6 @@ function onResults(results) {
   place(fitted);
   state.anchor = fitted ? fitted.anchor : null;
   state.scale = fitted ? fitted.scale : null;  // frame pixels per metre at the body part
-  state.debug = results.multiHandLandmarks ? results.multiHandLandmarks.map((h) => [h[0], h[9]]) : null;
   if (fitted) setStatus("tracking", "");
   else setStatus("searching", MESSAGES[cfg.placement] || "Nothing to put the product on is in view.");
   $("shoot").disabled = false;
