@@ -19,6 +19,9 @@ const state = {
   anchor: null,
   fps: 0,
   frames: 0,
+  // Moving averages (ms): a whole frame (tracking + placing + drawing) and the
+  // placing + drawing part alone; the tracker's share is the difference.
+  timings: { frame_ms: 0, render_ms: 0 },
   message: "",
   mode: cfg.mode,
   // The camera frame or photo with the product on it, as a PNG data URL (what
@@ -240,6 +243,7 @@ function onResults(results) {
   times.push(now);
   while (times.length > 1 && now - times[0] > 2000) times.shift();
   if (times.length > 1) state.fps = Math.round(((times.length - 1) * 1000 / (now - times[0])) * 10) / 10;
+  const t0 = performance.now();
   const fitted = FITS[cfg.placement](results, cfg.fit, frame.width, frame.height);
   place(fitted);
   state.anchor = fitted ? fitted.anchor : null;
@@ -248,6 +252,11 @@ function onResults(results) {
   else setStatus("searching", MESSAGES[cfg.placement] || "Nothing to put the product on is in view.");
   $("shoot").disabled = false;
   render();
+  state.timings.render_ms = smooth(state.timings.render_ms, performance.now() - t0);
+}
+
+function smooth(previous, value) {
+  return Math.round((previous ? 0.8 * previous + 0.2 * value : value) * 10) / 10;
 }
 
 // ---------------------------------------------------------------- camera
@@ -282,7 +291,10 @@ async function loop() {
   if (!busy && video.readyState >= 2) {
     busy = true;
     frameCtx.drawImage(video, 0, 0, frame.width, frame.height);
+    const t0 = performance.now();
     try { await tracker.send({ image: frame }); } finally { busy = false; }
+    // send() resolves once onResults (placing and drawing the product) has run.
+    state.timings.frame_ms = smooth(state.timings.frame_ms, performance.now() - t0);
   }
   requestAnimationFrame(loop);
 }
