@@ -22,6 +22,7 @@ const state = {
   // Moving averages (ms): a whole frame (tracking + placing + drawing) and the
   // placing + drawing part alone; the tracker's share is the difference.
   timings: { frame_ms: 0, render_ms: 0 },
+  inference: null,  // where MediaPipe runs its models: "gpu" (WebGL) or "cpu" (wasm)
   message: "",
   mode: cfg.mode,
   // The camera frame or photo with the product on it, as a PNG data URL (what
@@ -45,10 +46,13 @@ const MESSAGES = {
 };
 
 // ---------------------------------------------------------------- three.js scene
-const renderer = new THREE.WebGLRenderer({ canvas: renderCanvas, alpha: true, antialias: true,
-  preserveDrawingBuffer: true });
-renderer.setClearColor(0x000000, 0);
-renderer.outputColorSpace = THREE.SRGBColorSpace;
+let renderer = null;  // made in main(): a browser without WebGL gets a message, not a crash
+function makeRenderer() {
+  renderer = new THREE.WebGLRenderer({ canvas: renderCanvas, alpha: true, antialias: true,
+    preserveDrawingBuffer: true });
+  renderer.setClearColor(0x000000, 0);
+  renderer.outputColorSpace = THREE.SRGBColorSpace;
+}
 const scene = new THREE.Scene();
 scene.add(new THREE.HemisphereLight(0xffffff, 0x666666, 2.2));
 const sun = new THREE.DirectionalLight(0xffffff, 1.6);
@@ -170,6 +174,21 @@ function place(fitted) {
 
 function render() { renderer.render(scene, camera); }
 
+// MediaPipe infers on the GPU through WebGL by default. Without a GPU (software WebGL:
+// SwiftShader, llvmpipe) its CPU path (wasm SIMD) is several times faster: hands went
+// from 0.6 to 3-5 frames a second in headless Chromium here (benchmarks/tryon_fps.py).
+// self.shoplensTryOnInference ("cpu" | "gpu"), set before the page's script runs,
+// overrides the choice (the benchmark compares both).
+function inferenceFor() {
+  if (self.shoplensTryOnInference === "cpu" || self.shoplensTryOnInference === "gpu") {
+    return self.shoplensTryOnInference;
+  }
+  const gl = renderer.getContext();
+  const info = gl.getExtension("WEBGL_debug_renderer_info");
+  const name = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+  return /swiftshader|llvmpipe|softpipe|software/i.test(name) ? "cpu" : "gpu";
+}
+
 // ---------------------------------------------------------------- variants
 async function fillVariants() {
   const ext = gltfParser.json.extensions && gltfParser.json.extensions.KHR_materials_variants;
@@ -227,7 +246,7 @@ async function startTracker(staticImages) {
   tracker = new Solution({ locateFile: (file) => t.base + file });
   // Only these options: setting minDetectionConfidence on face mesh 0.4 replaces its
   // detector's options wholesale (num_classes lost) and the graph aborts.
-  const options = { selfieMode: false };
+  const options = { selfieMode: false, useCpuInference: state.inference === "cpu" };
   if (cfg.placement === "wrist") Object.assign(options, { maxNumHands: 1, modelComplexity: 1 });
   else if (cfg.placement === "foot") Object.assign(options, { modelComplexity: 1, smoothLandmarks: !staticImages });
   else Object.assign(options, { maxNumFaces: 1, refineLandmarks: false });
@@ -375,7 +394,10 @@ async function main() {
     setStatus("error", "Try-on is not installed on this server (three.js and MediaPipe are missing).");
     return;
   }
-  try { renderer.getContext(); } catch (e) {
+  try {
+    makeRenderer();
+    state.inference = inferenceFor();
+  } catch (e) {
     setStatus("error", "This browser has no WebGL: try-on needs it.");
     return;
   }
