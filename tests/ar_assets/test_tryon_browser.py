@@ -255,3 +255,32 @@ def test_live_camera_tracks_and_measures_fps(app: Any, tmp_path: Path) -> None:
             assert d.execute_script("return document.body.classList.contains('mirrored')")
             _same_origin(d, base)
             print(f"\ntracking fps in headless Chromium (SwiftShader): {state['fps']}")
+
+
+@pytest.mark.slow
+def test_refused_camera_and_missing_webgl_get_clear_messages(app: Any, tmp_path: Path) -> None:
+    """No camera permission: a message and the photo picker; no WebGL: a message."""
+    from selenium.webdriver.common.by import By
+
+    _ingest(app, tmp_path, "watch")
+    # A fake camera without the fake permission prompt: headless Chromium refuses it.
+    with headless_chromium(
+        tmp_path / "p1",
+        window="900,900",
+        flags=[*SWIFTSHADER, "--use-fake-device-for-media-stream"],
+    ) as d:
+        for base in _serve(app):
+            d.get(f"{base}/ar/try/watch")
+            _wait(d, "return window.shoplensTryOn && shoplensTryOn.ready")
+            state = d.execute_script("return shoplensTryOn")
+            assert state["status"] == "error" and "camera" in state["message"], state
+            assert d.find_element(By.ID, "photo-pick").is_displayed()
+            state = _show(d, "hand_wrist_1.jpg")  # and the photo mode works
+            assert state["status"] == "tracking" and _near(
+                state["anchor"], WRISTS["hand_wrist_1.jpg"]
+            )
+    with headless_chromium(tmp_path / "p2", window="900,900", flags=["--disable-3d-apis"]) as d:
+        for base in _serve(app):
+            d.get(f"{base}/ar/try/watch?mode=photo")
+            _wait(d, "return window.shoplensTryOn && shoplensTryOn.status === 'error'")
+            assert "WebGL" in d.execute_script("return shoplensTryOn.message")
