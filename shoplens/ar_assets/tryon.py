@@ -75,13 +75,13 @@ LIB_FILES: tuple[str, ...] = (
         "@mediapipe/hands",
         "hands",
         "hands.binarypb",
-        ("hand_landmark_full.tflite", "hand_landmark_lite.tflite"),
+        ("hand_landmark_full.tflite",),  # modelComplexity 1
     ),
     *_solution_files(
         "@mediapipe/pose",
         "pose",
         "pose_web.binarypb",
-        ("pose_landmark_full.tflite", "pose_landmark_lite.tflite"),
+        ("pose_landmark_full.tflite",),  # modelComplexity 1; not the 28 MB heavy one
     ),
 )
 MEDIA_TYPES = {".js": JS, ".wasm": "application/wasm"}

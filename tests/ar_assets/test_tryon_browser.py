@@ -292,3 +292,30 @@ def test_refused_camera_and_missing_webgl_get_clear_messages(app: Any, tmp_path:
             d.get(f"{base}/ar/try/watch?mode=photo")
             _wait(d, "return window.shoplensTryOn && shoplensTryOn.status === 'error'")
             assert "WebGL" in d.execute_script("return shoplensTryOn.message")
+
+
+@pytest.mark.slow
+def test_shoe_variants_switch_and_a_picture_is_saved(
+    app: Any, server: str, driver: Any, tmp_path: Path
+) -> None:
+    """KHR_materials_variants: the picker lists the shoe's variants and one repaints it;
+    "Take a picture" gives a PNG of what is shown."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    _ingest(app, tmp_path, "shoe")
+    _open(driver, server, "shoe")
+    state = _show(driver, "body_1.jpg")
+    assert state["status"] == "tracking"
+    picker = driver.find_element(By.ID, "variant")
+    names = [o.text for o in Select(picker).options]
+    assert names == ["As modelled", "midnight", "beach", "street"], names
+    before = _picture(driver, True)
+    Select(picker).select_by_visible_text("beach")
+    _wait(driver, "return shoplensTryOn.variant === 1")
+    after = _picture(driver, True)
+    changed = np.abs(after - before).max(axis=2) > 40
+    assert changed.mean() > 0.001, "the variant did not repaint the shoes"
+    driver.find_element(By.ID, "shoot").click()
+    saved = driver.find_element(By.ID, "saved")
+    assert saved.is_displayed() and saved.get_attribute("href").startswith("data:image/png")
