@@ -110,7 +110,7 @@ def fit_for(
         if max(dims) <= SIZE_RANGE["earrings"][1] and dims[0] < SIZE_RANGE["glasses"][0]:
             return Fit(
                 "earrings",
-                "face mesh 177 and 401 (below the ears), one copy on each side",
+                "face mesh 93 and 323 (the face outline below the ears), one copy on each side",
                 [0.0, 0.0, 1.0],
                 "+z",
                 [float(c[0]), float(hi_a[1]), float(c[2])],

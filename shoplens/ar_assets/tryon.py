@@ -70,6 +70,7 @@ LIB_FILES: tuple[str, ...] = (
     "three/examples/jsm/loaders/DRACOLoader.js",
     "three/examples/jsm/utils/BufferGeometryUtils.js",
     "three/examples/jsm/utils/SkeletonUtils.js",
+    "three/examples/jsm/environments/RoomEnvironment.js",
     *_solution_files("@mediapipe/face_mesh", "face_mesh", "face_mesh.binarypb", ()),
     *_solution_files(
         "@mediapipe/hands",

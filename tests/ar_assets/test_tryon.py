@@ -149,3 +149,25 @@ def test_shoe_forward_is_read_from_the_geometry() -> None:
     assert fit_for("foot", [-0.14, 0, -0.05], [0.14, 0.12, 0.05], flipped).forward_axis == "-x"
     along_z = fit_for("foot", [-0.05, 0, -0.14], [0.05, 0.12, 0.14], pts[:, [2, 1, 0]])
     assert along_z.forward_axis == "+z"
+
+
+@pytest.mark.parametrize(
+    ("placement", "lo", "hi", "kind", "point"),
+    [
+        # glasses: the front centre (max z) goes on the eyes
+        ("face", [-0.07, -0.02, -0.15], [0.07, 0.03, 0.004], "glasses", [0.0, 0.005, 0.004]),
+        # a 2 cm earring: its top (where the hook is) goes under the ear
+        ("face", [-0.006, -0.02, -0.006], [0.006, 0.0, 0.006], "earrings", [0.0, 0.0, 0.0]),
+        # a hat: the centre of its opening (min y) goes round the head
+        ("head", [-0.12, 0.0, -0.12], [0.12, 0.12, 0.12], "hat", [0.0, 0.0, 0.0]),
+        # a watch: its centre goes round the wrist
+        ("wrist", [-0.02, -0.03, -0.03], [0.02, 0.03, 0.04], "watch", [0.0, 0.0, 0.005]),
+    ],
+)
+def test_fit_kind_and_the_point_put_on_the_landmark(
+    placement: str, lo: list[float], hi: list[float], kind: str, point: list[float]
+) -> None:
+    fit = fit_for(placement, lo, hi)
+    assert fit.kind == kind
+    assert fit.point_m == pytest.approx(point)
+    assert fit.forward == [0.0, 0.0, 1.0] and fit.forward_axis == "+z"

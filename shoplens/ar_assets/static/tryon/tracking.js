@@ -11,7 +11,7 @@ export const IPD_M = 0.063;
 
 // Face mesh landmark numbers.
 const FACE = { rightEye: [33, 133], leftEye: [362, 263], bridge: 168, forehead: 10, chin: 152,
-  rightLobe: 177, leftLobe: 401 };
+  rightLobe: 93, leftLobe: 323 };
 // Hands: wrist, index, middle and pinky knuckles.
 const HAND = { wrist: 0, index: 5, middle: 9, pinky: 17 };
 // Pose: [ankle, heel, toe] per side, and the segments measured for the scale.

@@ -4,6 +4,7 @@
 import * as THREE from "three";
 import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
 import { DRACOLoader } from "three/addons/loaders/DRACOLoader.js";
+import { RoomEnvironment } from "three/addons/environments/RoomEnvironment.js";
 import { FITS, basis, faceTriangles } from "/ar/static/tryon/tracking.js";
 
 const cfg = JSON.parse(document.getElementById("tryon-config").textContent);
@@ -52,6 +53,8 @@ function makeRenderer() {
     preserveDrawingBuffer: true });
   renderer.setClearColor(0x000000, 0);
   renderer.outputColorSpace = THREE.SRGBColorSpace;
+  // Metals and glass reflect their surroundings: without an environment they render black.
+  scene.environment = new THREE.PMREMGenerator(renderer).fromScene(new RoomEnvironment(), 0.04).texture;
 }
 const scene = new THREE.Scene();
 scene.add(new THREE.HemisphereLight(0xffffff, 0x666666, 2.2));
@@ -301,7 +304,9 @@ async function startCamera() {
   document.body.classList.toggle("mirrored", facing === "user");
   $("switch-camera").hidden = false;
   $("photo-pick").hidden = false;
-  await startTracker(false);
+  // One tracker per page (MediaPipe solutions clash): back from photo mode, reuse it.
+  if (tracker) tracker.reset();
+  else await startTracker(false);
   loop();
 }
 
@@ -326,10 +331,17 @@ function stopCamera() {
 $("switch-camera").addEventListener("click", async () => {
   stopCamera();
   facing = facing === "user" ? "environment" : "user";
-  stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: facing }, audio: false });
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: facing }, audio: false });
+  } catch (e) {
+    setStatus("error", "This camera cannot be opened: use the other one or a photo.");
+    return;
+  }
   video.srcObject = stream;
   await video.play();
+  sizeTo(video.videoWidth, video.videoHeight);
   document.body.classList.toggle("mirrored", facing === "user");
+  tracker.reset();
   loop();
 });
 
