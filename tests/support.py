@@ -37,9 +37,12 @@ def free_port() -> int:
 
 @contextmanager
 def headless_chromium(
-    profile_dir: Path, *, window: str, flags: Sequence[str] = ()
+    profile_dir: Path, *, window: str, flags: Sequence[str] = (), network_log: bool = False
 ) -> Iterator[Any]:
-    """A selenium driver for Debian's chromium; skips the test when it is missing."""
+    """A selenium driver for Debian's chromium; skips the test when it is missing.
+
+    ``network_log``: keep Chrome's performance log, so a test can list every request
+    the page made (``network_requests``), workers' and failed ones included."""
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         pytest.skip("Debian chromium + chromedriver are not installed (make browser)")
     webdriver = pytest.importorskip("selenium.webdriver")
@@ -49,11 +52,25 @@ def headless_chromium(
     options.binary_location = CHROMIUM
     for flag in (*_BASE_FLAGS, *flags, f"--user-data-dir={profile_dir}", f"--window-size={window}"):
         options.add_argument(flag)
+    if network_log:
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+def network_requests(driver: Any) -> list[str]:
+    """URLs of the requests made since the last call (driver from ``network_log=True``)."""
+    import json
+
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            urls.append(str(message["params"]["request"]["url"]))
+    return urls
 
 
 # A two-layer narrow OpenCLIP ViT + text transformer: exported in seconds, random

@@ -21,6 +21,7 @@ from shoplens.ar_assets import optimise, pack, tools, zipin
 from shoplens.ar_assets.anchoring import Anchoring, for_placement
 from shoplens.ar_assets.fidelity import measure_plain, usdz_section
 from shoplens.ar_assets.gltf import Gltf, GltfFormatError, parse_json
+from shoplens.ar_assets.placement import analyse as analyse_placement
 from shoplens.ar_assets.report import Report
 from shoplens.ar_assets.usdz import UsdzFailed
 from shoplens.ar_assets.usdz.variants import UsdzSet, convert_all
@@ -238,6 +239,9 @@ def process(upload: Path, placement: str, max_bytes: int, workdir: Path) -> Proc
             usdz_set = _make_usdz(plain, workdir, report, for_placement(placement))
         mobile = pending.result()
     report.merge(mobile_report)
+    # How try-on will wear it (face/head/wrist/foot), from the vertex bounds just
+    # measured: stats.tryon plus TRYON_* warnings.
+    analyse_placement(checked.gltf, placement, report)
     mobile_path = mobile.path or glb
     mobile_sha = sha256_file(mobile_path) if mobile.path else glb_sha
     report.stats["bytes"] = glb.stat().st_size

@@ -49,6 +49,10 @@ STATIC_FILES = {
     "draco/draco_decoder.wasm": "application/wasm",
     "basis/basis_transcoder.js": JS,
     "basis/basis_transcoder.wasm": "application/wasm",
+    # The try-on page's own code (tryon.py).
+    "tryon/tryon.js": JS,
+    "tryon/tracking.js": JS,
+    "tryon/tryon.css": "text/css; charset=utf-8",
 }
 IMMUTABLE = "public, max-age=31536000, immutable"
 CHUNK = 1 << 16

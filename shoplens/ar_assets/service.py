@@ -9,7 +9,8 @@ The block adds ``anchoring`` (``plane-horizontal``, ``plane-vertical`` or
 anchors the USDZ, which carries the same anchoring; and ``usdz_degraded``: the
 USDZ shows less than the model (a texture or colours lost). Every ``variants``
 entry has its own ``usdz_url`` (a ``KHR_materials_variants`` one: the USDZ made
-with that variant's materials) and ``usdz_degraded``.
+with that variant's materials) and ``usdz_degraded``. ``tryon_url`` is the try-on
+page (``tryon.py``) for face, head, wrist and foot placements, null for the others.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from urllib.parse import quote
 
 from shoplens.ar_assets.anchoring import for_placement
 from shoplens.ar_assets.pipeline import Processed, process
+from shoplens.ar_assets.placement import WEARABLE
 from shoplens.ar_assets.report import Report
 from shoplens.ar_assets.store import FILE_NAME, AssetRow, AssetStore
 from shoplens.config import Settings
@@ -293,6 +295,14 @@ def viewer_url(base: str, product_id: str, variant: str | None = None) -> str:
     return url if not variant or variant == DEFAULT_VARIANT else f"{url}?variant={quote(variant)}"
 
 
+def tryon_url(base: str, product_id: str, placement: str, variant: str | None = None) -> str | None:
+    """The try-on page (``tryon.py``); None for floor, wall and table placements."""
+    if placement not in WEARABLE:
+        return None
+    url = f"{base}/ar/try/{quote(product_id, safe='')}"
+    return url if not variant or variant == DEFAULT_VARIANT else f"{url}?variant={quote(variant)}"
+
+
 def intent_url(mobile_url: str, fallback: str, title: str, placement: str) -> str:
     params = f"file={quote(mobile_url, safe='')}&mode=ar_preferred&title={quote(title, safe='')}"
     if placement == "wall":
@@ -324,7 +334,15 @@ def _urls(row: AssetRow, base: str) -> dict[str, Any]:
         "usdz_degraded": usdz_degraded(row.report),
         "viewer_url": viewer,
         "android_intent_url": intent_url(mobile, viewer, row.product_id, row.placement),
+        "tryon_url": tryon_url(base, row.product_id, row.placement, row.variant),
     }
+
+
+def _with_material(url: str | None, name: str) -> str | None:
+    """``url`` opening on the KHR_materials_variants variant ``name``."""
+    if url is None:
+        return None
+    return f"{url}{'&' if '?' in url else '?'}material_variant={quote(name)}"
 
 
 def _blocks(rows: Sequence[AssetRow], base: str, variant: str | None) -> dict[str, dict[str, Any]]:
@@ -368,9 +386,8 @@ def _blocks(rows: Sequence[AssetRow], base: str, variant: str | None) -> dict[st
                     if name in main.variant_usdz
                     else None,
                     "usdz_degraded": usdz_degraded(main.report, name),
-                    "viewer_url": f"{main_urls['viewer_url']}"
-                    + ("&" if "?" in main_urls["viewer_url"] else "?")
-                    + f"material_variant={quote(name)}",
+                    "viewer_url": _with_material(main_urls["viewer_url"], name),
+                    "tryon_url": _with_material(main_urls["tryon_url"], name),
                 }
             )
         out[pid] = {

@@ -5,6 +5,8 @@ for apps that embed the page. Quick Look reads the anchoring from the USDZ itsel
 model-viewer's ``ar-placement`` knows only floor and wall, so face items are
 placed on a surface by Scene Viewer and WebXR, true to scale.
 
+A worn product (face, head, wrist, foot) links to its try-on page (``tryon_url``).
+
 A model with ``KHR_materials_variants`` gets a variant picker, filled from what
 model-viewer found in the loaded file (``availableVariants``), so it can only
 offer variants the viewer can show.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 STATIC_SCRIPT = "/ar/static/model-viewer.min.js"
 
@@ -46,6 +49,12 @@ def viewer_html(
     placement = "wall" if anchoring == "plane-vertical" else "floor"
     variant_attr = (
         f' variant-name="{escape(material_variant, quote=True)}"' if material_variant else ""
+    )
+    tryon = block.get("tryon_url")
+    if tryon and material_variant:
+        tryon += ("&" if "?" in tryon else "?") + f"material_variant={quote(material_variant)}"
+    tryon_link = (
+        f'\n  <a id="tryon" href="{escape(tryon, quote=True)}">Try it on</a>' if tryon else ""
     )
     dims = block.get("dimensions_m", {})
     size = " x ".join(f"{float(dims.get(k, 0)):.2f}" for k in ("x", "y", "z"))
@@ -90,7 +99,7 @@ def viewer_html(
 <header>
   <a id="back" href="{escape(back_url, quote=True)}">&larr; Back</a>
   <h1 id="title">{t}</h1>
-  <span id="size">{escape(size)} m</span>
+  <span id="size">{escape(size)} m</span>{tryon_link}
   {degraded_note}
   <label id="variant-picker" hidden>Variant <select id="variant"></select></label>
 </header>

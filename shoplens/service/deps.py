@@ -19,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shoplens.ar_assets.routes import ArRouteDeps, build_router
 from shoplens.ar_assets.service import ArService
+from shoplens.ar_assets.tryon import build_tryon_router
 from shoplens.config import Settings
 from shoplens.errors import NotReady
 from shoplens.indexer.ops.jobs import JobRunner
@@ -109,8 +110,9 @@ JobsDep = Annotated[JobRunner, Depends(get_jobs)]
 
 def ar_router() -> APIRouter:
     """The AR part's routes, wired to this service's dependencies."""
-    return build_router(
-        ArRouteDeps(
-            ar=get_ar, base_url=get_base_url, require_admin=require_admin, catalog=get_catalog
-        )
+    ar_deps = ArRouteDeps(
+        ar=get_ar, base_url=get_base_url, require_admin=require_admin, catalog=get_catalog
     )
+    router = build_router(ar_deps)
+    router.include_router(build_tryon_router(ar_deps))
+    return router

@@ -159,6 +159,11 @@
         ar.href = item.ar.viewer_url;
         ar.hidden = false;
       }
+      if (item.ar && item.ar.tryon_url) {  // worn products: glasses, hats, watches, shoes
+        const tryon = card.querySelector(".tryon");
+        tryon.href = item.ar.tryon_url;
+        tryon.hidden = false;
+      }
       if (item.category && !state.categories.has(item.category)) {
         state.categories.add(item.category);
         const option = document.createElement("option");
