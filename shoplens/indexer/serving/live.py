@@ -213,7 +213,8 @@ class LiveIndex:
         restrict = None
         if text is not None:
             restrict = word_mask(self._store, state, _terms(text), filters)
-        if image is None or state.snapshot.facts.get("pipeline", {}).get("kind") != "studio":
+        studio = state.snapshot.facts.get("pipeline", {}).get("kind") == "studio"
+        if image is None or not studio or self._settings.rerank == "off":
             return search_view(state, q, k, filters, restrict)
         hits = search_view(state, q, max(k, RERANK_TOP), filters, restrict)
         return rerank_hits(hits, image, lambda h: self._hit_features(state, h))[:k]
