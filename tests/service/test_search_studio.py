@@ -45,3 +45,16 @@ def test_search_on_a_studio_catalog_answers_the_printed_match_first(
     assert results[0]["product_id"] == "p2"
     scores = [x["score"] for x in results]
     assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+
+
+def test_a_degenerate_photo_on_a_studio_catalog_still_answers(
+    tmp_path: Path, make_client: AppFactory, embedder: ImageEmbedder
+) -> None:
+    data_dir = tmp_path / "data"
+    run_index(Settings(data_dir=data_dir), _studio_catalog(tmp_path / "cat", 3), embedder=embedder)
+    with make_client(data_dir) as client:
+        for size in ((1, 1), (3, 900)):
+            photo = _jpeg(Image.new("RGB", size, (40, 120, 200)))
+            r = client.post("/v1/search", files={"image": ("x.jpg", photo, "image/jpeg")})
+            assert r.status_code == 200, r.text
+            assert len(r.json()["results"]) == 3

@@ -112,7 +112,10 @@ def local_features(image: Image.Image, *, studio: bool = False) -> LocalFeatures
     """RootSIFT features of one photo; ``studio``: keep only the product on white."""
     rgb, gray = gray_for_matching(image)
     mask = white_background_mask(rgb) if studio else None
-    keypoints, desc = _sift().detectAndCompute(gray, mask)
+    try:
+        keypoints, desc = _sift().detectAndCompute(gray, mask)
+    except _cv2().error:  # degenerate input: the search keeps its plain ranking
+        return LocalFeatures.empty()
     if desc is None or not keypoints:
         return LocalFeatures.empty()
     # RootSIFT (Arandjelovic & Zisserman 2012): Hellinger kernel on SIFT, which
@@ -135,9 +138,12 @@ def inliers(query: LocalFeatures, candidate: LocalFeatures) -> int:
         return 0
     src = query.points[[m.queryIdx for m in good]]
     dst = candidate.points[[m.trainIdx for m in good]]
-    _, mask = _cv2().findHomography(
-        src, dst, _cv2().RANSAC, RANSAC_PIXELS, maxIters=RANSAC_ITERATIONS, confidence=0.995
-    )
+    try:
+        _, mask = _cv2().findHomography(
+            src, dst, _cv2().RANSAC, RANSAC_PIXELS, maxIters=RANSAC_ITERATIONS, confidence=0.995
+        )
+    except _cv2().error:  # e.g. all points collinear: no geometry to verify
+        return 0
     return 0 if mask is None else int(mask.sum())
 
 
