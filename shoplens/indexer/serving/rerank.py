@@ -50,7 +50,9 @@ RANSAC_PIXELS = 8.0
 # A true match has a high inlier share: a few hundred hypotheses find it; the
 # default 2000 mostly spent time on candidates that had none.
 RANSAC_ITERATIONS = 500
-CACHE_ENTRIES = 4096  # catalog photos' features kept (~150 KB each)
+# Catalog photos whose features are kept: ~156 KB each (300 x 128 float32), so
+# at most ~160 MB; a miss costs one SIFT of a 200 px photo (a few ms).
+CACHE_ENTRIES = 1024
 
 F32 = NDArray[np.float32]
 U8 = NDArray[np.uint8]
@@ -82,19 +84,16 @@ def _cv2() -> Any:
     return cv2
 
 
-_detector_lock = threading.Lock()
-_detectors: dict[int, Any] = {}
+_local = threading.local()
 
 
 def _sift() -> Any:
-    """One SIFT detector per thread (OpenCV detectors are not thread-safe)."""
-    key = threading.get_ident()
-    with _detector_lock:
-        det = _detectors.get(key)
-        if det is None:
-            det = _cv2().SIFT_create(nfeatures=MAX_KEYPOINTS)
-            _detectors[key] = det
-        return det
+    """This thread's SIFT detector (OpenCV detectors are not thread-safe)."""
+    det = getattr(_local, "sift", None)
+    if det is None:
+        det = _cv2().SIFT_create(nfeatures=MAX_KEYPOINTS)
+        _local.sift = det
+    return det
 
 
 def gray_for_matching(image: Image.Image) -> tuple[U8, U8]:
