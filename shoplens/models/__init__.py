@@ -17,6 +17,8 @@ What the other parts call:
 - :mod:`shoplens.models.base`: ``ImageEmbedder`` / ``TextEmbedder`` protocols
   (an image embedder's ``head_dims`` comes from its export's metadata),
   ``PreprocessConfig``, ``preprocess``, ``preprocess_batch``, ``l2_normalise``.
+- :mod:`shoplens.models.localise`: ``white_background_mask(rgb)``, ``mask_box``:
+  where the product is in a studio photo (free: it stands on white).
 
 Inside: :mod:`~shoplens.models.cache` owns the model cache (folder naming,
 ``meta.json``, locking, atomic placement); :mod:`~shoplens.models.export` and

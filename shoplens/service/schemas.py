@@ -24,8 +24,10 @@ class ErrorBody(BaseModel):
 class SearchResultItem(BaseModel):
     product_id: str
     score: float = Field(
-        description="photo search: cosine similarity in [-1, 1] of the best-matching image; "
-        "word search (GET /v1/search without a text model): relevance in (0, 1], above 0.5 "
+        description="photo search: cosine similarity in [-1, 1] of the best-matching image "
+        "(on a studio catalog, plus a bonus for a geometrically verified match among the "
+        "first 10, still in [-1, 1] and descending); word search (GET /v1/search without "
+        "a text model): relevance in (0, 1], above 0.5 "
         "when every word matched, comparable within one answer"
     )
     title: str | None

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, File, Query, Request, UploadFile
+from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from shoplens.errors import BadParameter
@@ -57,8 +58,11 @@ def to_results(state: ServiceState, request: Request, hits: list[Hit]) -> list[S
     ]
 
 
-def embed_photo(state: ServiceState, data: bytes, crop: Crop | None) -> FloatArray:
-    """Untrusted bytes -> one query vector (blocking: decode, preprocess, inference)."""
+def embed_photo(
+    state: ServiceState, data: bytes, crop: Crop | None
+) -> tuple[FloatArray, Image.Image]:
+    """Untrusted bytes -> one query vector and the decoded photo (blocking: decode,
+    preprocess, inference); the photo is what a studio catalog re-ranks with."""
     embedder = state.embedder
     started = time.perf_counter()
     # Decode JPEGs at a reduced scale when the photo is much bigger than the
@@ -72,7 +76,7 @@ def embed_photo(state: ServiceState, data: bytes, crop: Crop | None) -> FloatArr
     batch = embedder.prepare(image)[np.newaxis]
     vector: FloatArray = embedder.embed_prepared(batch)[0]
     state.metrics.embed_seconds.labels("image").observe(time.perf_counter() - started)
-    return vector
+    return vector, image
 
 
 def run_search(
@@ -83,10 +87,11 @@ def run_search(
     params: SearchParams,
     kind: str,
     text: str | None = None,
+    image: Image.Image | None = None,
 ) -> tuple[list[SearchResultItem], str]:
     started = time.perf_counter()
     version = live.version  # before searching: a swap mid-request reports the older one
-    hits = live.search(vector, params.k, params.filters, text)
+    hits = live.search(vector, params.k, params.filters, text, image)
     state.metrics.search_seconds.labels(kind).observe(time.perf_counter() - started)
     return to_results(state, request, hits), version
 
@@ -160,8 +165,8 @@ async def search_by_photo(
     data = await read_limited(image, state.settings.max_image_bytes)
 
     def work() -> tuple[list[SearchResultItem], str]:
-        vector = embed_photo(state, data, region)
-        return run_search(state, request, live, vector, params, "image", text)
+        vector, photo = embed_photo(state, data, region)
+        return run_search(state, request, live, vector, params, "image", text, photo)
 
     return await respond(work, live, started)
 

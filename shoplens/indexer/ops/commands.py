@@ -198,7 +198,7 @@ def search(
         if embedder is None or img is None:
             hits = live.search_words(words or "", k, SearchFilters())
         else:
-            hits = live.search(embedder.embed([img])[0], k, SearchFilters(), words)
+            hits = live.search(embedder.embed([img])[0], k, SearchFilters(), words, image=img)
         version = live.version
     finally:
         live.close()

@@ -6,6 +6,8 @@
 - ``view``: the immutable ``CatalogView`` a search reads (snapshot + overlay
   of later edits + filter columns) and its incremental refresh.
 - ``query``: searching a view (filters, widening, one hit per product).
+- ``rerank``: geometric re-ranking of a studio snapshot's short list
+  (RootSIFT + RANSAC, OpenCV), the catalog photos' local features cache.
 - ``live``: ``LiveIndex``, the read model (search, similar, product, image
   paths, reload) holding the current view.
 - ``writer``: ``CatalogWriter``, product upserts and deletes: ingest, commit

@@ -11,6 +11,11 @@ module decides, for one snapshot's catalog, which one the index is built with:
 - too few (one studio photo per product): a multi-layer descriptor's head
   features alone (``head_dims`` from the embedder), which generalise better.
 
+:func:`search_pipeline` then names the snapshot's search pipeline
+(``facts["pipeline"]``): ``"learnt"`` when an adaptation was learnt from the
+catalog, else ``"studio"``, where photo searches re-rank their short list by
+geometric verification (:mod:`shoplens.indexer.serving.rerank`).
+
 Plain inputs in, plain outputs out: the snapshot writer stores the result.
 """
 
@@ -25,6 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from shoplens.indexer.serving import rerank
 from shoplens.models.adapt import Adaptation, AdaptationError, fit_adaptation, head_only
 from shoplens.models.progress import step
 
@@ -77,6 +83,21 @@ def fit_for_catalog(
             None,
         )
     return adaptation, facts, reason
+
+
+def search_pipeline(adapt_facts: dict[str, Any] | None) -> dict[str, Any]:
+    """``facts["pipeline"]`` of a snapshot whose adaptation facts are ``adapt_facts``.
+
+    A catalog the adaptation learnt from (several photos per product) is at
+    R@1 0.86 on the grocery val queries with global features alone, and
+    re-ranking would only add latency there. Without a learnt adaptation (a
+    studio catalog, or the adaptation turned off) the global features are
+    weakest, and verifying the short list with local features pays
+    (``benchmarks/results/quality.md``, studio catalog).
+    """
+    if adapt_facts is not None and adapt_facts.get("kind") != "head":
+        return {"kind": "learnt"}
+    return {"kind": "studio", "rerank": rerank.facts()}
 
 
 def _fit_learnt(

@@ -33,6 +33,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from PIL import Image
+
 from shoplens.config import Settings
 from shoplens.errors import BadParameter, ModelMismatch, NotFound, SnapshotError
 from shoplens.indexer.catalog.photos import photo_path
@@ -46,6 +48,12 @@ from shoplens.indexer.serving.query import (
     search_view,
     search_words,
     word_mask,
+)
+from shoplens.indexer.serving.rerank import (
+    RERANK_TOP,
+    CatalogFeatures,
+    LocalFeatures,
+    rerank_hits,
 )
 from shoplens.indexer.serving.snapshot import current_id, load_snapshot
 from shoplens.indexer.serving.view import CatalogView, build_view, refresh_view
@@ -67,6 +75,8 @@ class LiveIndex:
         self._write_lock = threading.RLock()
         self._bad_snapshot: str | None = None
         self._state: CatalogView | None = None
+        # Catalog photos' local features by sha256 (content: valid across snapshots).
+        self._local = CatalogFeatures(self._load_photo)
 
     @classmethod
     def open(cls, settings: Settings, model_name: str) -> LiveIndex:
@@ -171,7 +181,12 @@ class LiveIndex:
             return False
 
     def search(
-        self, vector: FloatArray, k: int, filters: SearchFilters, text: str | None = None
+        self,
+        vector: FloatArray,
+        k: int,
+        filters: SearchFilters,
+        text: str | None = None,
+        image: Image.Image | None = None,
     ) -> list[Hit]:
         """Top-k distinct products for a query vector in the *model* space (``dim``).
 
@@ -185,6 +200,11 @@ class LiveIndex:
         ``text`` refines the search: only products whose text matches every
         word (or, when none of those passes the filters, some word) are ranked,
         by the vector as usual.
+
+        ``image``: the decoded query photo. On a studio snapshot
+        (``facts["pipeline"]["kind"] == "studio"``) the first products are then
+        re-ranked by geometric verification (``serving/rerank.py``) and their
+        scores include its bonus (still in [-1, 1], still descending).
         """
         state = self._cur
         if k < 1:
@@ -193,7 +213,24 @@ class LiveIndex:
         restrict = None
         if text is not None:
             restrict = word_mask(self._store, state, _terms(text), filters)
-        return search_view(state, q, k, filters, restrict)
+        studio = state.snapshot.facts.get("pipeline", {}).get("kind") == "studio"
+        if image is None or not studio or self._settings.rerank == "off":
+            return search_view(state, q, k, filters, restrict)
+        hits = search_view(state, q, max(k, RERANK_TOP), filters, restrict)
+        return rerank_hits(hits, image, lambda h: self._hit_features(state, h))[:k]
+
+    def _hit_features(self, state: CatalogView, hit: Hit) -> LocalFeatures:
+        sha = state.sha_by_image_id.get(hit.image_id)
+        if sha is None:
+            found = self._store.find_image(hit.image_id)
+            if found is None:
+                return LocalFeatures.empty()
+            sha = found.sha256
+        return self._local.get(sha)
+
+    def _load_photo(self, sha256: str) -> Image.Image:
+        with Image.open(photo_path(self._settings.data_dir, sha256)) as im:
+            return im.convert("RGB")  # our own re-encoded JPEG: no untrusted bytes
 
     def search_words(self, text: str, k: int, filters: SearchFilters) -> list[Hit]:
         """Top-k products whose title, category, attribute values or description

@@ -12,6 +12,11 @@ Layout of ``data_dir/snapshots/``::
                        query goes through the same projection
     <id>/...           the vector index files (VectorIndex.save)
 
+``facts["pipeline"]`` names how photo searches run on it
+(``adaptation.search_pipeline``): ``{"kind": "studio", "rerank": {...}}`` for a
+catalog too thin to learn an adaptation from, whose short lists are re-ranked
+by geometric verification; ``{"kind": "learnt"}`` otherwise.
+
 Dimensions: ``facts["dim"]`` is the model's (what query vectors and the
 embeddings cache have); ``facts["index_dim"]`` is the searched space's, the
 adaptation's output dimension (equal to ``dim`` without an adaptation).
@@ -46,6 +51,7 @@ from shoplens.indexer.serving.adaptation import (
     PreviousFit,
     adapt_rows,
     fit_for_catalog,
+    search_pipeline,
 )
 from shoplens.models.adapt import Adaptation, AdaptationError
 from shoplens.models.base import l2_normalise
@@ -245,6 +251,7 @@ def build_snapshot(
             "index": index_facts,
             "adaptation": adapt_facts,
             **({"adaptation_reason": adapt_reason} if adapt_facts is None else {}),
+            "pipeline": search_pipeline(adapt_facts),
             "catalog_seq": seq,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "build": build_facts or {},

@@ -1,0 +1,60 @@
+"""Photo search on a studio catalog over HTTP: the short list is verified geometrically.
+
+One studio photo per product, cartons of the same colour with different prints
+(see tests/indexer/serving/test_rerank.py): the colour-thumbnail stand-in model
+alone does not rank the photographed carton first; the answer does.
+"""
+
+from __future__ import annotations
+
+import io
+from contextlib import closing
+from pathlib import Path
+
+from PIL import Image
+
+from shoplens.config import Settings
+from shoplens.indexer.catalog.types import SearchFilters
+from shoplens.indexer.ops.build import run_index
+from shoplens.indexer.serving.live import LiveIndex
+from shoplens.models.base import ImageEmbedder
+from tests.indexer.serving.test_rerank import _studio_catalog, shelf_photo
+from tests.service.conftest import AppFactory
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+def test_search_on_a_studio_catalog_answers_the_printed_match_first(
+    tmp_path: Path, make_client: AppFactory, embedder: ImageEmbedder
+) -> None:
+    data_dir = tmp_path / "data"
+    run_index(Settings(data_dir=data_dir), _studio_catalog(tmp_path / "cat", 4), embedder=embedder)
+    photo = _jpeg(shelf_photo(3))  # product p2
+    with closing(LiveIndex.open(Settings(data_dir=data_dir), embedder.name)) as live:
+        vector = embedder.embed([Image.open(io.BytesIO(photo))])[0]
+        plain = [h.product.product_id for h in live.search(vector, 4, SearchFilters())]
+    assert plain[0] != "p2"  # what the global features alone answer
+    with make_client(data_dir) as client:
+        r = client.post("/v1/search", files={"image": ("shelf.jpg", photo, "image/jpeg")})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert results[0]["product_id"] == "p2"
+    scores = [x["score"] for x in results]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+
+
+def test_a_degenerate_photo_on_a_studio_catalog_still_answers(
+    tmp_path: Path, make_client: AppFactory, embedder: ImageEmbedder
+) -> None:
+    data_dir = tmp_path / "data"
+    run_index(Settings(data_dir=data_dir), _studio_catalog(tmp_path / "cat", 3), embedder=embedder)
+    with make_client(data_dir) as client:
+        for size in ((1, 1), (3, 900)):
+            photo = _jpeg(Image.new("RGB", size, (40, 120, 200)))
+            r = client.post("/v1/search", files={"image": ("x.jpg", photo, "image/jpeg")})
+            assert r.status_code == 200, r.text
+            assert len(r.json()["results"]) == 3
