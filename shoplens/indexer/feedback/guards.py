@@ -57,41 +57,42 @@ def outliers(
 ) -> NDArray[np.bool_]:
     """Which shopper photos to leave out of learning (True: an outlier).
 
-    Each shopper photo is compared with every product's centroid (mean of its
-    normalised catalog and shopper photos, raw model space), its own product's
-    computed without it. It is an outlier when its product is not among the
-    ``rank`` nearest: a photo of one product confirmed as another (a mistake or
-    a poisoner) sits near the photographed product instead. Honest photos pull
-    their product's centroid towards where shoppers' photos are, so the check
-    grows more certain as confirmations come in.
+    A photo's affinity to a product is the *median* cosine similarity (raw
+    model space) to that product's photos, catalog and shoppers', itself left
+    out. It is an outlier when its own product is not among the ``rank``
+    products it has most affinity to (the candidates: the products whose
+    centroids are nearest, plus its own). A median, unlike a centroid, is not
+    dragged by a minority: a poisoner's few photos of product A confirmed as B
+    stay far from most of B's photos, while honest photos pull together.
     """
     n = len(shopper_products)
     out = np.zeros(n, np.bool_)
-    names = sorted(set(catalog_products) | set(shopper_products))
     if n == 0 or len(set(catalog_products)) < OUTLIER_MIN_PRODUCTS:
         return out
+    photos = l2_normalise(
+        np.concatenate([np.asarray(catalog, np.float32), np.asarray(shoppers, np.float32)])
+    )
+    owner = [*catalog_products, *shopper_products]
+    names = sorted(set(owner))
     index = {p: i for i, p in enumerate(names)}
-    cat = l2_normalise(np.asarray(catalog, np.float32))
-    shop = l2_normalise(np.asarray(shoppers, np.float32))
-    sums = np.zeros((len(names), cat.shape[1]), np.float64)
-    counts = np.zeros(len(names), np.int64)
-    np.add.at(sums, [index[p] for p in catalog_products], cat)
-    np.add.at(counts, [index[p] for p in catalog_products], 1)
-    own = np.array([index[p] for p in shopper_products], np.int64)
-    np.add.at(sums, own, shop)
-    np.add.at(counts, own, 1)
-    centroids = sums / np.maximum(counts, 1)[:, None]
-    norms = np.linalg.norm(centroids, axis=1)
-    sims = shop.astype(np.float64) @ centroids.T  # (n, products), not normalised yet
+    label = np.array([index[p] for p in owner], np.int64)
+    members = [np.flatnonzero(label == j) for j in range(len(names))]
+    centroids = np.zeros((len(names), photos.shape[1]), np.float32)
+    np.add.at(centroids, label, photos)
+    centroids = l2_normalise(centroids)
+    first = len(catalog_products)
     for i in range(n):
-        p = own[i]
-        rest = sums[p] - shop[i]
-        if counts[p] <= 1:
+        me = first + i
+        q = photos[me]
+        own = int(label[me])
+        shortlist = np.argsort(-(centroids @ q))[: 2 * rank]
+        affinity: dict[int, float] = {}
+        for j in {*shortlist.tolist(), own}:
+            rows = members[j][members[j] != me]
+            if len(rows):
+                affinity[j] = float(np.median(photos[rows] @ q))
+        if own not in affinity:
             out[i] = True  # nothing else of its product to compare with
             continue
-        mine = rest / (counts[p] - 1)
-        row = sims[i] / np.maximum(norms, 1e-12)
-        row[p] = float(shop[i] @ mine) / max(float(np.linalg.norm(mine)), 1e-12)
-        row[counts == 0] = -np.inf
-        out[i] = int((row > row[p]).sum()) >= rank
+        out[i] = sum(a > affinity[own] for j, a in affinity.items() if j != own) >= rank
     return out
