@@ -1,4 +1,5 @@
-"""Re-index jobs: :func:`run_index` on a worker thread, one job at a time, state in SQLite.
+"""Admin jobs: :func:`run_index` (``reindex``) or :func:`run_learn` (``learn``, from
+shoppers' photos) on a worker thread, one job at a time, state in SQLite.
 
 A job is a row of the ``jobs`` table (:mod:`job_store`) in the data dir's
 metadata database, so it outlives the process running it. A service killed

@@ -75,7 +75,7 @@ def shopper_examples(settings: Settings, model: str, catalog: CatalogVectors) ->
         return ShopperExamples([], [], empty.vectors, 0, len(rows))
     vectors = np.stack([r[2] for r in usable]).astype(np.float32)
     products = [r[1] for r in usable]
-    drop = outliers(catalog.vectors, [im.product_id for im in catalog.images], vectors, products)
+    drop = outliers(vectors, products)
     keep = ~drop
     return ShopperExamples(
         photo_ids=[r[0] for r, k in zip(usable, keep, strict=True) if k],
