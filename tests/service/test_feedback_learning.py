@@ -217,3 +217,26 @@ def test_learn_publishes_a_snapshot_the_running_service_switches_to(
     assert again.status_code == 202, again.text
     wait_job(lambda p: learning.get(p, headers=AUTH), again.json()["job_id"], 60, finished)
     json.dumps(listed)
+
+
+def test_shoplens_status_shows_the_feedback_numbers(learning: TestClient, data_dir: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    for product in ("banana", "granny-smith-apple"):
+        _confirm(learning, demo_photo(product))
+    search(learning, demo_photo("oatly-oat-milk"))  # a search nobody confirmed
+    env = {**os.environ, "SHOPLENS_DATA_DIR": str(data_dir), "SHOPLENS_LEARN_FROM_FEEDBACK": "1"}
+    repo = Path(__file__).resolve().parents[2]
+    run = [sys.executable, "-m", "shoplens.cli", "status"]
+    p = subprocess.run([*run, "--json"], cwd=repo, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    fb = json.loads(p.stdout)["feedback"]
+    assert fb["searches"] == 3 and fb["events"]["confirm"] == 2
+    assert fb["confirm_rate"] == round(2 / 3, 4) and fb["learn_from_feedback"] is True
+    assert fb["photos"]["approved"] == 2
+    p = subprocess.run(run, cwd=repo, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "3 searches" in p.stdout and "2 confirms (66.7%)" in p.stdout
+    assert "learning on: 0 photos pending review, 2 approved (0 learnt)" in p.stdout
