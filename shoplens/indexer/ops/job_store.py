@@ -226,7 +226,10 @@ def latest_job(settings: Settings) -> dict[str, Any] | None:
     except sqlite3.Error:
         return None
     try:
-        row = conn.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY created_at DESC LIMIT 1")
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(jobs)")}
+        # A table from before learn jobs (read-only here: no migration) has no kind.
+        wanted = _COLUMNS if "kind" in columns else _COLUMNS.removesuffix(", kind")
+        row = conn.execute(f"SELECT {wanted} FROM jobs ORDER BY created_at DESC LIMIT 1")
         got = row.fetchone()
     except sqlite3.Error:  # no jobs table: the service never ran a job here
         return None
