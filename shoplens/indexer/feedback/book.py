@@ -114,7 +114,12 @@ class FeedbackBook:
 
     def _hold(self, search_id: str, data: bytes, crop: Crop | None) -> None:
         try:
-            image = decode_image(data, max_pixels=self.settings.max_image_pixels, crop=crop)
+            image = decode_image(
+                data,
+                max_pixels=self.settings.max_image_pixels,
+                crop=crop,
+                draft_size=photos.DRAFT_SIDE,
+            )
             photos.hold(self.settings.data_dir, search_id, photos.reencode(image))
         except Exception:  # the search was answered; only its learning is lost
             log.exception("could not hold the photo of search %s", search_id)
