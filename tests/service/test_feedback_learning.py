@@ -87,22 +87,42 @@ def test_a_confirmed_photo_is_kept_re_encoded_without_metadata(
     assert 'shoplens_feedback_photos_kept_total{state="approved"} 1.0' in metrics
 
 
-def test_a_click_keeps_nothing_and_an_unconfirmed_photo_is_swept(
-    make_client: Any, data_dir: Path
-) -> None:
-    with make_client(data_dir, feedback_window_hours=1.0, **LEARNING) as client:
-        _confirm(client, demo_photo("banana"), event="click")
-        assert _photos(client)["total"] == 0
-    held = list((data_dir / "feedback" / "held").glob("*.jpg"))
-    assert len(held) == 1  # held while the window is open, for a later confirm
-    book = FeedbackBook(Settings(data_dir=data_dir, feedback_window_hours=1.0, **LEARNING))
-    try:
-        book.sweep(now=time.time() + 2 * 3600)
-    finally:
-        book.close()
-    assert not list((data_dir / "feedback" / "held").glob("*.jpg"))
+def test_an_unconfirmed_photo_never_reaches_the_disk(learning: TestClient, data_dir: Path) -> None:
+    _confirm(learning, demo_photo("banana"), event="click")
+    search(learning, demo_photo("oatly-oat-milk"))
+    assert _photos(learning)["total"] == 0
+    folder = data_dir / "feedback"
+    assert not folder.exists() or not any(p.is_file() for p in folder.rglob("*"))
+    # Held in memory for a later confirmation, dropped when the window closes.
+    book = learning.app.state.service.feedback  # type: ignore[attr-defined]
+    assert len(book._held) == 2
+    book.sweep(now=time.time() + book.window_s + 1)
+    assert len(book._held) == 0 and book._held_bytes == 0
     with sqlite3.connect(data_dir / "feedback.db") as db:
         assert db.execute("SELECT COUNT(*) FROM searches").fetchone()[0] == 0
+
+
+def test_a_confirmation_after_the_photo_was_dropped_keeps_nothing(
+    learning: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shoplens.indexer.feedback import book
+
+    monkeypatch.setattr(book, "HELD_MAX_PHOTOS", 2)
+    first = search(learning, demo_photo("banana"), k=5).json()
+    for product in ("granny-smith-apple", "oatly-oat-milk"):  # push it out of the queue
+        search(learning, demo_photo(product))
+    r = learning.post(
+        "/v1/feedback",
+        json={
+            "search_id": first["search_id"],
+            "product_id": first["results"][0]["product_id"],
+            "event": "confirm",
+        },
+    )
+    assert r.status_code == 202, r.text
+    assert _photos(learning)["total"] == 0
+    metrics = learning.get("/metrics").text
+    assert 'shoplens_feedback_photos_not_kept_total{reason="photo_not_held"} 1.0' in metrics
 
 
 def test_review_mode_approve_reject_and_delete(make_client: Any, data_dir: Path) -> None:

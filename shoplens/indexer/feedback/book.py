@@ -1,8 +1,11 @@
 """The feedback book: records searches, takes feedback events, keeps shopper photos.
 
 One :class:`FeedbackBook` per running service (and one per command that needs
-it). The search path pays for one SQLite INSERT; with learning on, the photo is
-re-encoded and held by a background thread, never on the search's own time.
+it). The search path pays for one SQLite INSERT. With learning on, the upload's
+bytes are also held *in memory* (a size-bounded queue, oldest dropped first)
+until a confirmation asks for them: only then is the photo decoded,
+re-encoded without its metadata and written to disk. A photo nobody confirms
+never reaches the disk, and the search pays no decoding or encoding for it.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ import hashlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shoplens.config import Settings
-from shoplens.errors import Conflict, Gone, InvalidContent, NotFound
+from shoplens.errors import Conflict, Gone, InvalidContent, NotFound, ShoplensError
 from shoplens.indexer.feedback import guards, photos
 from shoplens.indexer.feedback.store import (
     FeedbackStore,
@@ -36,12 +40,12 @@ log = logging.getLogger(__name__)
 
 EVENTS = ("click", "confirm", "purchase")
 LEARNING_EVENTS = ("confirm", "purchase")
-# Photos waiting to be re-encoded and held; past it a search's photo is not held
-# (that search cannot be learnt from) rather than memory growing under load.
-MAX_QUEUED_PHOTOS = 64
-# How long feedback waits for its search's photo to be held (it is queued behind
-# at most MAX_QUEUED_PHOTOS re-encodes).
-HOLD_WAIT_S = 10.0
+# Uploads held in memory for a confirmation to keep (learning on): past either
+# bound the oldest are dropped (their searches can no longer be learnt from).
+# A shopper confirms within seconds or minutes of the answer; at 256 MiB of
+# 2 MP phone photos (~250 KiB) that is the last ~1000 searches.
+HELD_MAX_BYTES = 256 * 1024 * 1024
+HELD_MAX_PHOTOS = 4096
 SWEEP_EVERY_S = 60.0
 DAY_S = 86_400.0
 
@@ -70,7 +74,8 @@ class FeedbackBook:
         self.store = store or FeedbackStore(feedback_db(settings))
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shoplens-feedback")
         self._lock = threading.Lock()
-        self._held: dict[str, Future[None]] = {}
+        self._held: OrderedDict[str, tuple[bytes, Crop | None]] = OrderedDict()
+        self._held_bytes = 0
         self._last_sweep = 0.0
 
     def close(self) -> None:
@@ -88,23 +93,27 @@ class FeedbackBook:
         photo: bytes | None = None,
         crop: Crop | None = None,
     ) -> str:
-        """Record a search answer; its ``search_id``. The vector and the photo are
-        kept (the photo held until the feedback window closes) only with learning on."""
+        """Record a search answer; its ``search_id``. Only with learning on are the
+        vector kept and the photo held (in memory, see the module docstring)."""
         now = time.time()
         search_id = new_search_id(now)
         learning = self.learn and vector is not None and photo is not None and model is not None
-        sha = hashlib.sha256(photo).hexdigest() if learning and photo is not None else None
         self.store.record_search(
             search_id,
             now,
             shown,
             model=model if learning else None,
             vector=vector if learning else None,
-            upload_sha=sha,
         )
         with self._lock:
-            if learning and photo is not None and len(self._held) < MAX_QUEUED_PHOTOS:
-                self._held[search_id] = self._pool.submit(self._hold, search_id, photo, crop)
+            if learning and photo is not None:
+                self._held[search_id] = (photo, crop)
+                self._held_bytes += len(photo)
+                while self._held and (
+                    self._held_bytes > HELD_MAX_BYTES or len(self._held) > HELD_MAX_PHOTOS
+                ):
+                    _, (dropped, _) = self._held.popitem(last=False)
+                    self._held_bytes -= len(dropped)
             sweep = now - self._last_sweep >= SWEEP_EVERY_S
             if sweep:
                 self._last_sweep = now
@@ -112,20 +121,12 @@ class FeedbackBook:
             self._pool.submit(self._sweep_logged)
         return search_id
 
-    def _hold(self, search_id: str, data: bytes, crop: Crop | None) -> None:
-        try:
-            image = decode_image(
-                data,
-                max_pixels=self.settings.max_image_pixels,
-                crop=crop,
-                draft_size=photos.DRAFT_SIDE,
-            )
-            photos.hold(self.settings.data_dir, search_id, photos.reencode(image))
-        except Exception:  # the search was answered; only its learning is lost
-            log.exception("could not hold the photo of search %s", search_id)
-        finally:
-            with self._lock:
-                self._held.pop(search_id, None)
+    def _take_held(self, search_id: str) -> tuple[bytes, Crop | None] | None:
+        with self._lock:
+            held = self._held.pop(search_id, None)
+            if held is not None:
+                self._held_bytes -= len(held[0])
+        return held
 
     # -- feedback -------------------------------------------------------------------
 
@@ -176,9 +177,13 @@ class FeedbackBook:
         search = self.store.search(search_id)
         if search is None or search.vector is None or search.model is None:
             return Accepted(not_kept="search_gone")
-        if search.upload_sha and self.store.photos_with_sha(search.upload_sha) >= (
-            guards.MAX_PER_UPLOAD
-        ):
+        # Taken whatever the guards say: a confirmed search's photo is needed no more.
+        held = self._take_held(search_id)
+        if held is None:
+            return Accepted(not_kept="photo_not_held")
+        data, crop = held
+        upload_sha = hashlib.sha256(data).hexdigest()
+        if self.store.photos_with_sha(upload_sha) >= guards.MAX_PER_UPLOAD:
             return Accepted(not_kept="same_photo_kept")
         if self.store.product_photos_since(product_id, now - DAY_S) >= (
             guards.MAX_NEW_PER_PRODUCT_PER_DAY
@@ -187,19 +192,20 @@ class FeedbackBook:
         kept = self.store.product_vectors(product_id, search.model)
         if kept.size and guards.near_duplicate(search.vector, kept):
             return Accepted(not_kept="near_duplicate")
-        with self._lock:
-            pending = self._held.get(search_id)
-        if pending is not None:
-            try:
-                pending.result(timeout=HOLD_WAIT_S)
-            except Exception:
-                return Accepted(not_kept="photo_not_held")
+        try:
+            image = decode_image(
+                data,
+                max_pixels=self.settings.max_image_pixels,
+                crop=crop,
+                draft_size=photos.DRAFT_SIDE,
+            )
+        except ShoplensError:  # it was decoded for the search; never expected
+            return Accepted(not_kept="photo_unreadable")
         photo_id = new_photo_id()
-        if not photos.keep(self.settings.data_dir, search_id, photo_id):
-            return Accepted(not_kept="photo_not_held")
+        photos.write_kept(self.settings.data_dir, photo_id, photos.reencode(image))
         state = "pending" if self.review else "approved"
         try:
-            self.store.add_photo(photo_id, search, product_id, event, state, now)
+            self.store.add_photo(photo_id, search, product_id, event, state, now, upload_sha)
         except BaseException:
             photos.drop_kept(self.settings.data_dir, photo_id)
             raise
@@ -240,15 +246,12 @@ class FeedbackBook:
         gone = self.store.sweep(now - self.window_s, now - self.retention_s)
         for photo_id in gone:
             photos.drop_kept(self.settings.data_dir, photo_id)
-        held = photos.held_names(self.settings.data_dir)
-        live = self.store.live_search_ids(held)
-        for search_id in held:
-            born = search_id_time(search_id)
-            if search_id not in live or born is None or now - born > self.window_s:
-                with self._lock:
-                    if search_id in self._held:
-                        continue  # being written right now
-                photos.drop_held(self.settings.data_dir, search_id)
+        with self._lock:
+            for search_id in list(self._held):  # oldest first
+                born = search_id_time(search_id)
+                if born is not None and now - born <= self.window_s:
+                    break
+                self._held_bytes -= len(self._held.pop(search_id)[0])
         return len(gone)
 
     def _sweep_logged(self) -> None:

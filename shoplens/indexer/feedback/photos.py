@@ -1,15 +1,13 @@
-"""Shopper photo files: re-encoded (EXIF and every other metadata dropped), bounded
-in size, held while a search may still get feedback, kept once confirmed.
+"""Shopper photo files: re-encoded (EXIF and every other metadata dropped) and
+bounded in size, written only once a confirmation keeps them.
 
-``data_dir/feedback/held/<search_id>.jpg``: the photo of a recent search, only
-with ``SHOPLENS_LEARN_FROM_FEEDBACK=true``; deleted when the feedback window
-closes without a confirmation. ``data_dir/feedback/photos/<photo_id>.jpg``: a
-kept shopper photo, deleted with its row (review, retention, ``DELETE``).
+``data_dir/feedback/photos/<photo_id>.jpg``: a kept shopper photo, deleted with
+its row (review, retention, ``DELETE``). Unconfirmed search photos never
+reach the disk (:mod:`shoplens.indexer.feedback.book` holds them in memory).
 """
 
 from __future__ import annotations
 
-import os
 from io import BytesIO
 from pathlib import Path
 
@@ -22,17 +20,13 @@ from shoplens.files.atomic import write_atomic
 MAX_SIDE = 640
 JPEG_QUALITY = 85
 # A JPEG is decoded at a reduced scale (1/2, 1/4, 1/8) keeping its short side at
-# least this: a 4:3 photo still has MAX_SIDE on its long side, for a quarter of
+# least this: a 4:3 photo still has MAX_SIDE on its long side, for a fraction of
 # a 12 MP photo's decoding work (it shares the CPU with searches).
 DRAFT_SIDE = MAX_SIDE * 3 // 4
 
 
 def feedback_dir(data_dir: Path) -> Path:
     return data_dir / "feedback"
-
-
-def held_path(data_dir: Path, search_id: str) -> Path:
-    return feedback_dir(data_dir) / "held" / f"{search_id}.jpg"
 
 
 def kept_path(data_dir: Path, photo_id: str) -> Path:
@@ -52,33 +46,9 @@ def reencode(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def hold(data_dir: Path, search_id: str, jpeg: bytes) -> None:
-    # No fsync: a held photo lost in a crash only means one search cannot be learnt from.
-    write_atomic(held_path(data_dir, search_id), jpeg, fsync=False)
-
-
-def keep(data_dir: Path, search_id: str, photo_id: str) -> bool:
-    """Move a held photo to the kept ones; False when it is not held (any more)."""
-    target = kept_path(data_dir, photo_id)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(held_path(data_dir, search_id), target)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def drop_held(data_dir: Path, search_id: str) -> None:
-    held_path(data_dir, search_id).unlink(missing_ok=True)
+def write_kept(data_dir: Path, photo_id: str, jpeg: bytes) -> None:
+    write_atomic(kept_path(data_dir, photo_id), jpeg)
 
 
 def drop_kept(data_dir: Path, photo_id: str) -> None:
     kept_path(data_dir, photo_id).unlink(missing_ok=True)
-
-
-def held_names(data_dir: Path) -> list[str]:
-    """Search ids with a held photo (to sweep the ones whose window closed)."""
-    folder = feedback_dir(data_dir) / "held"
-    if not folder.is_dir():
-        return []
-    return [p.stem for p in folder.glob("*.jpg")]

@@ -4,7 +4,7 @@ Tables (schema version in ``PRAGMA user_version``, migrated on open):
 
 - ``searches``: one row per search answer while feedback on it is accepted
   (``search_id``, time, the product ids it showed; with learning on also the
-  query vector, the model that made it and the upload's sha256);
+  query vector and the model that made it);
 - ``events``: at most one ``click``, ``confirm`` and ``purchase`` per search;
 - ``shopper_photos``: a confirmed search photo kept as a photo of a product
   (``pending`` review, ``approved``, or ``rejected``), its raw model vector,
@@ -38,8 +38,7 @@ CREATE TABLE IF NOT EXISTS searches (
     created_at REAL NOT NULL,
     shown TEXT NOT NULL,
     model TEXT,
-    vector BLOB,
-    upload_sha TEXT
+    vector BLOB
 );
 CREATE INDEX IF NOT EXISTS searches_created ON searches (created_at);
 CREATE TABLE IF NOT EXISTS events (
@@ -100,7 +99,6 @@ class SearchRow:
     shown: list[str]
     model: str | None
     vector: NDArray[np.float32] | None
-    upload_sha: str | None
 
 
 @dataclass(frozen=True)
@@ -168,26 +166,25 @@ class FeedbackStore:
         *,
         model: str | None = None,
         vector: NDArray[np.float32] | None = None,
-        upload_sha: str | None = None,
     ) -> None:
         blob = None if vector is None else np.ascontiguousarray(vector, np.float32).tobytes()
         with self._lock:  # one autocommitted INSERT: no explicit transaction needed
             self._conn.execute(
-                "INSERT INTO searches (search_id, created_at, shown, model, vector, upload_sha) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (search_id, created_at, json.dumps(shown), model, blob, upload_sha),
+                "INSERT INTO searches (search_id, created_at, shown, model, vector) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (search_id, created_at, json.dumps(shown), model, blob),
             )
 
     def search(self, search_id: str) -> SearchRow | None:
         with self._read() as c:
             row = c.execute(
-                "SELECT search_id, created_at, shown, model, vector, upload_sha FROM searches "
+                "SELECT search_id, created_at, shown, model, vector FROM searches "
                 "WHERE search_id = ?",
                 (search_id,),
             ).fetchone()
         if row is None:
             return None
-        return SearchRow(row[0], float(row[1]), json.loads(row[2]), row[3], _vec(row[4]), row[5])
+        return SearchRow(row[0], float(row[1]), json.loads(row[2]), row[3], _vec(row[4]))
 
     def add_event(self, search_id: str, event: str, product_id: str, at: float) -> str | None:
         """Record one event; None when stored, else why not (``"duplicate"`` for the
@@ -218,6 +215,7 @@ class FeedbackStore:
         event: str,
         state: str,
         at: float,
+        upload_sha: str,
     ) -> None:
         if search.vector is None or search.model is None:
             raise ValueError("a shopper photo needs the search's vector")
@@ -232,7 +230,7 @@ class FeedbackStore:
                     event,
                     state,
                     at,
-                    search.upload_sha,
+                    upload_sha,
                     search.model,
                     np.ascontiguousarray(search.vector, np.float32).tobytes(),
                 ),
