@@ -127,7 +127,9 @@ class ShopperPhoto(BaseModel):
     event: Literal["confirm", "purchase"]
     state: Literal["pending", "approved", "rejected"]
     created_at: str
-    learnt_at: str | None = Field(description="when a learn run last learnt from it")
+    learnt_at: str | None = Field(
+        description="when the last learn run learnt from it (null: that run did not)"
+    )
     snapshot_id: str | None = Field(description="the snapshot that learn run published")
     photo_url: str | None = Field(description="the photo (admin token needed); null once rejected")
 
@@ -139,7 +141,7 @@ class FeedbackStats(BaseModel):
     click_through_rate: float | None
     confirm_rate: float | None
     photos: dict[str, int] = Field(description="kept shopper photos by state")
-    learnt: int = Field(description="approved photos a learn run learnt from")
+    learnt: int = Field(description="approved photos the last learn run learnt from")
 
 
 class ShopperPhotos(BaseModel):

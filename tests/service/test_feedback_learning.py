@@ -232,11 +232,30 @@ def test_learn_publishes_a_snapshot_the_running_service_switches_to(
     assert after != before and after.startswith(str(snapshot))
     listed = _photos(learning)
     assert sum(p["learnt_at"] is not None for p in listed["photos"]) == job["learn"]["learnt"]
-    # A second learn job waits for none: the first is done.
+    # A deleted photo is not learnt from again; the marks follow the published snapshot.
+    gone = next(p["photo_id"] for p in listed["photos"] if p["learnt_at"] is not None)
+    assert learning.delete(f"/v1/admin/feedback/{gone}", headers=AUTH).status_code == 204
     again = learning.post("/v1/admin/learn", headers=AUTH)
     assert again.status_code == 202, again.text
-    wait_job(lambda p: learning.get(p, headers=AUTH), again.json()["job_id"], 60, finished)
-    json.dumps(listed)
+    second = wait_job(lambda p: learning.get(p, headers=AUTH), again.json()["job_id"], 60, finished)
+    assert second["state"] == "succeeded", second
+    assert second["learn"]["learnt"] == job["learn"]["learnt"] - 1
+    marked = {p["snapshot_id"] for p in _photos(learning)["photos"] if p["learnt_at"]}
+    assert marked == {second["snapshot_id"]}
+
+
+def test_a_re_index_keeps_learning_from_shopper_photos(
+    learning: TestClient, catalog_manifest: Path
+) -> None:
+    for i in range(3):
+        _confirm(learning, jpeg_bytes(synthetic_photo(30_000 + i)))
+    r = learning.post("/v1/admin/reindex", json={"manifest": str(catalog_manifest)}, headers=AUTH)
+    assert r.status_code == 202, r.text
+    job = wait_job(lambda p: learning.get(p, headers=AUTH), r.json()["job_id"], 120, finished)
+    assert job["state"] == "succeeded", job
+    photos = _photos(learning)["photos"]
+    assert len(photos) == 3
+    assert {p["snapshot_id"] for p in photos} == {job["snapshot_id"]}
 
 
 def test_shoplens_status_shows_the_feedback_numbers(learning: TestClient, data_dir: Path) -> None:

@@ -275,7 +275,10 @@ class FeedbackStore:
         return [(r[0], r[1], np.frombuffer(r[2], np.float32).copy()) for r in rows]
 
     def mark_learnt(self, photo_ids: list[str], snapshot_id: str, at: float) -> None:
+        """The photos ``snapshot_id`` learnt from; every other photo is marked as not
+        learnt (an outlier now, or approved since): "learnt" is the published state."""
         with self._tx() as c:
+            c.execute("UPDATE shopper_photos SET learnt_at = NULL, snapshot_id = NULL")
             c.executemany(
                 "UPDATE shopper_photos SET learnt_at = ?, snapshot_id = ? WHERE photo_id = ?",
                 [(at, snapshot_id, p) for p in photo_ids],

@@ -52,7 +52,7 @@ from shoplens.indexer.catalog.store import CatalogStore
 from shoplens.indexer.catalog.types import NewImage
 from shoplens.indexer.engines.base import Fetch
 from shoplens.indexer.engines.table import engine_for
-from shoplens.indexer.ops.learn import shopper_examples
+from shoplens.indexer.ops.learn import record_learnt, shopper_examples
 from shoplens.indexer.serving.snapshot import (
     CatalogVectors,
     build_snapshot,
@@ -225,6 +225,7 @@ def run_index(
         # Right after the switch: a service reloading in between serves the new
         # snapshot with the old rows, which is the old catalog.
         _changed, report.removed = store.commit_plan(plan)
+        record_learnt(settings, shoppers, snapshot_id)
         seconds = time.perf_counter() - t0
         facts = read_facts(settings.snapshots_dir / snapshot_id)
         report.snapshot_id = snapshot_id

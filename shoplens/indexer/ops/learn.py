@@ -86,6 +86,17 @@ def shopper_examples(settings: Settings, model: str, catalog: CatalogVectors) ->
     )
 
 
+def record_learnt(settings: Settings, examples: ShopperExamples, snapshot_id: str) -> None:
+    """Mark the photos the published ``snapshot_id`` learnt from (and only those)."""
+    if not feedback_db(settings).is_file():
+        return
+    feedback = FeedbackStore(feedback_db(settings))
+    try:
+        feedback.mark_learnt(examples.photo_ids, snapshot_id, time.time())
+    finally:
+        feedback.close()
+
+
 @dataclass
 class LearnReport:
     snapshot_id: str
@@ -137,12 +148,7 @@ def run_learn(settings: Settings, *, embedder: ImageEmbedder | None = None) -> L
                 },
                 learn_also=examples.learn_also(),
             )
-    if examples.photo_ids:
-        feedback = FeedbackStore(feedback_db(settings))
-        try:
-            feedback.mark_learnt(examples.photo_ids, snapshot_id, time.time())
-        finally:
-            feedback.close()
+    record_learnt(settings, examples, snapshot_id)
     facts = read_facts(settings.snapshots_dir / snapshot_id)
     report = LearnReport(
         snapshot_id=snapshot_id,
