@@ -32,7 +32,7 @@ NEAR_DUPLICATE = 0.98
 # before an admin or the learn-time outlier check sees it.
 MAX_NEW_PER_PRODUCT_PER_DAY = 50
 # At learn time a photo is left out when at least this many products' shopper
-# photos (or a quarter of the products, if more) are more like it than its own
+# photos (or a third of the products, if more) are more like it than its own
 # product's others. Loose on purpose: on the grocery data (benchmarks/results/
 # learn.md) honest shelf photos of look-alike products (apple varieties, juice
 # flavours) trip a tighter rank, and each honest photo left out costs more
@@ -63,7 +63,7 @@ def outliers(
     model space) to that product's other shopper photos. It is an outlier when
     its product has at least ``min_peers`` other shopper photos and at least
     ``rank`` products (among those with ``min_peers`` photos) have a higher
-    affinity (default: :data:`OUTLIER_RANK` or a quarter of them, if more).
+    affinity (default: :data:`OUTLIER_RANK` or a third of them, if more).
 
     Compared with shoppers' photos only, not the catalog's: a studio photo on
     white is further from any shelf photo than shelf photos of other products
@@ -83,7 +83,7 @@ def outliers(
     members = [np.flatnonzero(label == j) for j in range(len(names))]
     rich = [j for j, m in enumerate(members) if len(m) >= min_peers]
     if rank is None:
-        rank = max(OUTLIER_RANK, len(rich) // 4)
+        rank = max(OUTLIER_RANK, len(rich) // 3)
     if len(rich) <= rank:
         return out  # too few products to rank against: every one is "near"
     sims = photos @ photos.T
