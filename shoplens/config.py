@@ -93,6 +93,18 @@ class Settings(BaseSettings):
     # Public base URL used in absolute links (AR intents need one); empty = from the request.
     public_base_url: str = ""
 
+    # Learning from shoppers (docs/feedback.md). Off by default, privacy first:
+    # without it no shopper photo (nor its vector) is ever kept, only the
+    # search's id, time and the product ids it showed, for the feedback window.
+    learn_from_feedback: bool = False
+    # Kept shopper photos wait for an admin's approval before `shoplens learn` uses them.
+    feedback_review: bool = False
+    # Kept shopper photos are deleted this many days after the search.
+    feedback_retention_days: float = Field(default=90.0, gt=0)
+    # Feedback on a search is accepted this long after it (410 after); a held
+    # photo of a search nobody confirmed is deleted when it closes.
+    feedback_window_hours: float = Field(default=24.0, gt=0)
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / "catalog.db"

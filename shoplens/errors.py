@@ -76,6 +76,13 @@ class InvalidAsset(InvalidContent):
     code = "invalid_asset"
 
 
+class Gone(ShoplensError):
+    """The thing asked about existed and is no longer usable (a search too old for feedback)."""
+
+    status = 410
+    code = "gone"
+
+
 class RateLimited(ShoplensError):
     status = 429
     code = "rate_limited"

@@ -58,6 +58,14 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "shoplens.indexer.vectors",
         "shoplens.indexer.engines",
     ),
+    "shoplens.indexer.feedback": (
+        "shoplens.config",
+        "shoplens.db",
+        "shoplens.errors",
+        "shoplens.files",
+        "shoplens.ids",
+        "shoplens.models",
+    ),
     "shoplens.ar_assets": (
         "shoplens.config",
         "shoplens.errors",

@@ -9,12 +9,14 @@ Rooms, each a sub-package whose docstring says what it owns and may import:
 - ``catalog``: the metadata store (products, images, embedding cache, runs).
 - ``vectors``: the FAISS vector index and its files.
 - ``serving``: snapshots on disk and the live, searchable view of the catalog.
-- ``ops``: what operators run (re-index runs, admin jobs, garbage collection,
-  the CLI commands).
+- ``feedback``: learning from shoppers (the search log, feedback events,
+  kept shopper photos and the poisoning guards, in ``feedback.db``).
+- ``ops``: what operators run (re-index and learn runs, admin jobs, garbage
+  collection, the CLI commands).
 
 Imports point down this list's dependencies, never up: ``ops`` may use every
 room; ``serving`` uses ``catalog``, ``vectors`` and ``engines``; ``engines``
 uses ``sources`` and ``catalog``; ``catalog``, ``vectors`` and ``sources``
 use only ``shoplens.files``, ``shoplens.db``, ``shoplens.errors``,
-``shoplens.ids`` and ``shoplens.models``.
+``shoplens.ids`` and ``shoplens.models``; ``feedback`` also ``shoplens.config``.
 """

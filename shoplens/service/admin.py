@@ -61,8 +61,11 @@ class JobReject(BaseModel):
 
 class JobResponse(BaseModel):
     job_id: str
+    kind: Literal["reindex", "learn"] = Field(
+        description="reindex: POST /v1/admin/reindex; learn: POST /v1/admin/learn"
+    )
     state: Literal["queued", "running", "succeeded", "failed", "interrupted"]
-    manifest: str
+    manifest: str = Field(description="the re-indexed manifest (empty for a learn job)")
     prune: bool
     created_at: str
     started_at: str | None
@@ -76,6 +79,11 @@ class JobResponse(BaseModel):
     seconds: float | None
     error: str | None
     snapshot_id: str | None = Field(description="the snapshot the job published")
+    learn: dict[str, Any] | None = Field(
+        default=None,
+        description="a learn job's report: shopper photos learnt from, outliers left out, "
+        "the adaptation's facts; null for a re-index",
+    )
 
 
 # Documented, not enforced: an id of another shape is simply unknown (404).
@@ -114,7 +122,7 @@ async def reindex(body: ReindexRequest, jobs: JobsDep) -> JobCreated:
 @router.get(
     "/jobs/{job_id}",
     response_model=JobResponse,
-    summary="A re-index job: state, progress, counts, rejects",
+    summary="An admin job (re-index or learn): state, progress, counts, rejects",
     responses=error_responses(401, 403, 404, 503),
 )
 async def get_job(job_id: JobId, jobs: JobsDep) -> JobResponse:

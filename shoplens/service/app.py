@@ -25,11 +25,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shoplens import __name__ as _pkg
 from shoplens.ar_assets.service import ArService
 from shoplens.config import Settings
+from shoplens.indexer.feedback.book import FeedbackBook
 from shoplens.models.base import ImageEmbedder, TextEmbedder
 from shoplens.service import (
     admin,
     deps,
     docs,
+    feedback,
     handlers,
     home,
     images,
@@ -154,6 +156,7 @@ def create_app(
             ),
             ar=ar,
             capabilities=await run_in_threadpool(check_capabilities, settings),
+            feedback=await run_in_threadpool(FeedbackBook, settings),
         )
         app.state.service = state
         app.state.ar = ar
@@ -168,6 +171,8 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await reloader
             holder.close()
+            if state.feedback is not None:
+                await run_in_threadpool(state.feedback.close)
 
     app = FastAPI(
         title="Shoplens",
@@ -183,10 +188,11 @@ def create_app(
     app.state.settings = settings
     handlers.install(app)
     methods.install(app)
-    for module in (search, products, images, ops, home):
+    for module in (search, products, images, ops, home, feedback):
         app.include_router(module.router)
     app.include_router(deps.ar_router())
     app.include_router(admin.router)
+    app.include_router(feedback.admin_router)
     openapi_doc.install(app)
     docs.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -22,6 +22,7 @@ from shoplens.ar_assets.service import ArService
 from shoplens.ar_assets.tryon import build_tryon_router
 from shoplens.config import Settings
 from shoplens.errors import NotReady
+from shoplens.indexer.feedback.book import FeedbackBook
 from shoplens.indexer.ops.jobs import JobRunner
 from shoplens.indexer.serving.live import LiveIndex
 from shoplens.service.auth import check_admin
@@ -84,6 +85,14 @@ async def get_jobs(request: Request) -> JobRunner:
     return runner
 
 
+async def get_feedback(request: Request) -> FeedbackBook:
+    """The feedback book; 503 ``not_ready`` until the lifespan opened it."""
+    book = _state(request).feedback
+    if book is None:
+        raise NotReady("the feedback log is not open")
+    return book
+
+
 # Declares the bearer scheme in the OpenAPI description (and Swagger UI's
 # "Authorize" button) for every route that depends on require_admin; it never
 # refuses anything itself: check_admin decides, with the contract's errors.
@@ -106,6 +115,7 @@ async def require_admin(
 StateDep = Annotated[ServiceState, Depends(get_state)]
 LiveDep = Annotated[LiveIndex, Depends(get_live)]
 JobsDep = Annotated[JobRunner, Depends(get_jobs)]
+FeedbackDep = Annotated[FeedbackBook, Depends(get_feedback)]
 
 
 def ar_router() -> APIRouter:

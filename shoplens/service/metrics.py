@@ -53,6 +53,53 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Learning from shoppers. Click-through rate:
+        #   rate(shoplens_feedback_received_total{event="click"}[1h])
+        #     / rate(shoplens_searches_logged_total[1h])
+        # and the confirm rate the same with event="confirm".
+        self.searches_logged = Counter(
+            "shoplens_searches_logged",
+            "Search answers given a search_id that feedback can name.",
+            registry=self.registry,
+        )
+        self.feedback_received = Counter(
+            "shoplens_feedback_received",
+            "Feedback events accepted (202), by event.",
+            ["event"],
+            registry=self.registry,
+        )
+        self.feedback_refused = Counter(
+            "shoplens_feedback_refused",
+            "Feedback events refused, by error code (unknown_search, search_too_old, ...).",
+            ["code"],
+            registry=self.registry,
+        )
+        self.feedback_kept = Counter(
+            "shoplens_feedback_photos_kept",
+            "Shopper photos kept from confirmations (learning on), by state (pending review "
+            "or approved).",
+            ["state"],
+            registry=self.registry,
+        )
+        self.feedback_not_kept = Counter(
+            "shoplens_feedback_photos_not_kept",
+            "Confirmations whose photo was not kept, by reason (a poisoning guard, "
+            "learning off, ...).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.feedback_reviewed = Counter(
+            "shoplens_feedback_photos_reviewed",
+            "Shopper photos an admin approved or rejected.",
+            ["decision"],
+            registry=self.registry,
+        )
+        self.feedback_learnt = Gauge(
+            "shoplens_feedback_photos_learnt",
+            "Shopper photos the last learn run (this process) learnt from.",
+            registry=self.registry,
+        )
+
     def set_index(self, size: dict[str, int], version: str, model: str) -> None:
         for kind in ("products", "images", "vectors"):
             self.index_size.labels(kind).set(size.get(kind, 0))

@@ -102,12 +102,14 @@ async def similar_products(
 ) -> SearchResponse:
     started = time.perf_counter()
 
-    def work() -> tuple[list[Any], str]:
+    def work() -> tuple[list[Any], str, str]:
         t0 = time.perf_counter()
         version = live.version
         hits = live.similar(product_id, params.k, params.filters)
         state.metrics.search_seconds.labels("similar").observe(time.perf_counter() - t0)
-        return to_results(state, request, hits), version
+        results = to_results(state, request, hits)
+        # A click on a "more like this" answer is feedback too (no photo to learn from).
+        return results, version, state.record_search([r.product_id for r in results])
 
     return await respond(work, live, started)
 

@@ -42,6 +42,10 @@ class SearchResultItem(BaseModel):
 
 
 class SearchResponse(BaseModel):
+    search_id: str = Field(
+        description="opaque id of this answer: send it back with POST /v1/feedback",
+        examples=["s6752c1f0-3q2hTz0bX1mKpA9c"],
+    )
     results: list[SearchResultItem]
     took_ms: float = Field(description="server time for the whole request, milliseconds")
     model: str
@@ -114,6 +118,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     403: "Admin endpoints disabled (no token configured)",
     404: "Unknown id",
     409: "Conflict with the catalog's state",
+    410: "Gone: too old to use (a search older than the feedback window)",
     413: "Upload too large (bytes or pixels)",
     415: "Not a supported image format",
     422: "Invalid content (corrupt image, invalid product fields)",

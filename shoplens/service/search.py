@@ -79,6 +79,10 @@ def embed_photo(
     return vector, image
 
 
+# What a search's work gives back: the results, the index version, the search_id.
+Answer = tuple[list[SearchResultItem], str, str]
+
+
 def run_search(
     state: ServiceState,
     request: Request,
@@ -88,30 +92,39 @@ def run_search(
     kind: str,
     text: str | None = None,
     image: Image.Image | None = None,
-) -> tuple[list[SearchResultItem], str]:
+    photo: tuple[bytes, Crop | None] | None = None,
+) -> Answer:
+    """``image``: the decoded photo, for a studio snapshot's geometric re-ranking;
+    ``photo``: the upload and its crop, which the feedback book may hold (only
+    with learning from shoppers on) for a confirmation to keep."""
     started = time.perf_counter()
     version = live.version  # before searching: a swap mid-request reports the older one
     hits = live.search(vector, params.k, params.filters, text, image)
     state.metrics.search_seconds.labels(kind).observe(time.perf_counter() - started)
-    return to_results(state, request, hits), version
+    results = to_results(state, request, hits)
+    data, crop = photo if photo is not None else (None, None)
+    search_id = state.record_search(
+        [r.product_id for r in results], vector=vector, photo=data, crop=crop
+    )
+    return results, version, search_id
 
 
 def run_word_search(
     state: ServiceState, request: Request, live: LiveIndex, text: str, params: SearchParams
-) -> tuple[list[SearchResultItem], str]:
+) -> Answer:
     started = time.perf_counter()
     version = live.version
     hits = live.search_words(text, params.k, params.filters)
     state.metrics.search_seconds.labels("words").observe(time.perf_counter() - started)
-    return to_results(state, request, hits), version
+    results = to_results(state, request, hits)
+    return results, version, state.record_search([r.product_id for r in results])
 
 
-async def respond(
-    work: Callable[[], tuple[list[SearchResultItem], str]], live: LiveIndex, started: float
-) -> SearchResponse:
+async def respond(work: Callable[[], Answer], live: LiveIndex, started: float) -> SearchResponse:
     """Run a search off the event loop and wrap it in the contract's answer."""
-    results, version = await run_in_threadpool(work)
+    results, version, search_id = await run_in_threadpool(work)
     return SearchResponse(
+        search_id=search_id,
         results=results,
         took_ms=round((time.perf_counter() - started) * 1000, 2),
         model=live.model_name,
@@ -164,9 +177,11 @@ async def search_by_photo(
     text = (q or "").strip() or None
     data = await read_limited(image, state.settings.max_image_bytes)
 
-    def work() -> tuple[list[SearchResultItem], str]:
-        vector, photo = embed_photo(state, data, region)
-        return run_search(state, request, live, vector, params, "image", text, photo)
+    def work() -> Answer:
+        vector, decoded = embed_photo(state, data, region)
+        return run_search(
+            state, request, live, vector, params, "image", text, decoded, (data, region)
+        )
 
     return await respond(work, live, started)
 
@@ -213,7 +228,7 @@ async def search_by_text(
             lambda: run_word_search(state, request, live, text, params), live, started
         )
 
-    def work() -> tuple[list[SearchResultItem], str]:
+    def work() -> Answer:
         t0 = time.perf_counter()
         vector = encoder.embed_text([text])[0]
         state.metrics.embed_seconds.labels("text").observe(time.perf_counter() - t0)

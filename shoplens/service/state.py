@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,8 +19,11 @@ from shoplens import capabilities
 from shoplens.capabilities import Capability
 from shoplens.config import Settings
 from shoplens.errors import ModelMismatch, NotReady, SnapshotError
+from shoplens.indexer.feedback.book import FeedbackBook
+from shoplens.indexer.feedback.store import new_search_id
 from shoplens.indexer.serving.live import LiveIndex
-from shoplens.models.base import ImageEmbedder, TextEmbedder
+from shoplens.models.base import FloatArray, ImageEmbedder, TextEmbedder
+from shoplens.models.decode import Crop
 from shoplens.service.metrics import Metrics
 from shoplens.service.renditions import Renditions
 
@@ -108,10 +112,39 @@ class ServiceState:
     # As checked at start-up (the Node tools are looked up once per process too):
     # what /readyz reports.
     capabilities: list[Capability] = field(default_factory=list)
+    # The search log and shoppers' feedback (shoplens.indexer.feedback).
+    feedback: FeedbackBook | None = None
 
     # ``base``: the request's public base URL (shoplens.service.deps.public_base_url).
     def image_url(self, base: str, image_id: str) -> str:
         return f"{base}/v1/images/{image_id}"
+
+    def record_search(
+        self,
+        shown: list[str],
+        *,
+        vector: FloatArray | None = None,
+        photo: bytes | None = None,
+        crop: Crop | None = None,
+    ) -> str:
+        """Log a search answer for feedback; its ``search_id`` (blocking: one INSERT).
+
+        The vector and photo are only kept with learning from shoppers on (the
+        book decides). A failure to log never fails the search: its id is then
+        simply unknown to POST /v1/feedback (404).
+        """
+        book = self.feedback
+        if book is not None:
+            try:
+                search_id = book.new_search(
+                    shown, model=self.embedder.name, vector=vector, photo=photo, crop=crop
+                )
+            except Exception:
+                log.exception("could not log a search for feedback")
+            else:
+                self.metrics.searches_logged.inc()
+                return search_id
+        return new_search_id(time.time())
 
     def ar_blocks(self, base: str, product_ids: list[str]) -> dict[str, dict[str, Any]]:
         if not product_ids:

@@ -42,6 +42,8 @@ JOB_KEYS = {
     "seconds",
     "error",
     "snapshot_id",
+    "kind",
+    "learn",
 }
 
 

@@ -55,6 +55,12 @@ def test_admin_routes_declare_the_bearer_scheme(client: TestClient) -> None:
         ("/v1/products/{product_id}/ar", "delete"),
         ("/v1/admin/reindex", "post"),
         ("/v1/admin/jobs/{job_id}", "get"),
+        ("/v1/admin/learn", "post"),
+        ("/v1/admin/feedback", "get"),
+        ("/v1/admin/feedback/{photo_id}/photo", "get"),
+        ("/v1/admin/feedback/{photo_id}/approve", "post"),
+        ("/v1/admin/feedback/{photo_id}/reject", "post"),
+        ("/v1/admin/feedback/{photo_id}", "delete"),
     }
     for path, method, op in _operations(spec):
         declared = op.get("security") == [{"adminToken": []}]

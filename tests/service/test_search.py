@@ -34,7 +34,7 @@ def test_photo_of_a_product_finds_it_first(client: TestClient) -> None:
     r = search(client, demo_photo("granny-smith-apple"))
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"results", "took_ms", "model", "index_version"}
+    assert set(body) == {"search_id", "results", "took_ms", "model", "index_version"}
     assert body["model"] == DEFAULT_MODEL
     assert body["took_ms"] > 0
     results = body["results"]

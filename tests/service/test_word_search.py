@@ -43,7 +43,7 @@ def test_words_find_products_without_a_text_model(client: TestClient) -> None:
     r = words(client, "banana")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"results", "took_ms", "model", "index_version"}
+    assert set(body) == {"search_id", "results", "took_ms", "model", "index_version"}
     top = body["results"][0]
     assert top["product_id"] == "banana" and top["title"] == "Banana"
     assert top["image_url"].startswith("http://testserver/v1/images/")

@@ -52,6 +52,7 @@ from shoplens.indexer.catalog.store import CatalogStore
 from shoplens.indexer.catalog.types import NewImage
 from shoplens.indexer.engines.base import Fetch
 from shoplens.indexer.engines.table import engine_for
+from shoplens.indexer.ops.learn import record_learnt, shopper_examples
 from shoplens.indexer.serving.snapshot import (
     CatalogVectors,
     build_snapshot,
@@ -207,6 +208,8 @@ def run_index(
             write_rejects(rejects_path, rejects)
             report.rejects_path = str(rejects_path)
         catalog = CatalogVectors(*store.planned(plan).live_vectors(embedder.name))
+        # What `shoplens learn` learnt from shoppers' photos stays learnt.
+        shoppers = shopper_examples(settings, embedder.name, catalog)
         # The adaptation fit and the vector index build grow with the catalog.
         with step(f"building the snapshot of {len(catalog.images)} photos", bar=progress):
             snapshot_id = build_snapshot(
@@ -217,10 +220,12 @@ def run_index(
                 preprocess=embedder.preprocess_config.to_dict(),
                 head_dims=embedder.head_dims,
                 build_facts={"run_id": run_id, "manifest": report.manifest},
+                learn_also=shoppers.learn_also(),
             )
         # Right after the switch: a service reloading in between serves the new
         # snapshot with the old rows, which is the old catalog.
         _changed, report.removed = store.commit_plan(plan)
+        record_learnt(settings, shoppers, snapshot_id)
         seconds = time.perf_counter() - t0
         facts = read_facts(settings.snapshots_dir / snapshot_id)
         report.snapshot_id = snapshot_id

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from shoplens.cli_options import DataDirOption, JsonOption, make_settings
+from shoplens.indexer.ops.learn_commands import learn
 
 if TYPE_CHECKING:
     from shoplens.config import Settings
@@ -233,8 +234,10 @@ def status(
     and the optional capabilities this configuration uses but lacks (`shoplens doctor`)."""
     from shoplens import capabilities
     from shoplens.errors import SnapshotError
+    from shoplens.indexer.feedback.book import feedback_stats
     from shoplens.indexer.ops.build import last_run
     from shoplens.indexer.ops.job_store import latest_job
+    from shoplens.indexer.ops.learn_commands import feedback_lines
     from shoplens.indexer.serving.snapshot import current_id, read_facts
 
     settings = make_settings(data_dir)
@@ -245,11 +248,13 @@ def status(
     run = last_run(settings)
     job = latest_job(settings)
     caps = capabilities.check(settings)
+    feedback = feedback_stats(settings)
     if as_json:
         payload = {
             "snapshot": facts,
             "last_run": run,
             "last_job": job,
+            "feedback": feedback,
             "capabilities": capabilities.as_json(caps),
         }
         typer.echo(json.dumps(payload, indent=2))
@@ -273,6 +278,7 @@ def status(
         )
     if job:
         lines.append(_job_line(job))
+    lines.extend(feedback_lines(feedback))
     have = sum(cap.available for cap in caps)
     lines.append(f"optional   {have} of {len(caps)} capabilities available (shoplens doctor)")
     lines.extend(f"missing    {capabilities.warning_line(cap)}" for cap in caps if cap.degraded)
@@ -283,6 +289,9 @@ def status(
 def _job_line(job: dict[str, Any]) -> str:
     """``last job   ID STATE: ...`` -- counts when done, progress while running, else the error."""
     head = f"last job   {job['job_id']} {job['state']}"
+    if job.get("kind") == "learn":
+        learnt = (job.get("learn") or {}).get("learnt")
+        return f"{head} (learn){'' if learnt is None else f': learnt from {learnt} photos'}"
     counts = job.get("counts")
     if counts:
         return (
@@ -301,4 +310,5 @@ def register(app: typer.Typer) -> None:
     app.command("index")(index)
     app.command("search")(search)
     app.command("status")(status)
+    app.command("learn")(learn)
     app.command("gc")(gc)

@@ -1,4 +1,5 @@
-"""The ``jobs`` table: one row per re-index job, in the data dir's metadata database.
+"""The ``jobs`` table: one row per admin job (``reindex`` from a manifest, or ``learn``
+from shoppers' photos), in the data dir's metadata database.
 
 A row outlives the process running its job, which is what lets a restarted
 service resume it (:meth:`JobStore.requeue_unfinished`) and lets
@@ -44,10 +45,13 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 """
+KINDS = ("reindex", "learn")
+# Tables made before learn jobs existed get the column (every old row a re-index).
+_ADD_KIND = "ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'reindex'"
 
 _COLUMNS = (
     "job_id, state, manifest, prune, created_at, started_at, finished_at, attempts, "
-    "progress, result, error, snapshot_id"
+    "progress, result, error, snapshot_id, kind"
 )
 
 
@@ -76,6 +80,9 @@ class JobStore:
         self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.executescript(SCHEMA)
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(jobs)")}
+        if "kind" not in columns:
+            self._conn.execute(_ADD_KIND)
 
     def close(self) -> None:
         with self._lock:
@@ -89,15 +96,15 @@ class JobStore:
         with self._lock:
             _raise_if_active(self._conn)
 
-    def create(self, manifest: str, prune: bool) -> str:
+    def create(self, manifest: str, prune: bool, kind: str = "reindex") -> str:
         """A new ``queued`` job; :class:`Conflict` while another is queued or running."""
         with self._tx() as c:
             _raise_if_active(c)
             job_id = new_job_id()
             c.execute(
-                "INSERT INTO jobs (job_id, state, manifest, prune, created_at, progress) "
-                "VALUES (?, 'queued', ?, ?, ?, ?)",
-                (job_id, manifest, int(prune), _now(), json.dumps(empty_progress())),
+                "INSERT INTO jobs (job_id, state, manifest, prune, created_at, progress, kind) "
+                "VALUES (?, 'queued', ?, ?, ?, ?, ?)",
+                (job_id, manifest, int(prune), _now(), json.dumps(empty_progress()), kind),
             )
         return job_id
 
@@ -180,14 +187,13 @@ def _raise_if_active(conn: sqlite3.Connection) -> None:
         f"SELECT job_id, state FROM jobs WHERE state IN {ACTIVE!r} ORDER BY created_at LIMIT 1"
     ).fetchone()
     if row is not None:
-        raise Conflict(
-            f"re-index job {row[0]} is {row[1]}; one job runs at a time, wait for it to finish"
-        )
+        raise Conflict(f"job {row[0]} is {row[1]}; one job runs at a time, wait for it to finish")
 
 
 def _row_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     (job_id, state, manifest, prune, created, started, finished, attempts) = row[:8]
-    progress, result, error, snapshot_id = row[8:]
+    progress, result, error, snapshot_id = row[8:12]
+    kind = row[12] if len(row) > 12 else "reindex"
     res: dict[str, Any] = json.loads(result) if result else {}
     return {
         "job_id": job_id,
@@ -206,6 +212,8 @@ def _row_dict(row: tuple[Any, ...]) -> dict[str, Any]:
         "seconds": res.get("seconds"),
         "error": error,
         "snapshot_id": snapshot_id,
+        "kind": kind,
+        "learn": res.get("learn"),
     }
 
 
@@ -218,7 +226,10 @@ def latest_job(settings: Settings) -> dict[str, Any] | None:
     except sqlite3.Error:
         return None
     try:
-        row = conn.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY created_at DESC LIMIT 1")
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(jobs)")}
+        # A table from before learn jobs (read-only here: no migration) has no kind.
+        wanted = _COLUMNS if "kind" in columns else _COLUMNS.removesuffix(", kind")
+        row = conn.execute(f"SELECT {wanted} FROM jobs ORDER BY created_at DESC LIMIT 1")
         got = row.fetchone()
     except sqlite3.Error:  # no jobs table: the service never ran a job here
         return None

@@ -1,4 +1,5 @@
-"""Re-index jobs: :func:`run_index` on a worker thread, one job at a time, state in SQLite.
+"""Admin jobs: :func:`run_index` (``reindex``) or :func:`run_learn` (``learn``, from
+shoppers' photos) on a worker thread, one job at a time, state in SQLite.
 
 A job is a row of the ``jobs`` table (:mod:`job_store`) in the data dir's
 metadata database, so it outlives the process running it. A service killed
@@ -154,6 +155,16 @@ class JobRunner:
         self._wake.set()
         return job_id
 
+    def submit_learn(self) -> str:
+        """Queue a learn job (``shoplens.indexer.ops.learn``); its id."""
+        self.store.check_idle()
+        with run_lock(self.settings):
+            pass
+        job_id = self.store.create("", False, kind="learn")
+        log.info("queued learn job %s", job_id)
+        self._wake.set()
+        return job_id
+
     def get(self, job_id: str) -> dict[str, Any]:
         job = self.store.get(job_id)
         if job is None:
@@ -216,7 +227,10 @@ class JobRunner:
                 last_saved = now
                 self.store.set_progress(job_id, progress.as_dict())
 
-        log.info("re-index job %s started (attempt %d)", job_id, int(job["attempts"]) + 1)
+        log.info("%s job %s started (attempt %d)", job["kind"], job_id, int(job["attempts"]) + 1)
+        if job["kind"] == "learn":
+            self._learn(job_id, progress)
+            return
         try:
             with remote_fetch(self.settings) as hook:
                 report = run_index(
@@ -272,6 +286,37 @@ class JobRunner:
             snapshot_id=report.snapshot_id,
         )
         log.info("re-index job %s succeeded: %s", job_id, report.summary_line())
+
+    def _learn(self, job_id: str, progress: _Progress) -> None:
+        from shoplens.indexer.ops.learn import run_learn
+
+        progress.phase = "learning"
+        self.store.set_progress(job_id, progress.as_dict())
+        try:
+            report = run_learn(self.settings, embedder=self.embedder)
+        except ShoplensError as exc:
+            self._fail(job_id, progress, exc.message)
+            return
+        except Exception as exc:
+            log.exception("learn job %s failed", job_id)
+            self._fail(job_id, progress, f"unexpected error: {type(exc).__name__}: {exc}")
+            return
+        progress.phase = "done"
+        if self.on_success is not None:  # serve what was learnt before saying "succeeded"
+            try:
+                self.on_success(report.snapshot_id)
+            except Exception:
+                log.exception(
+                    "swapping in snapshot %s after job %s failed", report.snapshot_id, job_id
+                )
+        self.store.finish(
+            job_id,
+            "succeeded",
+            progress=progress.as_dict(),
+            result={"learn": report.to_dict(), "seconds": report.seconds},
+            snapshot_id=report.snapshot_id,
+        )
+        log.info("learn job %s succeeded: %s", job_id, report.summary_line())
 
     def _fail(self, job_id: str, progress: _Progress, message: str) -> None:
         progress.phase = "failed"

@@ -173,6 +173,7 @@ def build_snapshot(
     head_dims: int | None = None,
     extra_files: dict[str, bytes] | None = None,
     build_facts: dict[str, Any] | None = None,
+    learn_also: tuple[NDArray[np.float32], Sequence[str]] | None = None,
 ) -> str:
     """Build a snapshot of the catalog's vectors (embedded with ``model``) and publish it.
 
@@ -180,6 +181,10 @@ def build_snapshot(
     ``settings.adaptation`` and the embedder's ``head_dims``) is stored in the
     snapshot and the index is built on the adapted vectors. The embeddings
     cache keeps the raw model vectors.
+
+    ``learn_also``: ``(raw vectors, product ids)`` the adaptation learns from
+    besides the catalog's photos (shoppers' confirmed photos, from
+    ``shoplens.indexer.ops.learn``); they are not search entries.
     """
     seq, images, vectors = catalog
     snap_id = new_snapshot_id()
@@ -199,10 +204,14 @@ def build_snapshot(
                     f"stored embeddings have dimension {vectors.shape[1]}, model {model} has {dim}"
                 )
             ids = np.array([im.vid for im in images], dtype=np.int64)
+            fit_x, fit_ids = vectors, [im.product_id for im in images]
+            if learn_also is not None and len(learn_also[1]):
+                fit_x = np.concatenate([vectors, np.asarray(learn_also[0], np.float32)])
+                fit_ids = [*fit_ids, *learn_also[1]]
             adaptation, adapt_facts, adapt_reason = fit_for_catalog(
                 settings.adaptation,
-                vectors,
-                [im.product_id for im in images],
+                fit_x,
+                fit_ids,
                 head_dims=head_dims,
                 previous=_published_fit(settings),
             )
