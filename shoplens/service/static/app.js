@@ -186,6 +186,7 @@
       b.type = "button";
       b.className = "region";
       b.dataset.region = String(i);
+      if (region.results[0]) b.dataset.productId = region.results[0].product_id;
       const name = region.label || (region.results[0] && region.results[0].title) || "product";
       b.title = b.ariaLabel = "Region " + (i + 1) + ": " + name;
       const { x, y, w, h } = region.box;
