@@ -16,8 +16,16 @@ from collections.abc import Sequence
 from shoplens.indexer.catalog.types import Hit
 
 
-def region_scores(hits: Sequence[Sequence[Hit]], probe_k: int) -> list[float]:
-    """One score per proposal from its hits (best first); -inf for a proposal without hits."""
+def region_scores(
+    hits: Sequence[Sequence[Hit]], probe_k: int, margin_weight: float, share_weight: float
+) -> list[float]:
+    """One score per proposal from its hits (best first); -inf for a proposal without hits.
+
+    ``s1 + margin_weight * (s1 - mean(s2..s_probe_k)) - share_weight * share``, where
+    ``share`` is the fraction of the photo's proposals whose best match is the same
+    product. On the tuning rooms the margin mattered most, the share a little
+    (weights from a small grid there, ``benchmarks/look.py``).
+    """
     tops = Counter(h[0].product.product_id for h in hits if h)
     n = max(1, sum(tops.values()))
     out: list[float] = []
@@ -29,5 +37,5 @@ def region_scores(hits: Sequence[Sequence[Hit]], probe_k: int) -> list[float]:
         rest = scores[1:] or scores
         margin = scores[0] - sum(rest) / len(rest)
         share = tops[row[0].product.product_id] / n
-        out.append(scores[0] + margin - share)
+        out.append(scores[0] + margin_weight * margin - share_weight * share)
     return out
