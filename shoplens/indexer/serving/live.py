@@ -33,6 +33,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import numpy as np
+
 from shoplens.config import Settings
 from shoplens.errors import BadParameter, ModelMismatch, NotFound, SnapshotError
 from shoplens.indexer.catalog.photos import photo_path
@@ -194,6 +196,22 @@ class LiveIndex:
         if text is not None:
             restrict = word_mask(self._store, state, _terms(text), filters)
         return search_view(state, q, k, filters, restrict)
+
+    def search_batch(self, vectors: FloatArray, k: int, filters: SearchFilters) -> list[list[Hit]]:
+        """:meth:`search` for each row of ``(n, dim)`` model vectors, on one view.
+
+        The queries go through the catalog adaptation as one matrix product: per
+        query, reading the adaptation matrix cost more than the search itself, and
+        shop the look searches about a hundred crops per photo.
+        """
+        state = self._cur
+        if k < 1:
+            raise BadParameter("k must be at least 1")
+        if len(vectors) == 0:
+            return []
+        dim = state.snapshot.dim
+        queries = state.snapshot.to_index_space(np.stack([query_vector(v, dim) for v in vectors]))
+        return [search_view(state, q, k, filters) for q in queries]
 
     def search_words(self, text: str, k: int, filters: SearchFilters) -> list[Hit]:
         """Top-k products whose title, category, attribute values or description

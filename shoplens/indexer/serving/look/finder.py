@@ -98,7 +98,7 @@ def find_regions(
         return []
     vectors = embed_boxes(image, boxes, embedder, cfg.batch)
     probe = max(k, cfg.probe_k)
-    hits = [live.search(v, probe, filters) for v in vectors]
+    hits = live.search_batch(vectors, probe, filters)
     scores = region_scores(hits, cfg.probe_k, cfg.margin_weight, cfg.share_weight)
     order = suppress(boxes, scores, cfg.nms_iou)
     regions: list[Region] = []
