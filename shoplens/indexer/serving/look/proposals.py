@@ -13,13 +13,24 @@ the total is capped.
 
 from __future__ import annotations
 
+import ctypes
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 from shoplens.indexer.serving.look.boxes import Box, suppress
+
+_SEEDED = threading.Lock()
+
+
+def _seed_c_rand() -> None:
+    try:
+        ctypes.CDLL(None).srand(0)
+    except (OSError, AttributeError):  # no C runtime symbols to reach (not Linux/macOS)
+        return
 
 
 @dataclass(frozen=True)
@@ -60,9 +71,15 @@ def segments(image: Image.Image, cfg: ProposalConfig) -> list[Box]:
     search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
     search.setBaseImage(np.ascontiguousarray(np.asarray(small)[:, :, ::-1]))  # OpenCV is BGR
     search.switchToSelectiveSearchFast()
+    with _SEEDED:
+        # OpenCV ranks the hierarchy's regions by level times C's rand(): unseeded,
+        # the same photo got its boxes in another order, so other boxes past the cap,
+        # on every call. Seeded under a lock so concurrent requests cannot interleave.
+        _seed_c_rand()
+        found = search.process()
     short = min(sw, sh)
     out: list[Box] = []
-    for x, y, bw, bh in search.process():
+    for x, y, bw, bh in found:
         if min(bw, bh) < cfg.min_side * short or bw * bh > cfg.max_area * sw * sh:
             continue
         if max(bw / bh, bh / bw) > cfg.max_aspect:

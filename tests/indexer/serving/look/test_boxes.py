@@ -45,3 +45,18 @@ def test_proposals_find_an_object_and_cover_the_photo() -> None:
     grid = windows(600, 400, ProposalConfig())
     assert min(b.x for b in grid) == 0 and max(b.x + b.w for b in grid) > 0.999
     assert all(b.x >= 0 and b.x + b.w <= 1 + 1e-9 for b in boxes)
+
+
+def test_proposals_are_the_same_on_every_call() -> None:
+    """OpenCV orders selective search's regions with C's rand(): seeded, not by chance."""
+    import random
+
+    rnd = random.Random(3)
+    photo = Image.new("RGB", (640, 420), (200, 200, 190))
+    draw = ImageDraw.Draw(photo)
+    for _ in range(40):
+        x, y = rnd.randrange(600), rnd.randrange(380)
+        fill = tuple(rnd.randrange(256) for _ in range(3))
+        draw.rectangle((x, y, x + rnd.randint(10, 120), y + rnd.randint(10, 120)), fill=fill)
+    first = propose(photo)
+    assert all(propose(photo) == first for _ in range(4))
