@@ -54,8 +54,9 @@ class SearchRegion(BaseModel):
     box: RegionBox
     score: float = Field(
         description="how clearly the region holds a catalog product: its best match's "
-        "similarity minus how well that product matches the rest of the photo; "
-        "comparable within one answer (regions come best first)"
+        "similarity, plus how far that match leads the region's next ones, minus how "
+        "much of the rest of the photo it also matches best; comparable within one "
+        "answer (regions come best first)"
     )
     label: str | None = Field(description="the category of the region's best match, or null")
     results: list[SearchResultItem] = Field(
