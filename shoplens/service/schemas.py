@@ -41,12 +41,42 @@ class SearchResultItem(BaseModel):
     ar: dict[str, Any] | None = Field(description="the product's AR block, or null")
 
 
+class RegionBox(BaseModel):
+    """A region of the photo as the shopper sees it (EXIF orientation applied)."""
+
+    x: float = Field(ge=0, le=1, description="left edge, fraction of the photo's width")
+    y: float = Field(ge=0, le=1, description="top edge, fraction of the photo's height")
+    w: float = Field(gt=0, le=1, description="width, fraction of the photo's width")
+    h: float = Field(gt=0, le=1, description="height, fraction of the photo's height")
+
+
+class SearchRegion(BaseModel):
+    """One product found in the photo (``regions=auto``) and its own results."""
+
+    box: RegionBox
+    score: float = Field(
+        description="how clearly the region holds a catalog product: its best match's "
+        "similarity, plus how far that match leads the region's next ones, minus how "
+        "much of the rest of the photo it also matches best; comparable within one "
+        "answer (regions come best first)"
+    )
+    label: str | None = Field(description="the category of the region's best match, or null")
+    results: list[SearchResultItem] = Field(
+        description="the region's own results: same shape, k and filters as `results`"
+    )
+
+
 class SearchResponse(BaseModel):
     search_id: str = Field(
         description="opaque id of this answer: send it back with POST /v1/feedback",
         examples=["s6752c1f0-3q2hTz0bX1mKpA9c"],
     )
     results: list[SearchResultItem]
+    regions: list[SearchRegion] | None = Field(
+        default=None,
+        description="only with `regions=auto`: the separate products found in the photo, "
+        "best first (may be empty); absent otherwise",
+    )
     took_ms: float = Field(description="server time for the whole request, milliseconds")
     model: str
     index_version: str

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, File, Query, Request, UploadFile
@@ -19,8 +19,14 @@ from shoplens.indexer.serving.live import LiveIndex
 from shoplens.models.base import FloatArray
 from shoplens.models.decode import Crop, decode_image, parse_crop
 from shoplens.service.deps import StateDep, public_base_url
+from shoplens.service.look import photo_regions
 from shoplens.service.params import SearchParams, SearchParamsDep
-from shoplens.service.schemas import SearchResponse, SearchResultItem, error_responses
+from shoplens.service.schemas import (
+    SearchRegion,
+    SearchResponse,
+    SearchResultItem,
+    error_responses,
+)
 from shoplens.service.state import ServiceState
 from shoplens.service.uploads import read_limited
 
@@ -140,9 +146,18 @@ async def respond(work: Callable[[], Answer], live: LiveIndex, started: float) -
         "Filters are query parameters; the only form field is `image`. With `q`, the "
         "photo search is refined by words: it ranks, by the photo, only the products "
         "whose text matches every word of `q` (or, when none of those passes the "
-        "filters, some word); `score` stays the photo's cosine similarity."
+        "filters, some word); `score` stays the photo's cosine similarity.\n\n"
+        "With `regions=auto` the answer also has `regions`: the separate products "
+        "found in the photo (a room, a shelf, an outfit), best first, each a `box` "
+        "(fractions 0-1 of the photo as the shopper sees it, EXIF orientation "
+        "applied; with `crop`, still of the whole photo), a `score`, a `label` (the "
+        "best match's category, or null) and its own `results` with the same `k` "
+        "and filters (`q` refines `results` only). Without the parameter there is no "
+        "`regions` field."
     ),
     responses=error_responses(400, 413, 415, 422, 429, 503),
+    # `regions` is left out of the answer, not null, when it was not asked for.
+    response_model_exclude_unset=True,
 )
 async def search_by_photo(
     request: Request,
@@ -170,20 +185,36 @@ async def search_by_photo(
             examples=["red"],
         ),
     ] = None,
+    regions: Annotated[
+        Literal["auto"] | None,
+        Query(
+            description="'auto': also find the separate products in the photo and answer "
+            "`regions`, each with its own results (about a second more)",
+            examples=["auto"],
+        ),
+    ] = None,
 ) -> SearchResponse:
     started = time.perf_counter()
     live = state.index.require()
     region = parse_crop(crop) if crop else None
     text = (q or "").strip() or None
     data = await read_limited(image, state.settings.max_image_bytes)
+    found: list[SearchRegion] = []
 
     def work() -> Answer:
         vector, decoded = embed_photo(state, data, region)
-        return run_search(
+        answer = run_search(
             state, request, live, vector, params, "image", text, decoded, (data, region)
         )
+        if regions is not None:
+            shape = lambda hits: to_results(state, request, hits)  # noqa: E731
+            found.extend(photo_regions(state, live, data, region, params, shape))
+        return answer
 
-    return await respond(work, live, started)
+    response = await respond(work, live, started)
+    if regions is not None:
+        response.regions = found
+    return response
 
 
 _WORDS_DESCRIPTION = """\

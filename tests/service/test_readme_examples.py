@@ -138,6 +138,14 @@ def _ar_upload(docs: list[Any]) -> None:
     assert block["viewer_url"].endswith("/ar/view/oatly-oat-milk")
 
 
+def _regions(docs: list[Any]) -> None:
+    (doc,) = docs
+    assert isinstance(doc["regions"], list) and _results(doc)
+    for region in doc["regions"]:
+        assert set(region) == {"box", "score", "label", "results"}
+        assert 0 < len(region["results"]) <= 3
+
+
 def _reindex(docs: list[Any]) -> None:
     (job,) = docs
     assert job["state"] in {"queued", "running", "succeeded"} and job["manifest"].endswith(".csv")
@@ -152,6 +160,7 @@ CHECKS: dict[str, Callable[[list[Any]], None]] = {
     "attr=origin:Ecuador": _edited_product,
     "/oatly-oat-milk/ar": _ar_upload,
     "/v1/admin/reindex": _reindex,
+    "regions=auto": _regions,
 }
 
 

@@ -21,6 +21,7 @@ from shoplens.indexer.ops.learn_commands import learn
 if TYPE_CHECKING:
     from shoplens.config import Settings
     from shoplens.indexer.catalog.types import Hit
+    from shoplens.indexer.serving.look.finder import Region
 
 
 def _quiet_libraries() -> None:
@@ -159,6 +160,14 @@ def search(
         ),
     ] = None,
     k: Annotated[int, typer.Option("--k", min=1, max=100, help="How many products.")] = 10,
+    regions: Annotated[
+        bool,
+        typer.Option(
+            "--regions",
+            help="Also find the separate products in the photo (a room, a shelf, an "
+            "outfit) and print each region (box as fractions x,y,w,h) with its products.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -166,6 +175,7 @@ def search(
     from shoplens.errors import BadParameter, SnapshotError
     from shoplens.indexer.catalog.types import SearchFilters
     from shoplens.indexer.serving.live import LiveIndex
+    from shoplens.indexer.serving.look.finder import find_regions
     from shoplens.indexer.serving.snapshot import current_id, read_facts
     from shoplens.models.decode import decode_image
     from shoplens.models.registry import load_embedder
@@ -174,6 +184,8 @@ def search(
     words = (text or "").strip() or None
     if image is None and words is None:
         raise BadParameter("give a photo (IMAGE), words (--text WORDS), or both")
+    if regions and image is None:
+        raise BadParameter("--regions needs a photo (IMAGE)")
     t0 = time.perf_counter()
     img = None
     if image is not None:
@@ -195,11 +207,14 @@ def search(
         embedder = load_embedder(settings)
         model = embedder.name
     live = LiveIndex.open(settings, model)
+    found: list[Region] = []
     try:
         if embedder is None or img is None:
             hits = live.search_words(words or "", k, SearchFilters())
         else:
             hits = live.search(embedder.embed([img])[0], k, SearchFilters(), words, image=img)
+            if regions:
+                found = find_regions(img, embedder, live, k, SearchFilters())
         version = live.version
     finally:
         live.close()
@@ -211,8 +226,34 @@ def search(
             "model": model,
             "index_version": version,
         }
+        if regions:
+            out["regions"] = [region_dict(r) for r in found]
         typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
         return
+    _print_hits(hits)
+    if regions:
+        typer.echo(f"\n{len(found)} region(s) found" + (":" if found else ""))
+    for n, r in enumerate(found, 1):
+        b = r.box
+        typer.echo(
+            f"\nregion {n}  box {b.x:.3f},{b.y:.3f},{b.w:.3f},{b.h:.3f}  "
+            f"score {r.score:.3f}  {r.label or '(no label)'}"
+        )
+        _print_hits(r.hits)
+
+
+def region_dict(region: Region) -> dict[str, Any]:
+    """A region in the shape of the service's ``regions`` items (``results`` as hits)."""
+    b = region.box.rounded()
+    return {
+        "box": {"x": b.x, "y": b.y, "w": b.w, "h": b.h},
+        "score": round(region.score, 6),
+        "label": region.label,
+        "results": [hit_dict(h) for h in region.hits],
+    }
+
+
+def _print_hits(hits: list[Hit]) -> None:
     if not hits:
         typer.echo("no results")
         return

@@ -33,6 +33,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import numpy as np
 from PIL import Image
 
 from shoplens.config import Settings
@@ -231,6 +232,22 @@ class LiveIndex:
     def _load_photo(self, sha256: str) -> Image.Image:
         with Image.open(photo_path(self._settings.data_dir, sha256)) as im:
             return im.convert("RGB")  # our own re-encoded JPEG: no untrusted bytes
+
+    def search_batch(self, vectors: FloatArray, k: int, filters: SearchFilters) -> list[list[Hit]]:
+        """:meth:`search` for each row of ``(n, dim)`` model vectors, on one view.
+
+        The queries go through the catalog adaptation as one matrix product: per
+        query, reading the adaptation matrix cost more than the search itself, and
+        shop the look searches about a hundred crops per photo.
+        """
+        state = self._cur
+        if k < 1:
+            raise BadParameter("k must be at least 1")
+        if len(vectors) == 0:
+            return []
+        dim = state.snapshot.dim
+        queries = state.snapshot.to_index_space(np.stack([query_vector(v, dim) for v in vectors]))
+        return [search_view(state, q, k, filters) for q in queries]
 
     def search_words(self, text: str, k: int, filters: SearchFilters) -> list[Hit]:
         """Top-k products whose title, category, attribute values or description

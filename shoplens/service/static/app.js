@@ -2,7 +2,7 @@
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
-  const state = { photo: null, region: null, categories: new Set(), answered: 0, request: null };
+  const state = { photo: null, region: null, categories: new Set(), answered: 0, request: null, look: null };
 
   const preview = $("preview");
   const stage = $("stage");
@@ -20,6 +20,7 @@
   function setPhoto(blob) {
     state.photo = blob;
     state.region = null;
+    showRegions(null);
     box.hidden = true;
     $("clear-box").hidden = true;
     showPreview(blob, "local");
@@ -81,6 +82,9 @@
     if (!state.photo) return;
     const params = filterParams();
     if (state.region) params.set("crop", state.region.map((v) => v.toFixed(4)).join(","));
+    // Shop the look: the server also finds the products in the photo (regions=auto).
+    // A drawn box is the shopper's own region: it is searched alone.
+    if ($("look").checked && !state.region) params.set("regions", "auto");
     const form = new FormData();
     form.append("image", state.photo, "photo.jpg");
     const title = state.region ? "Matches for the marked region" : "Matches for your photo";
@@ -111,6 +115,7 @@
       heading.textContent = title;
       heading.hidden = false;
       render(body.results);
+      if (init.method === "POST") showRegions(body.regions ? body : null);
       // Phones: the grid is below the photo; bring the answer into view.
       status.scrollIntoView({ block: "start", behavior: "smooth" });
       setStatus(body.results.length
@@ -174,10 +179,53 @@
     }
   }
 
+  // Shop the look: a numbered box per region over the photo; tapping one shows its
+  // results, tapping it again goes back to the whole photo's.
+  function showRegions(body) {
+    const layer = $("regions");
+    layer.textContent = "";
+    state.look = body;
+    if (!body) return;
+    body.regions.forEach((region, i) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "region";
+      b.dataset.region = String(i);
+      if (region.results[0]) b.dataset.productId = region.results[0].product_id;
+      const name = region.label || (region.results[0] && region.results[0].title) || "product";
+      b.title = b.ariaLabel = "Region " + (i + 1) + ": " + name;
+      const { x, y, w, h } = region.box;
+      Object.assign(b.style, { left: x * 100 + "%", top: y * 100 + "%", width: w * 100 + "%", height: h * 100 + "%" });
+      const dot = document.createElement("span");
+      dot.textContent = String(i + 1);
+      b.appendChild(dot);
+      b.addEventListener("click", () => pickRegion(b.classList.contains("active") ? -1 : i));
+      layer.appendChild(b);
+    });
+    if (body.regions.length) {
+      setStatus(body.regions.length + " products found in the photo: tap a box");
+    }
+  }
+
+  function pickRegion(i) {
+    const body = state.look;
+    if (!body) return;
+    $("regions").querySelectorAll(".region").forEach((b) => {
+      b.classList.toggle("active", Number(b.dataset.region) === i);
+    });
+    const region = body.regions[i];
+    heading.textContent = region
+      ? "Region " + (i + 1) + (region.label ? ": " + region.label : "")
+      : "Matches for your photo";
+    render(region ? region.results : body.results);
+    document.body.dataset.region = String(i);
+  }
+
   // Region drawing: fractions of the displayed photo, which is the photo after
   // EXIF rotation, the same frame the server crops in.
   let drag = null;
   stage.addEventListener("pointerdown", (e) => {
+    if (e.target.closest(".region")) return;  // a tap on a found region, not a drag
     const r = preview.getBoundingClientRect();
     drag = { r, x0: e.clientX - r.left, y0: e.clientY - r.top };
     stage.setPointerCapture(e.pointerId);
@@ -223,6 +271,7 @@
     });
   }
   searchButton.addEventListener("click", search);
+  $("look").addEventListener("change", () => { if (state.photo) search(); });
   $("filters").addEventListener("submit", (e) => { e.preventDefault(); search(); });
 
   async function loadSamples() {
