@@ -96,6 +96,8 @@ def product_body(
     response_model=SearchResponse,
     summary="More like this: products nearest to this product's photos",
     responses=error_responses(400, 404, 503),
+    # Like the photo search: no `regions` field (it is only for `regions=auto`).
+    response_model_exclude_unset=True,
 )
 async def similar_products(
     product_id: ProductId, request: Request, state: StateDep, live: LiveDep, params: SearchParamsDep

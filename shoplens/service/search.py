@@ -239,6 +239,8 @@ instead and `score` is the cosine similarity to the best-matching photo.
     summary="Search the catalog with words",
     description=_WORDS_DESCRIPTION,
     responses=error_responses(400, 429, 503),
+    # Like the photo search: no `regions` field (it is only for `regions=auto`).
+    response_model_exclude_unset=True,
 )
 async def search_by_text(
     request: Request,

@@ -45,6 +45,8 @@ def test_similar_excludes_itself_and_filters(client: TestClient) -> None:
     ids = [x["product_id"] for x in body["results"]]
     assert len(ids) == 5 and "granny-smith-apple" not in ids
     assert body["model"] == DEFAULT_MODEL and body["index_version"]
+    # The search answer's shape, without `regions` (only photo search has them, on request).
+    assert set(body) == {"search_id", "results", "took_ms", "model", "index_version"}
     # More like this, but only what can be bought now (sold-out alternatives).
     r = client.get(
         "/v1/products/golden-delicious-apple/similar",
