@@ -4,7 +4,6 @@ the model (its ``load`` event fires) and a screenshot shows it."""
 from __future__ import annotations
 
 import io
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from PIL import Image
 
 from shoplens.ar_assets import tools
 from shoplens.config import Settings
-from tests.support import free_port, headless_chromium
+from tests.support import headless_chromium, serve_app
 
 from .conftest import make_app
 from .models import box_glb, checker_png
@@ -41,7 +40,6 @@ customElements.whenDefined('model-viewer').then(() => {
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    uvicorn = pytest.importorskip("uvicorn")
     settings = Settings(data_dir=tmp_path / "data")
     app = make_app(settings)
     model = tmp_path / "box.glb"
@@ -55,19 +53,8 @@ def server(tmp_path: Path) -> Iterator[str]:
     if (SHARED_AR / "WaterBottle.glb").is_file():
         # Its mobile variant is meshopt + WebP: the decoder must come from the bundle.
         app.state.ar.ingest("bottle", SHARED_AR / "WaterBottle.glb", placement="table")
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
+    with serve_app(app) as base:
+        yield base
 
 
 @pytest.fixture

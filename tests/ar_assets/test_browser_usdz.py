@@ -5,8 +5,6 @@ and a degraded USDZ is said on the page."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,7 @@ from typing import Any
 import pytest
 
 from shoplens.config import Settings
-from tests.support import free_port, headless_chromium
+from tests.support import headless_chromium, serve_app
 
 from . import fidelity_models as fm
 from .conftest import make_app
@@ -42,7 +40,6 @@ wait();
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    uvicorn = pytest.importorskip("uvicorn")
     app = make_app(Settings(data_dir=tmp_path / "data"))
     model = tmp_path / "variants.glb"
     model.write_bytes(variants_glb())
@@ -52,19 +49,8 @@ def server(tmp_path: Path) -> Iterator[str]:
     lost = tmp_path / "lost.glb"
     lost.write_bytes(fm.ktx2_glb(bytes(image)))
     app.state.ar.ingest("lamp", lost, placement="floor")
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
+    with serve_app(app) as base:
+        yield base
 
 
 @pytest.fixture

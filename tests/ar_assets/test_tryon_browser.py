@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from PIL import Image
 
 from shoplens.ar_assets.tryon import libraries_installed
 from shoplens.config import Settings
-from tests.support import free_port, headless_chromium, network_requests
+from tests.support import headless_chromium, network_requests, serve_app
 
 from .conftest import make_app
 from .wearables import hat_glb, people_photo, watch_glb, y4m
@@ -51,20 +50,8 @@ SWIFTSHADER = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 
 
 def _serve(app: Any) -> Iterator[str]:
-    uvicorn = pytest.importorskip("uvicorn")
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
+    with serve_app(app) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ request leaves the origin.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -20,7 +18,7 @@ from starlette.testclient import TestClient
 
 from shoplens.config import Settings
 from shoplens.service.docs import SWAGGER_DIR, swagger_version
-from tests.support import free_port, headless_chromium
+from tests.support import headless_chromium, serve_app
 
 if TYPE_CHECKING:
     from shoplens.models.base import ImageEmbedder
@@ -84,25 +82,12 @@ def test_redoc_is_off(client: TestClient) -> None:
 @pytest.fixture
 def live_url(data_dir: Path, embedder: ImageEmbedder) -> Iterator[str]:
     """The real app under uvicorn on a loopback port, for a real browser."""
-    import uvicorn
 
     from shoplens.service.app import create_app
 
     app = create_app(Settings(data_dir=data_dir, reload_interval_s=0.2), embedder=embedder)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serve_app(app) as base:
+        yield base
 
 
 @pytest.mark.browser
