@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Box:
@@ -50,17 +52,32 @@ class Box:
         return Box(*(round(v, digits) for v in (self.x, self.y, self.w, self.h)))
 
 
-def suppress(boxes: Sequence[Box], scores: Sequence[float], max_iou: float) -> list[int]:
-    """Indices of the boxes kept by greedy NMS, best score first.
+def suppress(
+    boxes: Sequence[Box], scores: Sequence[float], max_iou: float, limit: int | None = None
+) -> list[int]:
+    """Indices of the boxes kept by greedy NMS, best score first (at most ``limit``).
 
     A box is dropped when it overlaps a better kept box by more than
     ``max_iou``. Nested boxes (a cushion on the sofa) overlap little by IoU
     and are both kept; the caller keeps them apart by what they matched.
+    Each candidate is compared with all kept boxes at once in numpy, with the
+    same arithmetic as :meth:`Box.iou`: a room's selective search gives
+    thousands of candidates, and box-by-box Python comparisons cost ~0.1 s.
     """
     order = sorted(range(len(boxes)), key=lambda i: -scores[i])
+    coords = np.array([(b.x, b.y, b.w, b.h) for b in boxes], dtype=np.float64).reshape(-1, 4)
+    x0, y0, w, h = coords.T
+    x1, y1, area = x0 + w, y0 + h, w * h
     kept: list[int] = []
     for i in order:
-        box = boxes[i]
-        if all(box.iou(boxes[j]) <= max_iou for j in kept):
-            kept.append(i)
+        if kept:
+            ix = np.minimum(x1[i], x1[kept]) - np.maximum(x0[i], x0[kept])
+            iy = np.minimum(y1[i], y1[kept]) - np.maximum(y0[i], y0[kept])
+            overlap = (ix > 0) & (iy > 0)
+            inter = ix[overlap] * iy[overlap]
+            if np.any(inter / (area[i] + area[kept][overlap] - inter) > max_iou):
+                continue
+        kept.append(i)
+        if limit is not None and len(kept) == limit:
+            break
     return kept

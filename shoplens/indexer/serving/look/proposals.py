@@ -86,8 +86,10 @@ def segments(image: Image.Image, cfg: ProposalConfig) -> list[Box]:
             continue
         out.append(Box(x / sw, y / sh, bw / sw, bh / sh))
     # Earlier (OpenCV's order) wins the dedupe: it ranks hierarchical groupings first.
-    keep = suppress(out, [-float(i) for i in range(len(out))], cfg.dedupe_iou)
-    return [out[i] for i in sorted(keep)][: cfg.max_segments]
+    # Kept in index order (the scores fall with it), so the first max_segments kept
+    # are the answer: stop there.
+    keep = suppress(out, [-float(i) for i in range(len(out))], cfg.dedupe_iou, cfg.max_segments)
+    return [out[i] for i in keep]
 
 
 def windows(width: int, height: int, cfg: ProposalConfig) -> list[Box]:

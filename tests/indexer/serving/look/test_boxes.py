@@ -29,6 +29,27 @@ def test_suppress_keeps_the_best_of_overlapping_boxes() -> None:
     assert suppress(boxes, [0.5, 0.9, 0.1], max_iou=0.95) == [1, 0, 2]
 
 
+def test_suppress_is_greedy_nms_over_box_iou() -> None:
+    """Vectorised NMS keeps exactly what box-by-box greedy NMS with Box.iou keeps."""
+    import random
+
+    rnd = random.Random(7)
+    for trial in range(30):
+        boxes = []
+        for _ in range(rnd.randint(0, 120)):
+            w, h = rnd.uniform(0.01, 0.6), rnd.uniform(0.01, 0.6)
+            boxes.append(Box(rnd.uniform(0, 1 - w), rnd.uniform(0, 1 - h), w, h))
+        scores = [rnd.random() for _ in boxes]
+        max_iou = rnd.choice([0.0, 0.3, 0.5, 0.9])
+        expected: list[int] = []
+        for i in sorted(range(len(boxes)), key=lambda i: -scores[i]):
+            if all(boxes[i].iou(boxes[j]) <= max_iou for j in expected):
+                expected.append(i)
+        assert suppress(boxes, scores, max_iou) == expected, trial
+        limit = rnd.randint(1, 10)
+        assert suppress(boxes, scores, max_iou, limit) == expected[:limit], trial
+
+
 def test_square_crop_stays_inside_the_photo() -> None:
     photo = Image.new("RGB", (400, 200))
     crop = square_crop(photo, Box(0.9, 0.1, 0.1, 0.8))  # tall box at the right edge
