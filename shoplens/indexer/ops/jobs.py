@@ -267,24 +267,7 @@ class JobRunner:
             "seconds": report.seconds,
             "run_id": report.run_id,
         }
-        # Swap the service onto the run's snapshot *and* its catalog rows (committed
-        # just after the publish) before the job says "succeeded": a client that
-        # polls the job and then searches must see the new catalog, never the new
-        # snapshot with the old rows the reload loop may have caught in between.
-        if self.on_success is not None:
-            try:
-                self.on_success(report.snapshot_id)
-            except Exception:  # the reload loop picks the snapshot up anyway
-                log.exception(
-                    "swapping in snapshot %s after job %s failed", report.snapshot_id, job_id
-                )
-        self.store.finish(
-            job_id,
-            "succeeded",
-            progress=progress.as_dict(),
-            result=result,
-            snapshot_id=report.snapshot_id,
-        )
+        self._succeed(job_id, progress, report.snapshot_id, result, "re-index")
         log.info("re-index job %s succeeded: %s", job_id, report.summary_line())
 
     def _learn(self, job_id: str, progress: _Progress) -> None:
@@ -302,21 +285,27 @@ class JobRunner:
             self._fail(job_id, progress, f"unexpected error: {type(exc).__name__}: {exc}")
             return
         progress.phase = "done"
-        if self.on_success is not None:  # serve what was learnt before saying "succeeded"
+        result = {"learn": report.to_dict(), "seconds": report.seconds}
+        self._succeed(job_id, progress, report.snapshot_id, result, "learn")
+        log.info("learn job %s succeeded: %s", job_id, report.summary_line())
+
+    def _succeed(
+        self, job_id: str, progress: _Progress, snapshot_id: str, result: dict[str, Any], kind: str
+    ) -> None:
+        # Swap the service onto the run's snapshot *and* its catalog rows (committed
+        # just after the publish) before the job says "succeeded": a client that
+        # polls the job and then searches must see the new catalog, never the new
+        # snapshot with the old rows the reload loop may have caught in between.
+        if self.on_success is not None:
             try:
-                self.on_success(report.snapshot_id)
-            except Exception:
+                self.on_success(snapshot_id)
+            except Exception:  # the reload loop picks the snapshot up anyway
                 log.exception(
-                    "swapping in snapshot %s after job %s failed", report.snapshot_id, job_id
+                    "swapping in snapshot %s after %s job %s failed", snapshot_id, kind, job_id
                 )
         self.store.finish(
-            job_id,
-            "succeeded",
-            progress=progress.as_dict(),
-            result={"learn": report.to_dict(), "seconds": report.seconds},
-            snapshot_id=report.snapshot_id,
+            job_id, "succeeded", progress=progress.as_dict(), result=result, snapshot_id=snapshot_id
         )
-        log.info("learn job %s succeeded: %s", job_id, report.summary_line())
 
     def _fail(self, job_id: str, progress: _Progress, message: str) -> None:
         progress.phase = "failed"
