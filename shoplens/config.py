@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +18,10 @@ class Settings(BaseSettings):
 
     # Where indexes, the metadata database and AR assets live.
     data_dir: Path = Path("./shoplens-data")
+    # postgresql://user:pass@host/db: every store's rows in that one database,
+    # shared by any number of `shoplens serve` replicas that also share data_dir
+    # (docs/scaling.md). Unset: one SQLite file per store under data_dir.
+    database_url: SecretStr | None = None
     # Exported ONNX models are cached here, shared by every data dir on the machine.
     model_cache_dir: Path = Field(default_factory=_default_model_cache)
 
@@ -105,9 +109,25 @@ class Settings(BaseSettings):
     # photo of a search nobody confirmed is deleted when it closes.
     feedback_window_hours: float = Field(default=24.0, gt=0)
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("SHOPLENS_DATABASE_URL must be a postgresql:// URL")
+        return value
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / "catalog.db"
+
+    def database(self, sqlite_file: Path) -> Path | str:
+        """Where a store keeps its rows: the shared PostgreSQL database when one
+        is configured, else its own SQLite file."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return sqlite_file
 
     @property
     def snapshots_dir(self) -> Path:
