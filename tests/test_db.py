@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from shoplens.config import Settings
 from shoplens.db import Database
@@ -176,8 +176,8 @@ def test_dialect_translation() -> None:
 
 def test_database_url_must_be_postgres(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="postgresql://"):
-        Settings(data_dir=tmp_path, database_url="mysql://x@y/z")
-    settings = Settings(data_dir=tmp_path, database_url="postgresql://u:secret@h/db")
+        Settings(data_dir=tmp_path, database_url=SecretStr("mysql://x@y/z"))
+    settings = Settings(data_dir=tmp_path, database_url=SecretStr("postgresql://u:secret@h/db"))
     assert settings.database(settings.db_path) == "postgresql://u:secret@h/db"
     assert "secret" not in repr(settings)
     assert Settings(data_dir=tmp_path).database(tmp_path / "x.db") == tmp_path / "x.db"
