@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from shoplens.config import Settings
 from shoplens.indexer.ops.jobs import JobRunner
 from tests.held_embedder import HeldEmbedder
@@ -20,7 +22,7 @@ def main() -> None:
     url, data_dir, manifest = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     settings = Settings(
         data_dir=data_dir,
-        database_url=url,
+        database_url=SecretStr(url),
         batch_size=4,
         replica_heartbeat_s=0.2,
         replica_stale_s=1.0,

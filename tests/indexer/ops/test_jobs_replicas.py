@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from pydantic import SecretStr
 
 from shoplens.config import Settings
 from shoplens.indexer.ops.job_store import JobStore
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def _settings(data_dir: Path, url: str, **kw: Any) -> Settings:
     base: dict[str, Any] = {"batch_size": 4, "replica_heartbeat_s": 0.2, "replica_stale_s": 1.0}
-    return Settings(data_dir=data_dir, database_url=url, **{**base, **kw})
+    return Settings(data_dir=data_dir, database_url=SecretStr(url), **{**base, **kw})
 
 
 @contextmanager
