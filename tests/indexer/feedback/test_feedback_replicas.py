@@ -30,8 +30,8 @@ MODEL = "test-model"
 
 
 def _book(data_dir: Path, url: str | None, **kw: Any) -> FeedbackBook:
-    db = {} if url is None else {"database_url": SecretStr(url)}
-    return FeedbackBook(Settings(data_dir=data_dir, **db, **kw))
+    secret = None if url is None else SecretStr(url)
+    return FeedbackBook(Settings(data_dir=data_dir, database_url=secret, **kw))
 
 
 @pytest.fixture
@@ -154,9 +154,8 @@ def test_the_store_behaves_the_same_on_both_backends(tmp_path: Path, db_target: 
         assert np.array_equal(got.vector, vec)
         assert store.add_event("s1-a", "confirm", "p1", time.time()) is None
         assert store.add_event("s1-a", "purchase", "p2", time.time()) == "other_product"
-        assert store.unkept_confirmations(0) == [
-            ("s1-a", "confirm", "p1", pytest.approx(time.time(), abs=60))
-        ]
+        unkept = store.unkept_confirmations(0)
+        assert [u[:3] for u in unkept] == [("s1-a", "confirm", "p1")]
         store.add_photo("pa", got, "p1", "confirm", "pending", time.time(), "sha")
         assert store.unkept_confirmations(0) == []
         assert store.photos_with_sha("sha") == 1
