@@ -173,6 +173,7 @@ def create_app(
             holder.close()
             if state.feedback is not None:
                 await run_in_threadpool(state.feedback.close)
+            ar.close()
 
     app = FastAPI(
         title="Shoplens",
