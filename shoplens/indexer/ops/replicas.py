@@ -174,3 +174,40 @@ class ReplicaHeartbeat:
             self.registry.remove(self.replica_id)  # the others recount at once
         except Exception:
             log.warning("could not unregister replica %s", self.replica_id)
+
+
+def start_heartbeat(
+    target: Path | str,
+    replica_id: str,
+    *,
+    interval_s: float,
+    stale_s: float,
+    version: Callable[[], str | None] = lambda: None,
+    on_count: Callable[[int], object] = lambda n: None,
+) -> ReplicaHeartbeat:
+    """Register ``replica_id`` in ``target``'s registry and keep it fresh (a service's start)."""
+    registry = ReplicaRegistry(target, stale_s=stale_s)
+    beat = ReplicaHeartbeat(
+        registry, replica_id, interval_s=interval_s, version=version, on_count=on_count
+    )
+    try:
+        beat.start()
+    except BaseException:
+        registry.close()
+        raise
+    return beat
+
+
+def stop_heartbeat(beat: ReplicaHeartbeat) -> None:
+    """Unregister (the other replicas recount at once) and close the registry."""
+    beat.stop()
+    beat.registry.close()
+
+
+def live_replicas(target: Path | str, stale_s: float) -> list[dict[str, Any]]:
+    """The live replicas of a shared database (``shoplens status``)."""
+    registry = ReplicaRegistry(target, stale_s=stale_s)
+    try:
+        return registry.live()
+    finally:
+        registry.close()
