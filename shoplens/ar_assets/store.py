@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shoplens.ar_assets.row_cache import RowCache
 from shoplens.db import Conn, Database
 from shoplens.db.migrations import Migration, migrate
 from shoplens.files.atomic import fsync_dir
@@ -87,9 +88,17 @@ def _add_variant_usdz(db: Database, c: Conn) -> None:
     db.add_column(c, "ar_assets", VARIANT_USDZ_COLUMN, "TEXT NOT NULL DEFAULT '{}'")
 
 
+# One row, bumped by every save and delete: what replicas' row caches watch.
+CHANGES = "CREATE TABLE IF NOT EXISTS ar_changes (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL);"
+_BUMP = (
+    "INSERT INTO ar_changes (id, seq) VALUES (1, 1) "
+    "ON CONFLICT (id) DO UPDATE SET seq = ar_changes.seq + 1"
+)
+
 MIGRATIONS = (
     Migration(1, "ar_assets table", SCHEMA),
     Migration(2, "material variant USDZ files", _add_variant_usdz),
+    Migration(3, "ar change counter", CHANGES),
 )
 
 
@@ -146,6 +155,24 @@ class AssetStore:
         except BaseException:
             self.db.close()
             raise
+        # Shared database: AR rows are read on every search answer; cache them
+        # (shoplens.ar_assets.row_cache). SQLite reads stay direct, as before.
+        self._cache: RowCache[AssetRow] | None = None
+        if self.db.is_postgres:
+            self._cache = RowCache(self._load, self._seq, lambda r: r.product_id)
+
+    def _seq(self) -> int:
+        with self.db.locked() as db:
+            row = db.execute("SELECT seq FROM ar_changes WHERE id = 1").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _load(self, product_ids: list[str]) -> list[AssetRow]:
+        with self.db.locked() as db:
+            return self._rows(db, product_ids)
+
+    def _changed(self) -> None:
+        if self._cache is not None:
+            self._cache.invalidate()
 
     def close(self) -> None:
         self.db.close()
@@ -232,6 +259,8 @@ class AssetStore:
                 )
                 if old is not None:
                     self._collect(db, old.shas())
+                db.execute(_BUMP)
+        self._changed()
         if stale:
             raise StaleRow(f"{row.product_id}/{row.variant} changed while it was being rebuilt")
 
@@ -247,6 +276,9 @@ class AssetStore:
                     (r.product_id, r.variant),
                 )
             self._collect(db, set().union(*(r.shas() for r in rows)) if rows else set())
+            if rows:
+                db.execute(_BUMP)
+        self._changed()
         return len(rows)
 
     def _collect(self, db: Conn, candidates: set[tuple[str, str]]) -> None:
@@ -261,8 +293,10 @@ class AssetStore:
                 self.path(sha, ext).unlink(missing_ok=True)
 
     def rows(self, product_ids: Sequence[str]) -> list[AssetRow]:
-        with self.db.locked() as db:
-            return self._rows(db, product_ids)
+        if self._cache is not None:
+            found = self._cache.rows(product_ids)
+            return sorted(found, key=lambda r: (r.product_id, r.variant))
+        return self._load(list(product_ids))
 
     def all_rows(self) -> list[AssetRow]:
         """Every stored row, by product id and variant."""

@@ -80,3 +80,29 @@ def test_concurrent_saves_and_deletes_never_lose_a_referenced_file(
     assert on_disk == {r.glb_sha for r in rows}
     for s in stores:
         s.close()
+
+
+def test_a_replica_sees_another_replicas_asset_within_a_second(tmp_path: Path, pg_url: str) -> None:
+    """Over PostgreSQL rows are cached per process (they are read on every search
+    answer): a save or delete on another replica shows within the cache's check."""
+    a = AssetStore(tmp_path / "files", pg_url)
+    b = AssetStore(tmp_path / "files", pg_url)
+    try:
+        sha, p = _file(tmp_path, b"model")
+        assert a.rows(["p1"]) == []  # cached: p1 has no asset
+        b.save(_row("p1", sha), {(sha, "glb"): p})
+        assert [r.glb_sha for r in b.rows(["p1"])] == [sha]  # its own write: at once
+
+        def seen_by_a(want: int) -> float:
+            start = time.monotonic()
+            while len(a.rows(["p1", "p2"])) != want:
+                assert time.monotonic() - start < 5, "replica A never saw the change"
+                time.sleep(0.02)
+            return time.monotonic() - start
+
+        assert seen_by_a(1) < 1.0
+        b.delete("p1")
+        assert seen_by_a(0) < 1.0
+    finally:
+        a.close()
+        b.close()
