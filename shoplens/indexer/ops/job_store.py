@@ -210,11 +210,12 @@ class JobStore:
             )
         return cur.rowcount == 1
 
-    def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+    def set_progress(self, job_id: str, progress: dict[str, Any], owner: str | None = None) -> None:
+        """Persist progress; with ``owner``, only while the row is still its own."""
+        mine = "" if owner is None else " AND owner = ?"
+        args = (json.dumps(progress), job_id) + (() if owner is None else (owner,))
         with self.db.transaction() as c:
-            c.execute(
-                "UPDATE jobs SET progress = ? WHERE job_id = ?", (json.dumps(progress), job_id)
-            )
+            c.execute(f"UPDATE jobs SET progress = ? WHERE job_id = ?{mine}", args)
 
     def finish(
         self,

@@ -299,7 +299,7 @@ class JobRunner:
             now = time.monotonic()
             if now - last_saved >= PERSIST_EVERY_S or done >= total:
                 last_saved = now
-                self.store.set_progress(job_id, progress.as_dict())
+                self.store.set_progress(job_id, progress.as_dict(), self.owner)
 
         log.info("%s job %s started (attempt %d)", job["kind"], job_id, int(job["attempts"]) + 1)
         if job["kind"] == "learn":
@@ -348,7 +348,7 @@ class JobRunner:
         from shoplens.indexer.ops.learn import run_learn
 
         progress.phase = "learning"
-        self.store.set_progress(job_id, progress.as_dict())
+        self.store.set_progress(job_id, progress.as_dict(), self.owner)
         try:
             report = run_learn(self.settings, embedder=self.embedder)
         except ShoplensError as exc:
