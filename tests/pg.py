@@ -150,7 +150,13 @@ def _give_to_owner(path: Path) -> None:
 
 def _run(cmd: list[str], what: str) -> None:
     proc = subprocess.run(
-        _as_owner(cmd), capture_output=True, text=True, timeout=START_TIMEOUT_S + 30, check=False
+        _as_owner(cmd),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S + 30,
+        check=False,
+        # A directory the postgres user may enter (the tests' cwd may be a 0700 home).
+        cwd=tempfile.gettempdir(),
     )
     if proc.returncode != 0:
         out = (proc.stdout + proc.stderr).strip()[-1500:]
