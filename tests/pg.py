@@ -14,7 +14,10 @@ store opens (``postgresql://postgres@127.0.0.1:PORT/NAME``); dropped after.
 store's test runs against both backends with one body.
 
 Where the binaries are missing or the server does not start, the tests that
-ask for these fixtures are skipped with the reason; nothing fails. The
+ask for these fixtures are skipped with the reason; nothing fails. A session
+killed before its teardown (``timeout``, SIGKILL) leaves nothing running: a
+detached reaper stops the server and deletes its dir once the session's
+process is gone. The
 cluster runs with ``fsync=off``: the tests check behaviour, not durability
 against power loss, and a commit then costs microseconds.
 
@@ -27,6 +30,7 @@ import contextlib
 import os
 import re
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -150,7 +154,13 @@ def _give_to_owner(path: Path) -> None:
 
 def _run(cmd: list[str], what: str) -> None:
     proc = subprocess.run(
-        _as_owner(cmd), capture_output=True, text=True, timeout=START_TIMEOUT_S + 30, check=False
+        _as_owner(cmd),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S + 30,
+        check=False,
+        # A directory the postgres user may enter (the tests' cwd may be a 0700 home).
+        cwd=tempfile.gettempdir(),
     )
     if proc.returncode != 0:
         out = (proc.stdout + proc.stderr).strip()[-1500:]
@@ -207,12 +217,39 @@ def start_server(bindir: Path, attempts: int = 3) -> PgServer:
         raise
 
 
-def stop_server(server: PgServer) -> None:
+def _stop_command(server: PgServer) -> list[str]:
     # "immediate": no checkpoint of data about to be deleted anyway.
-    with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-        _run(
-            [str(server.bindir / "pg_ctl"), "-D", str(server.datadir), "-m", "immediate", "stop"],
-            "pg_ctl stop",
+    pg_ctl = str(server.bindir / "pg_ctl")
+    return _as_owner([pg_ctl, "-D", str(server.datadir), "-m", "immediate", "stop"])
+
+
+def start_reaper(server: PgServer) -> subprocess.Popen[bytes]:
+    """A detached shell that stops the server and deletes its dir once this
+    process is gone: a session killed by SIGTERM/SIGKILL (``timeout``, a CI
+    cancel) runs no fixture teardown, and must not leave a server behind."""
+    stop = " ".join(shlex.quote(a) for a in _stop_command(server))
+    script = (
+        f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; "
+        f"{stop} >/dev/null 2>&1; rm -rf {shlex.quote(str(server.root))}"
+    )
+    return subprocess.Popen(
+        ["/bin/sh", "-c", script],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # outlives a signal sent to the session's process group
+        cwd=tempfile.gettempdir(),
+    )
+
+
+def stop_server(server: PgServer) -> None:
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        subprocess.run(
+            _stop_command(server),
+            capture_output=True,
+            timeout=START_TIMEOUT_S,
+            check=False,
+            cwd=tempfile.gettempdir(),
         )
     shutil.rmtree(server.root, ignore_errors=True)
 
@@ -234,10 +271,13 @@ def pg_server() -> Iterator[PgServer]:
         server = start_server(bindir)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         pytest.skip(f"PostgreSQL could not start from {bindir}: {exc}")
+    reaper = start_reaper(server)
     try:
         yield server
     finally:
         stop_server(server)
+        reaper.kill()  # nothing left for it to do
+        reaper.wait()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import psycopg
@@ -114,3 +115,57 @@ def test_without_postgresql_binaries_the_tests_skip(tmp_path: Path) -> None:
     assert proc.returncode == 0, out
     assert "1 skipped" in out, out
     assert "initdb" in out and "install-postgres.sh" in out, out
+
+
+def test_a_killed_session_leaves_no_server_behind(tmp_path: Path) -> None:
+    """SIGKILL skips every teardown; the reaper still stops the server and removes its dir."""
+    (tmp_path / "test_holds_pg.py").write_text(
+        textwrap.dedent(
+            """
+            import os, time
+            from pathlib import Path
+
+            def test_holds_the_server(pg_server):
+                Path(os.environ["PG_ROOT_FILE"]).write_text(str(pg_server.root))
+                time.sleep(120)
+            """
+        ),
+        encoding="utf-8",
+    )
+    note = tmp_path / "root.txt"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PG_ROOT_FILE": str(note)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            *("-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.pg"),
+            *("--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path)),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not note.exists() or not note.read_text():
+            assert proc.poll() is None, "the inner session ended before starting a server"
+            assert time.monotonic() < deadline, "the inner session never started a server"
+            time.sleep(0.1)
+        root = Path(note.read_text())
+        postmaster = int((root / "data" / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, 0)  # running now
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while root.exists() or _alive(postmaster):
+        assert time.monotonic() < deadline, f"{root} or postgres pid {postmaster} left behind"
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
