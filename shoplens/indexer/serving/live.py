@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -86,6 +86,7 @@ class LiveIndex:
         live = cls(settings, model_name, store)
         try:
             live._state = build_view(store, snapshot)
+            live._warm(live._state)
         except BaseException:
             store.close()
             raise
@@ -146,6 +147,27 @@ class LiveIndex:
             "vectors": len(s.all_vids),
         }
 
+    def _reranks(self, state: CatalogView) -> bool:
+        """Whether photo searches on ``state`` are re-ranked geometrically."""
+        studio = state.snapshot.facts.get("pipeline", {}).get("kind") == "studio"
+        return studio and self._settings.rerank != "off"
+
+    def _warm(self, state: CatalogView, before: CatalogView | None = None) -> CatalogView:
+        """Compute the local features of ``state``'s catalog photos (those new since
+        ``before``) before it serves, so no search pays a catalog photo's SIFT."""
+        if self._reranks(state):
+            shas: Iterable[str] = state.sha_by_image_id.values()
+            if before is not None:
+                known = set(before.sha_by_image_id.values())
+                shas = [s for s in shas if s not in known]
+            self._local.warm(shas)
+        return state
+
+    @property
+    def rerank_features(self) -> CatalogFeatures:
+        """The catalog photos' local features (filled when a studio snapshot loads)."""
+        return self._local
+
     def _swap(self, state: CatalogView) -> None:
         with self._swap_lock:
             self._state = state
@@ -173,11 +195,12 @@ class LiveIndex:
                         exc.message,
                     )
                     return False
+                self._warm(new)
                 self._swap(new)
                 log.info("now serving snapshot %s", snapshot.id)
                 return True
             if self._store.seq() != state.seq:
-                self._swap(refresh_view(self._store, state))
+                self._swap(self._warm(refresh_view(self._store, state), state))
                 return True
             return False
 
@@ -214,8 +237,7 @@ class LiveIndex:
         restrict = None
         if text is not None:
             restrict = word_mask(self._store, state, _terms(text), filters)
-        studio = state.snapshot.facts.get("pipeline", {}).get("kind") == "studio"
-        if image is None or not studio or self._settings.rerank == "off":
+        if image is None or not self._reranks(state):
             return search_view(state, q, k, filters, restrict)
         hits = search_view(state, q, max(k, RERANK_TOP), filters, restrict)
         return rerank_hits(hits, image, lambda h: self._hit_features(state, h))[:k]
@@ -322,7 +344,7 @@ class LiveIndex:
         """
         with self._write_lock:
             out = commit(self._store)
-            self._swap(refresh_view(self._store, self._cur))
+            self._swap(self._warm(refresh_view(self._store, self._cur), self._cur))
             return out
 
 
