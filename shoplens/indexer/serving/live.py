@@ -29,8 +29,10 @@ snapshot rebuilds the overlay with its own adaptation.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
@@ -54,6 +56,8 @@ from shoplens.indexer.serving.rerank import (
     RERANK_TOP,
     CatalogFeatures,
     LocalFeatures,
+    QueryPhoto,
+    local_features,
     rerank_hits,
 )
 from shoplens.indexer.serving.snapshot import current_id, load_snapshot
@@ -78,6 +82,10 @@ class LiveIndex:
         self._state: CatalogView | None = None
         # Catalog photos' local features by sha256 (content: valid across snapshots).
         self._local = CatalogFeatures(self._load_photo)
+        # Query photos' local features, computed while the caller embeds the photo
+        # (query_photo); started on the first studio search.
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     @classmethod
     def open(cls, settings: Settings, model_name: str) -> LiveIndex:
@@ -93,6 +101,10 @@ class LiveIndex:
         return live
 
     def close(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
         self._store.close()
 
     @property
@@ -163,6 +175,19 @@ class LiveIndex:
             self._local.warm(shas)
         return state
 
+    def query_photo(self, image: Image.Image) -> QueryPhoto:
+        """``image`` as :meth:`search` takes it, its local features started now on
+        a worker thread when the current snapshot re-ranks (so the caller's
+        embedding of the photo runs meanwhile); otherwise nothing is computed."""
+        if not self._reranks(self._cur):
+            return QueryPhoto(image)
+        with self._pool_lock:
+            if self._pool is None:
+                # One worker per core: more would only queue behind each other.
+                workers = min(4, os.cpu_count() or 1)
+                self._pool = ThreadPoolExecutor(workers, thread_name_prefix="shoplens-sift")
+            return QueryPhoto(image, self._pool.submit(local_features, image))
+
     @property
     def rerank_features(self) -> CatalogFeatures:
         """The catalog photos' local features (filled when a studio snapshot loads)."""
@@ -210,7 +235,7 @@ class LiveIndex:
         k: int,
         filters: SearchFilters,
         text: str | None = None,
-        image: Image.Image | None = None,
+        image: Image.Image | QueryPhoto | None = None,
     ) -> list[Hit]:
         """Top-k distinct products for a query vector in the *model* space (``dim``).
 
@@ -225,7 +250,8 @@ class LiveIndex:
         word (or, when none of those passes the filters, some word) are ranked,
         by the vector as usual.
 
-        ``image``: the decoded query photo. On a studio snapshot
+        ``image``: the decoded query photo (or :meth:`query_photo`'s, whose
+        local features are computed ahead). On a studio snapshot
         (``facts["pipeline"]["kind"] == "studio"``) the first products are then
         re-ranked by geometric verification (``serving/rerank.py``) and their
         scores include its bonus (still in [-1, 1], still descending).

@@ -36,6 +36,7 @@ import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -235,8 +236,35 @@ def facts() -> dict[str, Any]:
     }
 
 
+class QueryPhoto:
+    """A shopper's decoded photo for re-ranking, its local features computed ahead.
+
+    ``pending``: the features being computed on another thread (started by
+    ``LiveIndex.query_photo`` as soon as the photo is decoded, so they overlap
+    the photo's embedding: on the 2-core box that hid most of the query SIFT
+    at concurrency 1); without it they are computed on first use.
+    """
+
+    def __init__(self, image: Image.Image, pending: Future[LocalFeatures] | None = None) -> None:
+        self.image = image
+        self._pending = pending
+
+    @property
+    def ahead(self) -> bool:
+        """Whether the features were started ahead (or already computed)."""
+        return self._pending is not None
+
+    def features(self) -> LocalFeatures:
+        if self._pending is None:
+            self._pending = Future()
+            self._pending.set_result(local_features(self.image))
+        return self._pending.result()
+
+
 def rerank_hits(
-    hits: list[Hit], query: Image.Image, features_of: Callable[[Hit], LocalFeatures]
+    hits: list[Hit],
+    query: Image.Image | QueryPhoto,
+    features_of: Callable[[Hit], LocalFeatures],
 ) -> list[Hit]:
     """``hits`` (best first) with the first :data:`RERANK_TOP` re-scored and re-sorted.
 
@@ -247,7 +275,8 @@ def rerank_hits(
     head, tail = hits[:RERANK_TOP], hits[RERANK_TOP:]
     if len(head) < 2:
         return hits
-    q = local_features(query)
+    photo = query if isinstance(query, QueryPhoto) else QueryPhoto(query)
+    q = photo.features()
     counts = [inliers(q, features_of(h)) if len(q) else 0 for h in head]
     scores = fused_scores([h.score for h in head], counts)
     order = sorted(range(len(head)), key=lambda i: -scores[i])

@@ -162,3 +162,25 @@ def test_catalog_features_are_ready_when_the_snapshot_loads(tmp_path: Path) -> N
         LiveIndex.open(settings.model_copy(update={"rerank": "off"}), embedder.name)
     ) as live:
         assert not any(s in live.rerank_features for s in shas)  # off: nothing computed
+
+
+def test_a_query_photo_has_its_features_started_ahead_only_where_search_reranks(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    embedder = HistEmbedder()
+    run_index(settings, _studio_catalog(tmp_path / "cat", 4), embedder=embedder)
+    query = shelf_photo(3)  # product p2
+    vector = embedder.embed([query])[0]
+    with closing(LiveIndex.open(settings, embedder.name)) as live:
+        photo = live.query_photo(query)
+        assert photo.ahead
+        expected = rerank.local_features(query)
+        assert np.array_equal(photo.features().points, expected.points)
+        assert live.search(vector, 4, SearchFilters(), image=photo) == live.search(
+            vector, 4, SearchFilters(), image=query
+        )
+    with closing(
+        LiveIndex.open(settings.model_copy(update={"rerank": "off"}), embedder.name)
+    ) as live:
+        assert not live.query_photo(query).ahead
