@@ -258,6 +258,7 @@ def facts() -> dict[str, Any]:
     """What a snapshot's ``facts["pipeline"]["rerank"]`` records (the parameters)."""
     return {
         "features": "rootsift",
+        "geometry": "homography-usac-fast",
         "top": RERANK_TOP,
         "min_inliers": MIN_INLIERS,
         "inlier_weight": INLIER_WEIGHT,
