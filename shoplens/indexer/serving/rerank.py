@@ -26,7 +26,7 @@ Cost (issue #17: default search p95 at concurrency 1 within 50 ms, re-ranking
 included): the query photo's SIFT is most of it, so photos are matched at a
 160 px longest side (as good as 200 px on the train queries, ~35% fewer pixels
 for the pyramid), and the query's SIFT runs while the photo is embedded
-(:class:`QueryPhoto`); the whole short list is matched with one matrix product
+(:class:`QueryPhoto`); each candidate is one brute-force 2-NN pass
 (:func:`inlier_counts`), and a homography (USAC) is fitted only where enough
 ratio-test survivors can reach the bonus.
 """
@@ -148,37 +148,30 @@ def inliers(query: LocalFeatures, candidate: LocalFeatures) -> int:
 
 
 def inlier_counts(query: LocalFeatures, candidates: Sequence[LocalFeatures]) -> list[int]:
-    """:func:`inliers` of the query against each candidate, with one matrix product.
+    """:func:`inliers` of the query against each candidate of a short list.
 
-    The candidates' descriptors are stacked and multiplied by the query's once
-    (``cv2.gemm``: 0.3 ms for a short list where ten 2-NN passes took 2.7 ms
-    on the shared box); each candidate's two nearest neighbours are then that
-    candidate's columns' maxima. RootSIFT descriptors are unit vectors, so
-    squared distances are ``2 - 2 * similarity`` and the ratio test compares those.
+    Each candidate is one OpenCV brute-force 2-NN pass (``batchDistance``: arrays
+    out, where ``knnMatch`` built hundreds of DMatch objects). Not one stacked
+    matrix product: ``cv2.gemm`` and numpy both go through the BLAS, whose
+    second thread cost 2x the CPU and stalled for milliseconds on the busy
+    2-core box, where this stays on the calling thread (``_cv2``).
     """
-    counts = [0] * len(candidates)
-    usable = [i for i, c in enumerate(candidates) if len(c) >= 2]
-    if len(query) < MIN_INLIERS or not usable:
-        return counts
+    if len(query) < MIN_INLIERS:
+        return [0] * len(candidates)
     cv2 = _cv2()
-    sizes = np.array([len(candidates[i]) for i in usable])
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    stack = np.concatenate([candidates[i].descriptors for i in usable])
-    # OpenCV's product rather than numpy's: it honours the single thread set in
-    # _cv2(), where BLAS threads spun on a busy box.
-    sims = cv2.gemm(query.descriptors, stack, 1.0, None, 0.0, flags=cv2.GEMM_2_T)
-    best = np.maximum.reduceat(sims, starts, axis=1)  # (query points, candidates)
-    is_best = sims >= np.repeat(best, sizes, axis=1)
-    second = np.maximum.reduceat(np.where(is_best, -1.0, sims), starts, axis=1)
-    # Two equal nearest neighbours: the second is as near as the first.
-    second = np.where(np.add.reduceat(is_best, starts, axis=1) > 1, best, second)
-    passed = (2.0 - 2.0 * best) < RATIO**2 * (2.0 - 2.0 * second)
-    for j, i in enumerate(usable):
-        good = np.flatnonzero(passed[:, j])
-        if len(good) < MIN_INLIERS:  # cannot reach the bonus: skip RANSAC
+    counts = []
+    for candidate in candidates:
+        if len(candidate) < 2:
+            counts.append(0)
             continue
-        block = sims[good, starts[j] : starts[j] + sizes[j]]
-        counts[i] = _ransac(query.points[good], candidates[i].points[block.argmax(axis=1)])
+        dist, nearest = cv2.batchDistance(
+            query.descriptors, candidate.descriptors, cv2.CV_32F, normType=cv2.NORM_L2, K=2
+        )
+        good = np.flatnonzero(dist[:, 0] < RATIO * dist[:, 1])
+        if len(good) < MIN_INLIERS:  # cannot reach the bonus: skip the geometry
+            counts.append(0)
+            continue
+        counts.append(_ransac(query.points[good], candidate.points[nearest[good, 0]]))
     return counts
 
 

@@ -186,14 +186,14 @@ def test_a_query_photo_has_its_features_started_ahead_only_where_search_reranks(
         assert not live.query_photo(query).ahead
 
 
-def test_one_product_for_the_short_list_counts_each_candidate_on_its_own() -> None:
+def test_the_short_list_counts_each_candidate_on_its_own() -> None:
     q = rerank.local_features(shelf_photo(1))
     cands = [rerank.local_features(studio(s), studio=True) for s in (2, 1, 3, 1)]
     one = rerank.LocalFeatures(cands[1].points[:1], cands[1].descriptors[:1])
     cands += [rerank.LocalFeatures.empty(), one]
     counts = rerank.inlier_counts(q, cands)
-    # Stacked, each candidate still gets its own nearest neighbours and ratio test:
-    # the printed match (twice) verifies, the others and the degenerate ones do not.
+    # Each candidate gets its own nearest neighbours and ratio test: the printed
+    # match (twice) verifies, the others and the degenerate ones do not.
     assert counts == [rerank.inlier_counts(q, [c])[0] for c in cands]
     assert counts[1] == counts[3] >= 3 * rerank.MIN_INLIERS
     assert counts[0] < rerank.MIN_INLIERS and counts[2] < rerank.MIN_INLIERS
