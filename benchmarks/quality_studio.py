@@ -76,8 +76,8 @@ def run(grocery: Path, data_dir: Path, queries_name: str, step: int) -> dict[str
     rerank_s: list[float] = []
     embed_s: list[float] = []
     try:
-        # Warm the catalog photos' local features (computed once per photo, then
-        # cached for the life of the service): what a running service pays.
+        # The catalog photos' local features were computed when the snapshot
+        # loaded; three searches warm the rest (OpenCV, the embedder's session).
         for row in queries[:3]:
             img = decode_image((grocery / row["image"]).read_bytes())
             live.search(embedder.embed([img])[0], max(KS), SearchFilters(), image=img)

@@ -13,6 +13,7 @@ request. Writes ``benchmarks/results/quality_studio_http.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +48,15 @@ def run(grocery: Path, work: Path, photos: int, count: int) -> dict[str, Any]:
         ("baseline: SHOPLENS_RERANK=off", {"SHOPLENS_RERANK": "off"}),
         ("default: re-ranking on", {}),
     ]
+    load_before = os.getloadavg()
     servers = [measure(n, data_dir, env, payloads, count, work) for n, env in configs]
     return {
         "catalog": {"images": report.vectors, "products": report.products},
         "photos": len(payloads),
         "servers": servers,
         "machine": machine(),
+        # The box is shared: its 1-minute load average before and after the run.
+        "load_average_1m": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
 
 
@@ -72,7 +76,9 @@ servers in one run on the same machine.
 |---|---:|---:|---:|---:|
 {rows}
 
-Machine: {r["machine"]} (shared: compare the rows, not runs).
+Machine: {r["machine"]} (shared: compare the rows, not runs); 1-minute load
+average before / after the run: {r["load_average_1m"][0]} / {r["load_average_1m"][1]}
+on its {r["machine"]["cpus"]} cores.
 """
 
 

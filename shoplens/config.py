@@ -58,8 +58,8 @@ class Settings(BaseSettings):
     adaptation: Literal["lda", "none"] = "lda"
     # Photo searches on a studio snapshot (too few photos per product to learn an
     # adaptation from) verify their first products with local features
-    # (indexer/serving/rerank.py): studio-catalog R@1 0.42 -> 0.47, for tens of
-    # ms per search. SHOPLENS_RERANK=off keeps the plain ranking (takes effect at once).
+    # (indexer/serving/rerank.py): studio-catalog R@1 0.42 -> 0.48, for ~10 ms of
+    # CPU per search. SHOPLENS_RERANK=off keeps the plain ranking (takes effect at once).
     rerank: Literal["auto", "off"] = "auto"
     # Where decoding + embedding run: this process, or a Ray cluster (docs/ray.md).
     index_engine: Literal["local", "ray"] = "local"

@@ -10,12 +10,12 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, File, Query, Request, UploadFile
-from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from shoplens.errors import BadParameter
 from shoplens.indexer.catalog.types import Hit
 from shoplens.indexer.serving.live import LiveIndex
+from shoplens.indexer.serving.rerank import QueryPhoto
 from shoplens.models.base import FloatArray
 from shoplens.models.decode import Crop, decode_image, parse_crop
 from shoplens.service.deps import StateDep, public_base_url
@@ -65,10 +65,11 @@ def to_results(state: ServiceState, request: Request, hits: list[Hit]) -> list[S
 
 
 def embed_photo(
-    state: ServiceState, data: bytes, crop: Crop | None
-) -> tuple[FloatArray, Image.Image]:
+    state: ServiceState, live: LiveIndex, data: bytes, crop: Crop | None
+) -> tuple[FloatArray, QueryPhoto]:
     """Untrusted bytes -> one query vector and the decoded photo (blocking: decode,
-    preprocess, inference); the photo is what a studio catalog re-ranks with."""
+    preprocess, inference); the photo is what a studio catalog re-ranks with, its
+    local features computed by ``live`` while the photo is embedded."""
     embedder = state.embedder
     started = time.perf_counter()
     # Decode JPEGs at a reduced scale when the photo is much bigger than the
@@ -79,10 +80,11 @@ def embed_photo(
         crop=crop,
         draft_size=embedder.preprocess_config.resize,
     )
+    photo = live.query_photo(image)
     batch = embedder.prepare(image)[np.newaxis]
     vector: FloatArray = embedder.embed_prepared(batch)[0]
     state.metrics.embed_seconds.labels("image").observe(time.perf_counter() - started)
-    return vector, image
+    return vector, photo
 
 
 # What a search's work gives back: the results, the index version, the search_id.
@@ -97,7 +99,7 @@ def run_search(
     params: SearchParams,
     kind: str,
     text: str | None = None,
-    image: Image.Image | None = None,
+    image: QueryPhoto | None = None,
     photo: tuple[bytes, Crop | None] | None = None,
 ) -> Answer:
     """``image``: the decoded photo, for a studio snapshot's geometric re-ranking;
@@ -202,7 +204,7 @@ async def search_by_photo(
     found: list[SearchRegion] = []
 
     def work() -> Answer:
-        vector, decoded = embed_photo(state, data, region)
+        vector, decoded = embed_photo(state, live, data, region)
         answer = run_search(
             state, request, live, vector, params, "image", text, decoded, (data, region)
         )

@@ -29,8 +29,10 @@ snapshot rebuilds the overlay with its own adaptation.
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
@@ -54,6 +56,8 @@ from shoplens.indexer.serving.rerank import (
     RERANK_TOP,
     CatalogFeatures,
     LocalFeatures,
+    QueryPhoto,
+    local_features,
     rerank_hits,
 )
 from shoplens.indexer.serving.snapshot import current_id, load_snapshot
@@ -78,6 +82,10 @@ class LiveIndex:
         self._state: CatalogView | None = None
         # Catalog photos' local features by sha256 (content: valid across snapshots).
         self._local = CatalogFeatures(self._load_photo)
+        # Query photos' local features, computed while the caller embeds the photo
+        # (query_photo); started on the first studio search.
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     @classmethod
     def open(cls, settings: Settings, model_name: str) -> LiveIndex:
@@ -86,12 +94,17 @@ class LiveIndex:
         live = cls(settings, model_name, store)
         try:
             live._state = build_view(store, snapshot)
+            live._warm(live._state)
         except BaseException:
             store.close()
             raise
         return live
 
     def close(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
         self._store.close()
 
     @property
@@ -146,6 +159,40 @@ class LiveIndex:
             "vectors": len(s.all_vids),
         }
 
+    def _reranks(self, state: CatalogView) -> bool:
+        """Whether photo searches on ``state`` are re-ranked geometrically."""
+        studio = state.snapshot.facts.get("pipeline", {}).get("kind") == "studio"
+        return studio and self._settings.rerank != "off"
+
+    def _warm(self, state: CatalogView, before: CatalogView | None = None) -> CatalogView:
+        """Compute the local features of ``state``'s catalog photos (those new since
+        ``before``) before it serves, so no search pays a catalog photo's SIFT."""
+        if self._reranks(state):
+            shas: Iterable[str] = state.sha_by_image_id.values()
+            if before is not None:
+                known = set(before.sha_by_image_id.values())
+                shas = [s for s in shas if s not in known]
+            self._local.warm(shas)
+        return state
+
+    def query_photo(self, image: Image.Image) -> QueryPhoto:
+        """``image`` as :meth:`search` takes it, its local features started now on
+        a worker thread when the current snapshot re-ranks (so the caller's
+        embedding of the photo runs meanwhile); otherwise nothing is computed."""
+        if not self._reranks(self._cur):
+            return QueryPhoto(image)
+        with self._pool_lock:
+            if self._pool is None:
+                # One worker per core: more would only queue behind each other.
+                workers = min(4, os.cpu_count() or 1)
+                self._pool = ThreadPoolExecutor(workers, thread_name_prefix="shoplens-sift")
+            return QueryPhoto(image, self._pool.submit(local_features, image))
+
+    @property
+    def rerank_features(self) -> CatalogFeatures:
+        """The catalog photos' local features (filled when a studio snapshot loads)."""
+        return self._local
+
     def _swap(self, state: CatalogView) -> None:
         with self._swap_lock:
             self._state = state
@@ -173,11 +220,12 @@ class LiveIndex:
                         exc.message,
                     )
                     return False
+                self._warm(new)
                 self._swap(new)
                 log.info("now serving snapshot %s", snapshot.id)
                 return True
             if self._store.seq() != state.seq:
-                self._swap(refresh_view(self._store, state))
+                self._swap(self._warm(refresh_view(self._store, state), state))
                 return True
             return False
 
@@ -187,7 +235,7 @@ class LiveIndex:
         k: int,
         filters: SearchFilters,
         text: str | None = None,
-        image: Image.Image | None = None,
+        image: Image.Image | QueryPhoto | None = None,
     ) -> list[Hit]:
         """Top-k distinct products for a query vector in the *model* space (``dim``).
 
@@ -202,7 +250,8 @@ class LiveIndex:
         word (or, when none of those passes the filters, some word) are ranked,
         by the vector as usual.
 
-        ``image``: the decoded query photo. On a studio snapshot
+        ``image``: the decoded query photo (or :meth:`query_photo`'s, whose
+        local features are computed ahead). On a studio snapshot
         (``facts["pipeline"]["kind"] == "studio"``) the first products are then
         re-ranked by geometric verification (``serving/rerank.py``) and their
         scores include its bonus (still in [-1, 1], still descending).
@@ -214,8 +263,7 @@ class LiveIndex:
         restrict = None
         if text is not None:
             restrict = word_mask(self._store, state, _terms(text), filters)
-        studio = state.snapshot.facts.get("pipeline", {}).get("kind") == "studio"
-        if image is None or not studio or self._settings.rerank == "off":
+        if image is None or not self._reranks(state):
             return search_view(state, q, k, filters, restrict)
         hits = search_view(state, q, max(k, RERANK_TOP), filters, restrict)
         return rerank_hits(hits, image, lambda h: self._hit_features(state, h))[:k]
@@ -322,7 +370,7 @@ class LiveIndex:
         """
         with self._write_lock:
             out = commit(self._store)
-            self._swap(refresh_view(self._store, self._cur))
+            self._swap(self._warm(refresh_view(self._store, self._cur), self._cur))
             return out
 
 

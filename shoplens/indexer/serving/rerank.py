@@ -4,7 +4,7 @@ Global embeddings blur what tells packaged siblings apart (the printed name, a
 logo, a flavour line); local features see it. For the first
 :data:`RERANK_TOP` products of a photo search, the shopper's photo is matched
 against each product's best catalog photo with RootSIFT keypoints (OpenCV, no
-weights), mutual-ratio-tested, and verified by a RANSAC homography; every
+weights), ratio-tested, and verified by a RANSAC homography; every
 inlier above :data:`MIN_INLIERS` adds :data:`INLIER_WEIGHT` to the product's
 score (capped at :data:`MAX_INLIERS`). A product in the photo that is also in
 the catalog photo gets tens of consistent matches; a different product of the
@@ -19,14 +19,25 @@ photos as queries against the studio catalog, never on the val queries
 
 Catalog photos' features are computed once per stored photo (their sha256) on
 the product's white-background mask (:mod:`shoplens.models.localise`) and kept
-in a bounded in-memory cache.
+in a bounded in-memory cache, filled when a studio snapshot is loaded
+(:meth:`CatalogFeatures.warm`), so no search pays a catalog photo's SIFT.
+
+Cost (issue #17: default search p95 at concurrency 1 within 50 ms, re-ranking
+included): the query photo's SIFT is most of it, so photos are matched at a
+160 px longest side (as good as 200 px on the train queries, ~35% fewer pixels
+for the pyramid), and the query's SIFT runs while the photo is embedded
+(:class:`QueryPhoto`); each candidate is one brute-force 2-NN pass
+(:func:`inlier_counts`), and a homography (USAC) is fitted only where enough
+ratio-test survivors can reach the bonus.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,17 +52,22 @@ RERANK_TOP = 10  # products verified per search
 MIN_INLIERS = 10  # fewer RANSAC inliers than this is chance agreement
 INLIER_WEIGHT = 0.005  # score added per inlier (cosine scale)
 MAX_INLIERS = 60  # a near-identical photo gains at most 0.3
-# Photos are matched at this longest side: SIFT doubles it internally, and 200 px
-# matched as well as 300 on the dev queries at half the cost.
-MAX_SIDE = 200
+# Photos are matched at this longest side: SIFT doubles it internally. On the
+# train queries 160 px matched as well as 200 (R@1 0.486 vs 0.485) for ~2/3 of
+# the query SIFT; 144 px lost 0.02 and 128 px 0.03.
+MAX_SIDE = 160
 MAX_KEYPOINTS = 300
 RATIO = 0.8  # Lowe's ratio test on descriptor distances
 RANSAC_PIXELS = 8.0
 # A true match has a high inlier share: a few hundred hypotheses find it; the
 # default 2000 mostly spent time on candidates that had none.
 RANSAC_ITERATIONS = 500
-# Catalog photos whose features are kept: ~156 KB each (300 x 128 float32), so
-# at most ~160 MB; a miss costs one SIFT of a 200 px photo (a few ms).
+# The homography is fitted with OpenCV's USAC (``USAC_FAST``) rather than the
+# classic ``RANSAC`` flag: 0.05 ms instead of ~1 ms per candidate (the classic
+# path's final refinement dominated), the same train-query recall (R@1 0.485 vs
+# 0.486, one query apart).
+# Catalog photos whose features are kept: at most ~156 KB each (300 x 128
+# float32), so at most ~160 MB; a miss costs one SIFT of a 160 px photo (a few ms).
 CACHE_ENTRIES = 1024
 
 F32 = NDArray[np.float32]
@@ -73,6 +89,7 @@ class LocalFeatures:
         return cls(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
 
 
+@functools.cache
 def _cv2() -> Any:
     # Imported on use: OpenCV is a large import the CLI's --help must not pay.
     import cv2
@@ -127,21 +144,44 @@ def local_features(image: Image.Image, *, studio: bool = False) -> LocalFeatures
 
 def inliers(query: LocalFeatures, candidate: LocalFeatures) -> int:
     """RANSAC homography inliers among the ratio-tested matches of two photos."""
-    if len(query) < MIN_INLIERS or len(candidate) < 2:
-        return 0
-    # OpenCV's brute-force matcher rather than a numpy product: it honours the
-    # single thread set in _cv2(), where BLAS threads spun on a busy box.
-    pairs = _cv2().BFMatcher(_cv2().NORM_L2).knnMatch(query.descriptors, candidate.descriptors, k=2)
-    good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
-    if len(good) < MIN_INLIERS:  # cannot reach the bonus: skip RANSAC
-        return 0
-    src = query.points[[m.queryIdx for m in good]]
-    dst = candidate.points[[m.trainIdx for m in good]]
-    try:
-        _, mask = _cv2().findHomography(
-            src, dst, _cv2().RANSAC, RANSAC_PIXELS, maxIters=RANSAC_ITERATIONS, confidence=0.995
+    return inlier_counts(query, [candidate])[0]
+
+
+def inlier_counts(query: LocalFeatures, candidates: Sequence[LocalFeatures]) -> list[int]:
+    """:func:`inliers` of the query against each candidate of a short list.
+
+    Each candidate is one OpenCV brute-force 2-NN pass (``batchDistance``: arrays
+    out, where ``knnMatch`` built hundreds of DMatch objects). Not one stacked
+    matrix product: ``cv2.gemm`` and numpy both go through the BLAS, whose
+    second thread cost 2x the CPU and stalled for milliseconds on the busy
+    2-core box, where this stays on the calling thread (``_cv2``).
+    """
+    if len(query) < MIN_INLIERS:
+        return [0] * len(candidates)
+    cv2 = _cv2()
+    counts = []
+    for candidate in candidates:
+        if len(candidate) < 2:
+            counts.append(0)
+            continue
+        dist, nearest = cv2.batchDistance(
+            query.descriptors, candidate.descriptors, cv2.CV_32F, normType=cv2.NORM_L2, K=2
         )
-    except _cv2().error:  # e.g. all points collinear: no geometry to verify
+        good = np.flatnonzero(dist[:, 0] < RATIO * dist[:, 1])
+        if len(good) < MIN_INLIERS:  # cannot reach the bonus: skip the geometry
+            counts.append(0)
+            continue
+        counts.append(_ransac(query.points[good], candidate.points[nearest[good, 0]]))
+    return counts
+
+
+def _ransac(src: F32, dst: F32) -> int:
+    cv2 = _cv2()
+    try:
+        _, mask = cv2.findHomography(
+            src, dst, cv2.USAC_FAST, RANSAC_PIXELS, maxIters=RANSAC_ITERATIONS, confidence=0.995
+        )
+    except cv2.error:  # e.g. all points collinear: no geometry to verify
         return 0
     return 0 if mask is None else int(mask.sum())
 
@@ -156,11 +196,13 @@ def fused_scores(scores: Sequence[float], counts: Sequence[int]) -> list[float]:
 
 
 class CatalogFeatures:
-    """Local features of catalog photos by sha256, computed on first use (bounded LRU).
+    """Local features of catalog photos by sha256 (bounded LRU).
 
-    ``load(sha256)`` returns the stored photo (or raises ``OSError`` when it is
-    gone); a photo that cannot be read contributes no features. Thread-safe;
-    two threads may compute the same entry once each, which is harmless.
+    Filled ahead of searches by :meth:`warm` (a snapshot load, a catalog edit);
+    a photo past the bound is computed on first use. ``load(sha256)`` returns
+    the stored photo (or raises ``OSError`` when it is gone); a photo that
+    cannot be read contributes no features. Thread-safe; two threads may
+    compute the same entry once each, which is harmless.
     """
 
     def __init__(self, load: Callable[[str], Image.Image], entries: int = CACHE_ENTRIES) -> None:
@@ -169,27 +211,47 @@ class CatalogFeatures:
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, LocalFeatures] = OrderedDict()
 
+    def __contains__(self, sha256: object) -> bool:
+        with self._lock:
+            return sha256 in self._cache
+
     def get(self, sha256: str) -> LocalFeatures:
         with self._lock:
             found = self._cache.get(sha256)
             if found is not None:
                 self._cache.move_to_end(sha256)
                 return found
+        features = self._compute(sha256)
+        self._put(sha256, features)
+        return features
+
+    def warm(self, shas: Iterable[str]) -> int:
+        """Compute the features of the first ``shas`` (as many as the cache holds)
+        that are not cached yet; returns how many were computed."""
+        todo = [s for s in list(dict.fromkeys(shas))[: self._entries] if s not in self]
+        for sha in todo:
+            self._put(sha, self._compute(sha))
+        return len(todo)
+
+    def _compute(self, sha256: str) -> LocalFeatures:
         try:
-            features = local_features(self._load(sha256), studio=True)
+            return local_features(self._load(sha256), studio=True)
         except (OSError, ValueError):
-            features = LocalFeatures.empty()
+            return LocalFeatures.empty()
+
+    def _put(self, sha256: str, features: LocalFeatures) -> None:
         with self._lock:
             self._cache[sha256] = features
+            self._cache.move_to_end(sha256)
             while len(self._cache) > self._entries:
                 self._cache.popitem(last=False)
-        return features
 
 
 def facts() -> dict[str, Any]:
     """What a snapshot's ``facts["pipeline"]["rerank"]`` records (the parameters)."""
     return {
         "features": "rootsift",
+        "geometry": "homography-usac-fast",
         "top": RERANK_TOP,
         "min_inliers": MIN_INLIERS,
         "inlier_weight": INLIER_WEIGHT,
@@ -199,8 +261,35 @@ def facts() -> dict[str, Any]:
     }
 
 
+class QueryPhoto:
+    """A shopper's decoded photo for re-ranking, its local features computed ahead.
+
+    ``pending``: the features being computed on another thread (started by
+    ``LiveIndex.query_photo`` as soon as the photo is decoded, so they overlap
+    the photo's embedding: on the 2-core box that hid most of the query SIFT
+    at concurrency 1); without it they are computed on first use.
+    """
+
+    def __init__(self, image: Image.Image, pending: Future[LocalFeatures] | None = None) -> None:
+        self.image = image
+        self._pending = pending
+
+    @property
+    def ahead(self) -> bool:
+        """Whether the features were started ahead (or already computed)."""
+        return self._pending is not None
+
+    def features(self) -> LocalFeatures:
+        if self._pending is None:
+            self._pending = Future()
+            self._pending.set_result(local_features(self.image))
+        return self._pending.result()
+
+
 def rerank_hits(
-    hits: list[Hit], query: Image.Image, features_of: Callable[[Hit], LocalFeatures]
+    hits: list[Hit],
+    query: Image.Image | QueryPhoto,
+    features_of: Callable[[Hit], LocalFeatures],
 ) -> list[Hit]:
     """``hits`` (best first) with the first :data:`RERANK_TOP` re-scored and re-sorted.
 
@@ -211,8 +300,9 @@ def rerank_hits(
     head, tail = hits[:RERANK_TOP], hits[RERANK_TOP:]
     if len(head) < 2:
         return hits
-    q = local_features(query)
-    counts = [inliers(q, features_of(h)) if len(q) else 0 for h in head]
+    photo = query if isinstance(query, QueryPhoto) else QueryPhoto(query)
+    q = photo.features()
+    counts = inlier_counts(q, [features_of(h) for h in head])
     scores = fused_scores([h.score for h in head], counts)
     order = sorted(range(len(head)), key=lambda i: -scores[i])
     return [replace(head[i], score=scores[i]) for i in order] + tail

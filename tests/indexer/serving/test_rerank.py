@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from shoplens.config import Settings
+from shoplens.indexer.catalog.photos import photo_path
 from shoplens.indexer.catalog.types import Hit, ProductRecord, SearchFilters
 from shoplens.indexer.ops.build import run_index
 from shoplens.indexer.serving import rerank
@@ -67,8 +68,11 @@ def test_the_printed_match_is_verified_and_the_other_is_not() -> None:
     a = rerank.local_features(studio(1), studio=True)
     b = rerank.local_features(studio(2), studio=True)
     q = rerank.local_features(shelf_photo(1))
-    # Only the carton's keypoints: the white around it gives none.
-    assert len(a) > 30 and float(a.points[:, 0].min()) >= 38
+    # Only the carton's keypoints: the white around it gives none. (Points are
+    # in the matching frame: the 240 x 280 photo scaled to MAX_SIDE; the carton
+    # starts 40 px from the left.)
+    left = 40 * rerank.MAX_SIDE / 280
+    assert len(a) > 30 and float(a.points[:, 0].min()) >= left - 1
     assert rerank.inliers(q, a) >= 3 * rerank.MIN_INLIERS
     assert rerank.inliers(q, b) < rerank.MIN_INLIERS
 
@@ -137,3 +141,60 @@ def test_a_catalog_that_learns_an_adaptation_keeps_the_plain_ranking(tmp_path: P
         plain = live.search(vector, 3, SearchFilters())
         with_photo = live.search(vector, 3, SearchFilters(), image=photo)
     assert with_photo == plain
+
+
+def test_catalog_features_are_ready_when_the_snapshot_loads(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    embedder = HistEmbedder()
+    run_index(settings, _studio_catalog(tmp_path / "cat", 4), embedder=embedder)
+    query = shelf_photo(3)  # product p2
+    vector = embedder.embed([query])[0]
+    with closing(LiveIndex.open(settings, embedder.name)) as live:
+        shas = set(live._cur.sha_by_image_id.values())
+        assert len(shas) == 4 and all(s in live.rerank_features for s in shas)
+        # No search reads a catalog photo any more: with the stored photos gone,
+        # the verification still finds the printed match.
+        for sha in shas:
+            photo_path(settings.data_dir, sha).unlink()
+        ranked = live.search(vector, 4, SearchFilters(), image=query)
+    assert ranked[0].product.product_id == "p2"
+    with closing(
+        LiveIndex.open(settings.model_copy(update={"rerank": "off"}), embedder.name)
+    ) as live:
+        assert not any(s in live.rerank_features for s in shas)  # off: nothing computed
+
+
+def test_a_query_photo_has_its_features_started_ahead_only_where_search_reranks(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    embedder = HistEmbedder()
+    run_index(settings, _studio_catalog(tmp_path / "cat", 4), embedder=embedder)
+    query = shelf_photo(3)  # product p2
+    vector = embedder.embed([query])[0]
+    with closing(LiveIndex.open(settings, embedder.name)) as live:
+        photo = live.query_photo(query)
+        assert photo.ahead
+        expected = rerank.local_features(query)
+        assert np.array_equal(photo.features().points, expected.points)
+        assert live.search(vector, 4, SearchFilters(), image=photo) == live.search(
+            vector, 4, SearchFilters(), image=query
+        )
+    with closing(
+        LiveIndex.open(settings.model_copy(update={"rerank": "off"}), embedder.name)
+    ) as live:
+        assert not live.query_photo(query).ahead
+
+
+def test_the_short_list_counts_each_candidate_on_its_own() -> None:
+    q = rerank.local_features(shelf_photo(1))
+    cands = [rerank.local_features(studio(s), studio=True) for s in (2, 1, 3, 1)]
+    one = rerank.LocalFeatures(cands[1].points[:1], cands[1].descriptors[:1])
+    cands += [rerank.LocalFeatures.empty(), one]
+    counts = rerank.inlier_counts(q, cands)
+    # Each candidate gets its own nearest neighbours and ratio test: the printed
+    # match (twice) verifies, the others and the degenerate ones do not.
+    assert counts == [rerank.inlier_counts(q, [c])[0] for c in cands]
+    assert counts[1] == counts[3] >= 3 * rerank.MIN_INLIERS
+    assert counts[0] < rerank.MIN_INLIERS and counts[2] < rerank.MIN_INLIERS
+    assert counts[4:] == [0, 0]
