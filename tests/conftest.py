@@ -17,6 +17,9 @@ from shoplens.config import Settings
 if TYPE_CHECKING:
     from shoplens.models.base import ImageEmbedder
 
+# The PostgreSQL server fixtures (pg_server, pg_url, db_target) for every folder.
+pytest_plugins = ["tests.pg"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
