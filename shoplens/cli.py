@@ -32,9 +32,9 @@ def _product_exists(settings: Settings, product_id: str) -> bool:
     import the indexer); no catalog database yet means no products, and none is created."""
     from shoplens.indexer.catalog.store import CatalogStore
 
-    if not settings.db_path.is_file():
+    if settings.database_url is None and not settings.db_path.is_file():
         return False
-    with CatalogStore(settings.db_path) as store:
+    with CatalogStore(settings.database(settings.db_path)) as store:
         return store.get_product(product_id) is not None
 
 
