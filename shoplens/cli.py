@@ -39,13 +39,13 @@ def _product_exists(settings: Settings, product_id: str) -> bool:
 
 
 def _register_parts() -> None:
-    from shoplens import doctor
+    from shoplens import db_stores, doctor
     from shoplens.ar_assets import commands as ar_commands
     from shoplens.indexer.ops import commands as indexer_commands
     from shoplens.models import commands as model_commands
     from shoplens.service import commands as service_commands
 
-    for part in (indexer_commands, model_commands, service_commands, doctor):
+    for part in (indexer_commands, model_commands, service_commands, doctor, db_stores):
         part.register(app)
     ar_commands.register(app, product_exists=_product_exists)
 
