@@ -11,7 +11,8 @@ commands cover it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import typer
 
 from shoplens.cli_options import DataDirOption, JsonOption, make_settings
 from shoplens.config import Settings
+from shoplens.errors import BadParameter, NotReady
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,34 @@ def status(settings: Settings) -> list[dict[str, Any]]:
     return rows
 
 
+def _settings(data_dir: Path | None) -> Settings:
+    from pydantic import ValidationError
+
+    try:
+        return make_settings(data_dir)
+    except ValidationError as exc:
+        # The messages alone: pydantic would echo the input, password included.
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise BadParameter(reasons) from None
+
+
+@contextmanager
+def _reaching(settings: Settings) -> Iterator[None]:
+    """A database that cannot be reached is one line naming it (password masked)."""
+    try:
+        yield
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] != "psycopg":
+            raise
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = (
+            mask_url(settings.database_url.get_secret_value())
+            if settings.database_url is not None
+            else str(settings.data_dir)
+        )
+        raise NotReady(f"cannot use the database {where}: {reason}") from None
+
+
 db_app = typer.Typer(
     help="The metadata database: schema migrations and status.", no_args_is_help=True
 )
@@ -130,9 +160,10 @@ db_app = typer.Typer(
 @db_app.command("upgrade")
 def upgrade_command(data_dir: DataDirOption = None) -> None:
     """Apply every pending schema migration (run before rolling replicas to a new release)."""
-    settings = make_settings(data_dir)
+    settings = _settings(data_dir)
     typer.echo(f"database: {engine(settings)}")
-    done = upgrade(settings)
+    with _reaching(settings):
+        done = upgrade(settings)
     for line in done:
         typer.echo(f"applied {line}")
     if not done:
@@ -145,8 +176,9 @@ def status_command(
     as_json: JsonOption = False,
 ) -> None:
     """Which engine and URL (password masked), and each component's schema version."""
-    settings = make_settings(data_dir)
-    rows = status(settings)
+    settings = _settings(data_dir)
+    with _reaching(settings):
+        rows = status(settings)
     if as_json:
         typer.echo(json.dumps({"engine": engine(settings), "components": rows}, indent=2))
         return

@@ -79,7 +79,8 @@ def test_an_edit_on_one_replica_is_served_by_the_other_at_once(
         assert ready_a["catalog_seq"] == ready_b["catalog_seq"]
         assert ready_a["index_version"] == ready_b["index_version"]
         print(
-            f"followed: PUT on A seen on B after {put_s:.3f} s, DELETE on B on A after {delete_s:.3f} s"
+            f"followed: PUT on A seen on B after {put_s:.3f} s, "
+            f"DELETE on B seen on A after {delete_s:.3f} s"
         )
 
 
