@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +204,14 @@ def test_a_catalog_of_the_previous_release_opens_with_its_data(tmp_path: Path) -
         store.upsert_products([item("b", 8, title="Wombat cup")])
         assert sorted(pid for pid, _ in store.text_ranked(words("wombat"), 10)) == ["a", "b"]
         assert store.load_catalog()[2][-1].vid == 2
+
+
+def test_opening_does_not_wait_for_another_writer(target: Path | str) -> None:
+    """A replica (or a command) opening the store while another holds a long write
+    transaction (a big run's commit) reads its schema version and goes on."""
+    with CatalogStore(target) as writer, writer.transaction() as c:
+        c.execute("SELECT 1").fetchone()
+        started = time.monotonic()
+        with CatalogStore(target, timeout_s=1.0) as opened:
+            assert opened.seq() == 0 and opened.applied_migrations == []
+        assert time.monotonic() - started < 1.0
