@@ -108,3 +108,16 @@ def test_a_published_snapshot_is_swapped_in_by_every_replica(
         for client in (a, b):
             _within(lambda c=client: c.get("/readyz").json()["snapshot_id"] == report.snapshot_id)
         assert _top(b, demo_photo("kiwi")) == "kiwi"
+
+
+def test_a_nul_character_is_refused_on_postgres_too(
+    make_client: AppFactory, pg_data_dir: Path, pg_url: str, admin: dict[str, str]
+) -> None:
+    photo = jpeg_bytes(synthetic_photo(7302))
+    with make_client(pg_data_dir, database_url=pg_url) as a:
+        for meta in ({"title": "bad\u0000title"}, {"col\u0000our": "red"}):
+            r = _put(a, "nul-widget", meta, [photo], admin)
+            assert r.status_code == 422, r.text
+            assert "NUL" in r.json()["error"]["message"]
+        assert a.get("/v1/products/nul-widget").status_code == 404
+        assert a.get("/v1/products/banana").status_code == 200

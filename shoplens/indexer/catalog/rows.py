@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from shoplens.db import Conn
+from shoplens.errors import BadParameter
 from shoplens.indexer.catalog.connection import CatalogConnection
 from shoplens.indexer.catalog.photos import image_id_for
 from shoplens.indexer.catalog.types import NewImage, ProductChange, ProductRecord, StoredImage
@@ -70,7 +71,17 @@ def image_from_row(row: Any) -> StoredImage:
     )
 
 
+def _check_text(p: ProductRecord) -> None:
+    """PostgreSQL's text cannot hold a NUL character (SQLite's can): refused on
+    both engines, so a catalog behaves the same whichever it is stored in."""
+    texts = [p.title, p.category, p.description, p.url, p.currency]
+    texts += [*p.attributes.keys(), *p.attributes.values()]
+    if any(t is not None and "\x00" in t for t in texts):
+        raise BadParameter(f"product {p.product_id!r}: a text field contains a NUL character")
+
+
 def _product_values(p: ProductRecord) -> tuple[Any, ...]:
+    _check_text(p)
     return (
         p.title,
         p.category,

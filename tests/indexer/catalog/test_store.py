@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from shoplens.db import Database
 from shoplens.db.migrations import status
@@ -215,3 +216,14 @@ def test_opening_does_not_wait_for_another_writer(target: Path | str) -> None:
         with CatalogStore(target, timeout_s=1.0) as opened:
             assert opened.seq() == 0 and opened.applied_migrations == []
         assert time.monotonic() - started < 1.0
+
+
+def test_a_nul_character_is_refused_and_nothing_is_written(target: Path | str) -> None:
+    from shoplens.errors import BadParameter
+
+    with CatalogStore(target) as store:
+        store.upsert_products([item("a", 1)])
+        bad = ProductRecord("b", title="bad\x00title")
+        with pytest.raises(BadParameter, match="NUL"):
+            store.upsert_products([item("c", 2), (bad, [], True)])
+        assert store.live_product_ids() == {"a"} and store.seq() == 1
