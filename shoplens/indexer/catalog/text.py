@@ -143,7 +143,9 @@ def prepare(db: Database) -> bool:
         current = db.is_postgres or _version(c) == VERSION
     if not current:
         with db.transaction() as c:
-            build(db, c)  # looks again under the write lock: another process may have
+            # build() looks at the version again under the write lock: another
+            # process may have rebuilt the index meanwhile.
+            build(db, c)
     with db.locked() as c:
         available = "idx_text_dirty" in db.tables(c) and (db.is_postgres or _version(c) is not None)
         noted = available and c.execute("SELECT 1 FROM idx_text_dirty LIMIT 1").fetchone()
