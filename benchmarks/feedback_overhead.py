@@ -1,7 +1,8 @@
 """What logging every search for feedback costs: ``POST /v1/search`` latency at
 concurrency 1 before and after, in the same run, on the same photos and index.
 
-``python -m benchmarks.feedback_overhead [--base REV] [--work DIR] [--count N] [--rounds R]``
+``python -m benchmarks.feedback_overhead [--base REV] [--work DIR] [--count N] [--rounds R]
+[--database-url postgresql://...]``
 
 The protocol of ``benchmarks.search_http`` at c=1 (its 2 MP phone JPEGs, the
 grocery catalog indexed with the default model, a ``shoplens serve``
@@ -14,6 +15,14 @@ data dir:
   and one row in ``feedback.db``;
 - ``after, learning on``: also the query vector, and the upload held in memory
   for a confirmation (nothing in this benchmark confirms).
+
+In process, the search path's own cost of logging one search, in the same run:
+``inline`` is what it was up to the previous release (one INSERT on the
+request thread, ``FeedbackStore.record_search``), ``queued`` what it is now
+(``FeedbackBook.new_search``: the row handed to the background writer), on
+SQLite and, with ``--database-url`` (a scratch database: rows are added to
+it), on PostgreSQL, where the inline INSERT is a network round trip and a
+commit per search.
 
 Servers are measured in turn, ``--rounds`` times each (interleaved, so load
 from other work on the shared machine falls on all of them alike), and the
@@ -59,17 +68,50 @@ def export_base(rev: str, target: Path) -> str:
     return sha
 
 
-def in_process(payloads: list[bytes], reps: int = 300) -> dict[str, float]:
-    """Median microseconds of logging one search (``FeedbackBook.new_search``), and
-    milliseconds of keeping one confirmed photo (decode and re-encode, in the
-    feedback request), on a scratch feedback database."""
+def _median_us(t: list[float]) -> float:
+    return round(float(np.median(t)) * 1e6, 1)
+
+
+def log_paths(tmp: Path, database_url: str | None, reps: int) -> dict[str, float]:
+    """Median µs per search on the search path: ``inline`` (one INSERT on the calling
+    thread, as before) and ``queued`` (``new_search`` now), on one backend."""
+    from pydantic import SecretStr
+
+    from shoplens.indexer.feedback.book import FeedbackBook
+    from shoplens.indexer.feedback.store import new_search_id
+
+    secret = None if database_url is None else SecretStr(database_url)
+    book = FeedbackBook(Settings(data_dir=tmp, database_url=secret))
+    shown = [f"product-{i}" for i in range(10)]
+    inline: list[float] = []
+    queued: list[float] = []
+    try:
+        for _ in range(reps):  # interleaved: machine load falls on both alike
+            sid = new_search_id(time.time())
+            t0 = time.perf_counter()
+            book.store.record_search(sid, time.time(), shown)
+            inline.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            book.new_search(shown)
+            queued.append(time.perf_counter() - t0)
+    finally:
+        book.close()
+    return {"inline_us": _median_us(inline), "queued_us": _median_us(queued)}
+
+
+def in_process(
+    payloads: list[bytes], reps: int = 300, database_url: str | None = None
+) -> dict[str, Any]:
+    """Median microseconds of logging one search (``FeedbackBook.new_search``), the
+    inline-versus-queued search path per backend, and milliseconds of keeping one
+    confirmed photo (decode and re-encode, in the feedback request)."""
     from shoplens.indexer.feedback import photos
     from shoplens.indexer.feedback.book import FeedbackBook
     from shoplens.models.decode import decode_image
 
     shown = [f"product-{i}" for i in range(10)]
     vector = np.random.default_rng(0).normal(size=3168).astype(np.float32)
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for learn in (False, True):
             book = FeedbackBook(Settings(data_dir=Path(tmp), learn_from_feedback=learn))
@@ -85,6 +127,13 @@ def in_process(payloads: list[bytes], reps: int = 300) -> dict[str, float]:
                 book.close()
             key = "learning_on" if learn else "learning_off"
             out[f"log_search_us_{key}"] = round(float(np.median(t)) * 1e6, 1)
+    paths: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths["sqlite"] = log_paths(Path(tmp), None, reps)
+    if database_url:
+        with tempfile.TemporaryDirectory() as tmp:
+            paths["postgres"] = log_paths(Path(tmp), database_url, reps)
+    out["search_path"] = paths
     keep = []
     for i in range(48):
         t0 = time.perf_counter()
@@ -157,7 +206,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "photos": len(payloads),
         "rounds": args.rounds,
         "servers": out,
-        "in_process": in_process(payloads),
+        "in_process": in_process(payloads, database_url=args.database_url),
         "machine": machine(),
     }
 
@@ -170,7 +219,7 @@ def markdown(res: dict[str, Any]) -> str:
         f"`python -m benchmarks.feedback_overhead`, {res['machine']['at']}, "
         f"{res['machine']['cpus']} CPUs shared with other work; model `{res['model']}`, grocery "
         f"catalog indexed, {res['photos']} 2 MP phone JPEGs (the search_http protocol). "
-        f"`before` is commit {res['base'][:10]} (no search log); {res['rounds']} interleaved "
+        f"`before` is commit {res['base'][:10]} (`--base`); {res['rounds']} interleaved "
         "rounds per server, latencies pooled.",
         "",
         "| server | requests | errors | p50 ms | p95 ms | p99 ms | server took_ms p50 "
@@ -192,6 +241,17 @@ def markdown(res: dict[str, Any]) -> str:
         "vector in the row, the upload held in memory); keeping a confirmed photo (JPEG "
         f"draft decode, 640 px re-encode, in the feedback request) {ip['keep_photo_ms']} ms.",
         "",
+        "The search path's cost of logging a search, before (one INSERT on the request "
+        "thread) and now (the row handed to the background writer, committed in batches "
+        "every ~0.1 s), same run, median of interleaved calls:",
+        "",
+        "| database | inline INSERT µs (before) | queued µs (now) |",
+        "|---|---:|---:|",
+    ]
+    for backend, v in ip.get("search_path", {}).items():
+        lines.append(f"| {backend} | {v['inline_us']} | {v['queued_us']} |")
+    lines += [
+        "",
         "Absolute numbers move with the shared machine's load; compare rows of one run.",
     ]
     return "\n".join(lines)
@@ -205,6 +265,9 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=24)
     ap.add_argument("--count", type=int, default=150)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument(
+        "--database-url", default=None, help="also measure the search log on this PostgreSQL"
+    )
     args = ap.parse_args()
     res = run(args)
     j, m = write_results("feedback_overhead", res, markdown(res))

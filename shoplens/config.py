@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     # shared by any number of `shoplens serve` replicas that also share data_dir
     # (docs/scaling.md). Unset: one SQLite file per store under data_dir.
     database_url: SecretStr | None = None
+    # Replicas over PostgreSQL: each `shoplens serve` refreshes its replica row
+    # and its running job's heartbeat this often (seconds); a replica or a job
+    # silent for replica_stale_s is counted dead (its job taken over by another).
+    replica_heartbeat_s: float = Field(default=5.0, gt=0)
+    replica_stale_s: float = Field(default=15.0, gt=0)
     # Exported ONNX models are cached here, shared by every data dir on the machine.
     model_cache_dir: Path = Field(default_factory=_default_model_cache)
 

@@ -3,9 +3,8 @@
 ``status``: which engine, which versions).
 
 A composition edge like :mod:`shoplens.cli`: it may import every part. A store
-ported to :mod:`shoplens.db` adds itself to :func:`stores` (its component
-names, its SQLite file, how to open it so its migrations run) and both
-commands cover it.
+on :mod:`shoplens.db` adds itself to :func:`stores` (its component, its SQLite
+file, its ``upgrade(target)``) and both commands cover it.
 """
 
 from __future__ import annotations
@@ -27,41 +26,93 @@ from shoplens.errors import BadParameter, NotReady
 
 @dataclass(frozen=True)
 class StoreEntry:
-    """One store: the migration components it owns, its SQLite file when no
-    PostgreSQL URL is set, and how to open (and close) it so its migrations run."""
+    """One store: its migration component, its SQLite file when no PostgreSQL URL
+    is set, how to bring its schema up to date, and its newest known version."""
 
-    name: str
-    components: tuple[str, ...]
+    component: str
     sqlite_file: Callable[[Settings], Path]
-    # Opens the store at this target and closes it; the migrations it applied.
-    open: Callable[[Path | str], list[str]]
-    latest: Callable[[], dict[str, int]]  # each component's newest known version
+    # Applies the pending migrations at this target; what it applied.
+    upgrade: Callable[[Path | str], list[str]]
+    latest: Callable[[], int]
+    # False: the store exists only on PostgreSQL (the replica registry).
+    on_sqlite: bool = True
 
 
-def _open_catalog(target: Path | str) -> list[str]:
+def _upgrade_catalog(target: Path | str) -> list[str]:
     from shoplens.indexer.catalog.store import CatalogStore
 
+    # Opened, not only migrated: opening also readies the word index.
     with CatalogStore(target) as store:
         return store.applied_migrations
 
 
-def _catalog_latest() -> dict[str, int]:
-    from shoplens.indexer.catalog.schema import COMPONENT, MIGRATIONS
+def _latest(module: str) -> Callable[[], int]:
+    def latest() -> int:
+        import importlib
 
-    return {COMPONENT: len(MIGRATIONS)}
+        return len(importlib.import_module(module).MIGRATIONS)
+
+    return latest
+
+
+def _upgrade(module: str) -> Callable[[Path | str], list[str]]:
+    def upgrade(target: Path | str) -> list[str]:
+        import importlib
+
+        applied: list[str] = importlib.import_module(module).upgrade(target)
+        return applied
+
+    return upgrade
+
+
+def _feedback_db(settings: Settings) -> Path:
+    from shoplens.indexer.feedback.book import feedback_db
+
+    return feedback_db(settings)
 
 
 def stores() -> list[StoreEntry]:
-    """Every store migrated through :mod:`shoplens.db.migrations`, in opening order."""
+    """Every store migrated through :mod:`shoplens.db.migrations`, in opening order.
+
+    Modules are imported when a command runs, not when the CLI starts (FAISS,
+    the AR tools: ``shoplens --help`` stays fast).
+    """
+    catalog_db = lambda s: s.db_path  # noqa: E731  (catalog.db: catalog, jobs, AR rows)
     return [
         StoreEntry(
-            name="catalog",
-            components=("catalog",),
-            sqlite_file=lambda s: s.db_path,
-            open=_open_catalog,
-            latest=_catalog_latest,
+            "catalog", catalog_db, _upgrade_catalog, _latest("shoplens.indexer.catalog.schema")
+        ),
+        StoreEntry(
+            "jobs",
+            catalog_db,
+            _upgrade("shoplens.indexer.ops.job_store"),
+            _latest("shoplens.indexer.ops.job_store"),
+        ),
+        StoreEntry(
+            "ar",
+            catalog_db,
+            _upgrade("shoplens.ar_assets.store"),
+            _latest("shoplens.ar_assets.store"),
+        ),
+        StoreEntry(
+            "feedback",
+            _feedback_db,
+            _upgrade("shoplens.indexer.feedback.store"),
+            _latest("shoplens.indexer.feedback.store"),
+        ),
+        StoreEntry(
+            "replicas",
+            catalog_db,
+            _upgrade("shoplens.indexer.ops.replicas"),
+            _latest("shoplens.indexer.ops.replicas"),
+            on_sqlite=False,
         ),
     ]
+
+
+def _active(settings: Settings) -> list[StoreEntry]:
+    on_postgres = settings.database_url is not None
+    return [e for e in stores() if on_postgres or e.on_sqlite]
 
 
 def mask_url(url: str) -> str:
@@ -84,10 +135,10 @@ def engine(settings: Settings) -> str:
 
 
 def upgrade(settings: Settings) -> list[str]:
-    """Open every store so its migrations run; what was applied (``component:N name``)."""
+    """Bring every store's schema up to date; what was applied (``component:N name``)."""
     applied: list[str] = []
-    for entry in stores():
-        applied += entry.open(settings.database(entry.sqlite_file(settings)))
+    for entry in _active(settings):
+        applied += entry.upgrade(settings.database(entry.sqlite_file(settings)))
     return applied
 
 
@@ -100,27 +151,25 @@ def status(settings: Settings) -> list[dict[str, Any]]:
     from shoplens.db.migrations import applied
 
     rows: list[dict[str, Any]] = []
-    for entry in stores():
+    for entry in _active(settings):
         sqlite_file = entry.sqlite_file(settings)
         target = settings.database(sqlite_file)
-        latest = entry.latest()
-        where = "postgresql" if isinstance(target, str) else str(sqlite_file)
         exists = isinstance(target, str) or sqlite_file.is_file()
-        db = Database(target, name="status") if exists else None
-        try:
-            for component in entry.components:
-                have = applied(db, component) if db is not None else 0
-                rows.append(
-                    {
-                        "component": component,
-                        "version": have,
-                        "latest": latest.get(component, 0),
-                        "database": where,
-                    }
-                )
-        finally:
-            if db is not None:
+        version = 0
+        if exists:
+            db = Database(target, name="status")
+            try:
+                version = applied(db, entry.component)
+            finally:
                 db.close()
+        rows.append(
+            {
+                "component": entry.component,
+                "version": version,
+                "latest": entry.latest(),
+                "database": "postgresql" if isinstance(target, str) else str(sqlite_file),
+            }
+        )
     return rows
 
 

@@ -34,8 +34,12 @@ def test_upgrade_then_status(tmp_path: Path, db_target: str | None) -> None:
     url = None if db_target is None else db_target.replace("postgres@", f"postgres:{SECRET}@")
     before = shoplens("db", "status", "--json", data_dir=tmp_path, url=url)
     assert before.returncode == 0, before.stderr
-    assert json.loads(before.stdout)["components"][0]["version"] == 0
-    assert not (tmp_path / "catalog.db").exists()  # status creates nothing
+    components = json.loads(before.stdout)["components"]
+    # Every store, from one list; the replica registry lives only on PostgreSQL.
+    expected = ["catalog", "jobs", "ar", "feedback"] + ([] if url is None else ["replicas"])
+    assert [c["component"] for c in components] == expected
+    assert all(c["version"] == 0 and c["latest"] >= 1 for c in components)
+    assert not list(tmp_path.iterdir())  # status creates nothing
 
     first = shoplens("db", "upgrade", data_dir=tmp_path, url=url)
     assert first.returncode == 0, first.stderr
@@ -47,6 +51,9 @@ def test_upgrade_then_status(tmp_path: Path, db_target: str | None) -> None:
     status = shoplens("db", "status", data_dir=tmp_path, url=url)
     assert status.returncode == 0, status.stderr
     assert "catalog: version 3" in status.stdout and "pending" not in status.stdout
+    for component in expected:
+        assert f"applied {component}:1 " in first.stdout
+        assert f"{component}: version " in status.stdout
     if url is None:
         assert "sqlite" in status.stdout and str(tmp_path / "catalog.db") in status.stdout
     else:

@@ -103,9 +103,12 @@ class ArService:
 
     @classmethod
     def open(cls, settings: Settings) -> ArService:
-        store = AssetStore(settings.assets_dir, settings.db_path)
+        store = AssetStore(settings.assets_dir, settings.database(settings.db_path))
         _remove_stale_temporaries(settings.assets_dir)
         return cls(settings, store)
+
+    def close(self) -> None:
+        self.store.close()
 
     # ------------------------------------------------------------ writes
     def ingest(

@@ -1,11 +1,15 @@
-"""Content-addressed AR files plus their metadata rows in SQLite.
+"""Content-addressed AR files plus their metadata rows.
 
-Files are ``<sha256>.<ext>`` under ``settings.assets_dir``, written atomically
-and never modified. Rows live in this part's own tables in the catalog
-database. A row is swapped only after its files are in place, so readers see
-the old asset or the new one, never half of either. Garbage collection and
-the "are my files still there" check of an upload both run under SQLite's
-write lock, which makes them safe against each other, across processes too.
+Files are ``<sha256>.<ext>`` under ``settings.assets_dir`` (shared by every
+replica), written atomically and never modified. Rows live in this part's own
+table, ``ar_assets``, in the catalog database (``catalog.db``, or the shared
+PostgreSQL database: :class:`shoplens.db.Database`, store name ``ar``, schema
+as versioned migrations of component ``ar``). A row is swapped only after its
+files are in place, so readers see the old asset or the new one, never half
+of either. Garbage collection and the "are my files still there" check of an
+upload both run inside the store's write transaction (SQLite's write lock, or
+the store's advisory lock on PostgreSQL), which makes them safe against each
+other, across processes and replicas too.
 """
 
 from __future__ import annotations
@@ -13,15 +17,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shoplens.ar_assets.row_cache import RowCache
+from shoplens.db import Conn, Database
+from shoplens.db.migrations import Migration, migrate
 from shoplens.files.atomic import fsync_dir
 
 FILE_NAME = re.compile(r"\A([0-9a-f]{64})\.(glb|usdz|zip)\Z")
@@ -51,6 +56,59 @@ CREATE TABLE IF NOT EXISTS ar_assets (
 # Added after the first release: {material variant name: sha256 of its USDZ}.
 # Databases from before get the column (empty) when the store opens.
 VARIANT_USDZ_COLUMN = "variant_usdz_json"
+COMPONENT = "ar"
+COLUMNS = (
+    "product_id",
+    "variant",
+    "placement",
+    "original_name",
+    "source_sha",
+    "source_ext",
+    "glb_sha",
+    "mobile_sha",
+    "usdz_sha",
+    "dims_json",
+    "triangles",
+    "bytes",
+    "mobile_bytes",
+    "material_variants_json",
+    "report_json",
+    "created_at",
+    VARIANT_USDZ_COLUMN,
+)
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM ar_assets"
+_UPSERT = (
+    f"INSERT INTO ar_assets ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+    "ON CONFLICT (product_id, variant) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:])
+)
+
+
+def _add_variant_usdz(db: Database, c: Conn) -> None:
+    db.add_column(c, "ar_assets", VARIANT_USDZ_COLUMN, "TEXT NOT NULL DEFAULT '{}'")
+
+
+# One row, bumped by every save and delete: what replicas' row caches watch.
+CHANGES = "CREATE TABLE IF NOT EXISTS ar_changes (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL);"
+_BUMP = (
+    "INSERT INTO ar_changes (id, seq) VALUES (1, 1) "
+    "ON CONFLICT (id) DO UPDATE SET seq = ar_changes.seq + 1"
+)
+
+MIGRATIONS = (
+    Migration(1, "ar_assets table", SCHEMA),
+    Migration(2, "material variant USDZ files", _add_variant_usdz),
+    Migration(3, "ar change counter", CHANGES),
+)
+
+
+def upgrade(target: Path | str) -> list[str]:
+    """Apply this store's pending migrations (``shoplens db upgrade``); what was applied."""
+    db = Database(target, name=COMPONENT)
+    try:
+        return migrate(db, COMPONENT, MIGRATIONS)
+    finally:
+        db.close()
 
 
 @dataclass(frozen=True)
@@ -86,30 +144,38 @@ class StaleRow(Exception):
 
 
 class AssetStore:
-    def __init__(self, files_dir: Path, db_path: Path) -> None:
-        self.files_dir = files_dir
-        self.db_path = db_path
-        files_dir.mkdir(parents=True, exist_ok=True)
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(SCHEMA)
-            columns = {r[1] for r in db.execute("PRAGMA table_info(ar_assets)")}
-            if VARIANT_USDZ_COLUMN not in columns:
-                db.execute(
-                    f"ALTER TABLE ar_assets ADD COLUMN {VARIANT_USDZ_COLUMN} "
-                    "TEXT NOT NULL DEFAULT '{}'"
-                )
+    """``target``: the SQLite file (the data dir's ``catalog.db``) or a PostgreSQL URL."""
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+    def __init__(self, files_dir: Path, target: Path | str) -> None:
+        self.files_dir = files_dir
+        files_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(target, name=COMPONENT, timeout_s=30.0, synchronous="NORMAL")
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA busy_timeout=30000")
-            db.execute("PRAGMA synchronous=NORMAL")
-            yield db
-        finally:
-            db.close()
+            migrate(self.db, COMPONENT, MIGRATIONS)
+        except BaseException:
+            self.db.close()
+            raise
+        # Shared database: AR rows are read on every search answer; cache them
+        # (shoplens.ar_assets.row_cache). SQLite reads stay direct, as before.
+        self._cache: RowCache[AssetRow] | None = None
+        if self.db.is_postgres:
+            self._cache = RowCache(self._load, self._seq, lambda r: r.product_id)
+
+    def _seq(self) -> int:
+        with self.db.locked() as db:
+            row = db.execute("SELECT seq FROM ar_changes WHERE id = 1").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _load(self, product_ids: list[str]) -> list[AssetRow]:
+        with self.db.locked() as db:
+            return self._rows(db, product_ids)
+
+    def _changed(self) -> None:
+        if self._cache is not None:
+            self._cache.invalidate()
+
+    def close(self) -> None:
+        self.db.close()
 
     # ------------------------------------------------------------ files
     def path(self, sha: str, ext: str) -> Path:
@@ -157,21 +223,20 @@ class AssetStore:
         """
         for (sha, ext), src in staged.items():
             self.put_file(src, sha, ext)
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                old = self._get(db, row.product_id, row.variant)
-                if replacing is not None and old != replacing:
-                    self._collect(db, set(staged))
-                    raise StaleRow(
-                        f"{row.product_id}/{row.variant} changed while it was being rebuilt"
-                    )
+        stale = False
+        with self.db.transaction() as db:
+            old = self._get(db, row.product_id, row.variant)
+            if replacing is not None and old != replacing:
+                # Committed (not rolled back): the staged files no row uses are gone.
+                self._collect(db, set(staged))
+                stale = True
+            else:
                 # A concurrent GC may have removed a file equal to ours before we got the lock.
                 for (sha, ext), src in staged.items():
                     if not self.path(sha, ext).is_file():
                         self.put_file(src, sha, ext)
                 db.execute(
-                    "INSERT OR REPLACE INTO ar_assets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    _UPSERT,
                     (
                         row.product_id,
                         row.variant,
@@ -194,34 +259,29 @@ class AssetStore:
                 )
                 if old is not None:
                     self._collect(db, old.shas())
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+                db.execute(_BUMP)
+        self._changed()
+        if stale:
+            raise StaleRow(f"{row.product_id}/{row.variant} changed while it was being rebuilt")
 
     def delete(self, product_id: str, variant: str | None = None) -> int:
         """Remove the product's rows (one variant or all); returns how many."""
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                rows = [
-                    r
-                    for r in self._rows(db, [product_id])
-                    if variant is None or r.variant == variant
-                ]
-                for r in rows:
-                    db.execute(
-                        "DELETE FROM ar_assets WHERE product_id=? AND variant=?",
-                        (r.product_id, r.variant),
-                    )
-                self._collect(db, set().union(*(r.shas() for r in rows)) if rows else set())
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self.db.transaction() as db:
+            rows = [
+                r for r in self._rows(db, [product_id]) if variant is None or r.variant == variant
+            ]
+            for r in rows:
+                db.execute(
+                    "DELETE FROM ar_assets WHERE product_id=? AND variant=?",
+                    (r.product_id, r.variant),
+                )
+            self._collect(db, set().union(*(r.shas() for r in rows)) if rows else set())
+            if rows:
+                db.execute(_BUMP)
+        self._changed()
         return len(rows)
 
-    def _collect(self, db: sqlite3.Connection, candidates: set[tuple[str, str]]) -> None:
+    def _collect(self, db: Conn, candidates: set[tuple[str, str]]) -> None:
         for sha, ext in candidates:
             # sha is 64 hex digits (FILE_NAME), so LIKE needs no escaping.
             used = db.execute(
@@ -233,32 +293,33 @@ class AssetStore:
                 self.path(sha, ext).unlink(missing_ok=True)
 
     def rows(self, product_ids: Sequence[str]) -> list[AssetRow]:
-        with self._connect() as db:
-            return self._rows(db, product_ids)
+        if self._cache is not None:
+            found = self._cache.rows(product_ids)
+            return sorted(found, key=lambda r: (r.product_id, r.variant))
+        return self._load(list(product_ids))
 
     def all_rows(self) -> list[AssetRow]:
         """Every stored row, by product id and variant."""
-        with self._connect() as db:
+        with self.db.read() as db:
             ids = [r[0] for r in db.execute("SELECT DISTINCT product_id FROM ar_assets")]
             return self._rows(db, sorted(ids))
 
     def get(self, product_id: str, variant: str) -> AssetRow | None:
-        with self._connect() as db:
+        with self.db.locked() as db:
             return self._get(db, product_id, variant)
 
-    def _get(self, db: sqlite3.Connection, product_id: str, variant: str) -> AssetRow | None:
+    def _get(self, db: Conn, product_id: str, variant: str) -> AssetRow | None:
         rows = [r for r in self._rows(db, [product_id]) if r.variant == variant]
         return rows[0] if rows else None
 
-    def _rows(self, db: sqlite3.Connection, product_ids: Sequence[str]) -> list[AssetRow]:
+    def _rows(self, db: Conn, product_ids: Sequence[str]) -> list[AssetRow]:
         out: list[AssetRow] = []
         ids = list(dict.fromkeys(product_ids))
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             cur = db.execute(
-                f"SELECT * FROM ar_assets WHERE product_id IN ({marks}) "
-                "ORDER BY product_id, variant",
+                f"{_SELECT} WHERE product_id IN ({marks}) ORDER BY product_id, variant",
                 chunk,
             )
             for r in cur.fetchall():
@@ -280,7 +341,7 @@ class AssetStore:
                         material_variants=json.loads(r[13]),
                         report=json.loads(r[14]),
                         created_at=r[15],
-                        variant_usdz=json.loads(r[16]) if len(r) > 16 else {},
+                        variant_usdz=json.loads(r[16]),
                     )
                 )
         return out

@@ -33,7 +33,7 @@ class Migration:
     version: int
     name: str
     # A schema script in SQLite's types, or a function for what a script cannot say.
-    apply: str | Callable[[Database, Conn], None]
+    apply: str | Callable[[Database, Conn], object]
 
 
 def _ensure_table(db: Database) -> None:

@@ -102,7 +102,7 @@ def start_jobs(state: ServiceState) -> JobRunner:
     def swap_in(snapshot_id: str) -> None:
         state.index.poll()
 
-    runner = JobRunner(state.settings, state.embedder, on_success=swap_in)
+    runner = JobRunner(state.settings, state.embedder, on_success=swap_in, owner=state.replica_id)
     runner.start()
     return runner
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ from shoplens.ar_assets.service import ArService
 from shoplens.config import Settings
 from shoplens.db.notify import CATALOG_CHANNEL, Listener
 from shoplens.indexer.feedback.book import FeedbackBook
+from shoplens.indexer.ops.replicas import start_heartbeat, stop_heartbeat
 from shoplens.models.base import ImageEmbedder, TextEmbedder
 from shoplens.service import (
     admin,
@@ -45,7 +47,7 @@ from shoplens.service import openapi as openapi_doc
 from shoplens.service.limits import BodyLimitMiddleware
 from shoplens.service.metrics import Metrics
 from shoplens.service.middleware import RequestIdMiddleware
-from shoplens.service.ratelimit import RateLimitMiddleware
+from shoplens.service.ratelimit import RateLimitMiddleware, TokenBuckets
 from shoplens.service.renditions import Renditions
 from shoplens.service.state import IndexHolder, ServiceState, check_capabilities
 from shoplens.service.strict import ParameterCheck
@@ -161,6 +163,9 @@ def create_app(
     """Build the service. ``embedder``/``text_embedder``: already-loaded models to reuse
     (tests share one per session); by default they are loaded from the registry."""
     metrics = Metrics()
+    per_minute = settings.rate_limit_per_minute
+    # Built here, not by the middleware: the replica heartbeat sets its share.
+    buckets = TokenBuckets(per_minute) if per_minute > 0 else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -187,6 +192,18 @@ def create_app(
             capabilities=await run_in_threadpool(check_capabilities, settings),
             feedback=await run_in_threadpool(FeedbackBook, settings),
         )
+        if settings.database_url is not None:  # replicas: register, share the rate limits
+            state.replicas = await run_in_threadpool(
+                functools.partial(
+                    start_heartbeat,
+                    settings.database(settings.db_path),
+                    state.replica_id,
+                    interval_s=settings.replica_heartbeat_s,
+                    stale_s=settings.replica_stale_s,
+                    version=holder.version,
+                    on_count=buckets.set_share if buckets is not None else lambda n: None,
+                )
+            )
         app.state.service = state
         app.state.ar = ar
         jobs = await run_in_threadpool(admin.start_jobs, state)
@@ -200,12 +217,15 @@ def create_app(
             await run_in_threadpool(jobs.stop)
             if listener is not None:
                 await run_in_threadpool(listener.stop)
+            if state.replicas is not None:
+                await run_in_threadpool(stop_heartbeat, state.replicas)
             reloader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reloader
             holder.close()
             if state.feedback is not None:
                 await run_in_threadpool(state.feedback.close)
+            ar.close()
 
     app = FastAPI(
         title="Shoplens",
@@ -235,7 +255,7 @@ def create_app(
         max_bytes=settings.max_request_bytes,
         max_asset_bytes=settings.max_asset_bytes,
     )
-    app.add_middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute)
+    app.add_middleware(RateLimitMiddleware, per_minute=per_minute, buckets=buckets)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(

@@ -7,7 +7,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from shoplens import capabilities
 from shoplens.service.deps import StateDep
-from shoplens.service.schemas import CapabilityStatus, Health, Readiness, error_responses
+from shoplens.service.schemas import (
+    CapabilityStatus,
+    Health,
+    Readiness,
+    ReplicaStatus,
+    error_responses,
+)
 
 router = APIRouter(tags=["operations"])
 
@@ -41,6 +47,7 @@ async def readyz(state: StateDep) -> Readiness:
             name: CapabilityStatus(**info)
             for name, info in capabilities.as_json(state.capabilities).items()
         },
+        replica=ReplicaStatus(id=state.replica_id, live_replicas=state.live_replicas()),
     )
 
 

@@ -7,6 +7,15 @@ gets through. 0 turns it off (the default, for the demo). The client is the
 connection's peer address: ``X-Forwarded-For`` is not trusted (a client could
 pick a fresh address per request); behind a proxy run uvicorn with
 ``--proxy-headers --forwarded-allow-ips`` so the peer is the real client.
+
+Replicas (``SHOPLENS_DATABASE_URL``): the limit is the whole service's, and no
+request asks the database about it. Each replica enforces its share, the
+limit divided by the number of live replicas
+(:mod:`shoplens.indexer.ops.replicas`, recounted on every replica heartbeat:
+:meth:`TokenBuckets.set_share`). Behind a load balancer that spreads a
+client's requests evenly (round robin, least connections) that admits the
+configured limit overall; one that pins a client to one replica (sticky
+sessions, hashing on the address) admits it only its replica's share.
 """
 
 from __future__ import annotations
@@ -36,11 +45,18 @@ class TokenBuckets:
         max_clients: int = MAX_CLIENTS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0  # tokens per second
+        self.per_minute = per_minute
         self.max_clients = max_clients
         self.clock = clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self.set_share(1)
+
+    def set_share(self, replicas: int) -> None:
+        """Admit this replica's share of the limit: ``per_minute / replicas``
+        (at least one request a minute). Full buckets shrink at their next take."""
+        self.replicas = max(1, replicas)
+        self.capacity = max(1.0, self.per_minute / self.replicas)
+        self.rate = self.capacity / 60.0  # tokens per second
 
     def take(self, key: str) -> float:
         """Spend one token; 0.0 when allowed, else the seconds until one is back."""
@@ -64,10 +80,13 @@ class TokenBuckets:
 class RateLimitMiddleware:
     """429 ``rate_limited`` with ``Retry-After`` (whole seconds) when a client's bucket is empty."""
 
-    def __init__(self, app: ASGIApp, per_minute: int) -> None:
+    def __init__(self, app: ASGIApp, per_minute: int, buckets: TokenBuckets | None = None) -> None:
         self.app = app
         self.per_minute = per_minute
-        self.buckets = TokenBuckets(per_minute) if per_minute > 0 else None
+        # ``buckets`` from the app factory: the replica heartbeat updates its share.
+        if buckets is None and per_minute > 0:
+            buckets = TokenBuckets(per_minute)
+        self.buckets = buckets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -83,10 +102,12 @@ class RateLimitMiddleware:
         wait = self.buckets.take(client[0] if client else "unknown")
         if wait > 0:
             retry = max(1, math.ceil(wait))
+            share = self.buckets.replicas
+            each = f" ({self.buckets.capacity:g} on each of {share} replicas)" if share > 1 else ""
             response = error_response(
                 429,
                 RateLimited.code,
-                f"more than {self.per_minute} requests a minute from this address; "
+                f"more than {self.per_minute} requests a minute from this address{each}; "
                 f"retry in {retry} s",
                 {"Retry-After": str(retry)},
             )

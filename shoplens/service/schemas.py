@@ -120,6 +120,14 @@ class CapabilityStatus(BaseModel):
     found: str = Field(description="What was found (versions, paths), or what is missing")
 
 
+class ReplicaStatus(BaseModel):
+    id: str = Field(description="This process's replica id (job rows name it as owner)")
+    live_replicas: int = Field(
+        description="Replicas sharing the database with a fresh heartbeat, this one included "
+        "(1 without SHOPLENS_DATABASE_URL); rate limits are divided by it"
+    )
+
+
 class Readiness(BaseModel):
     status: str = Field(examples=["ready"])
     model: str
@@ -136,6 +144,7 @@ class Readiness(BaseModel):
         description="Optional capabilities as found at start-up, by name "
         "(khronos_validator, gltf_transform, usdz, heic, avif, export, openclip, ray)",
     )
+    replica: ReplicaStatus | None = None
 
 
 class DemoSample(BaseModel):

@@ -21,6 +21,7 @@ from shoplens.config import Settings
 from shoplens.errors import ModelMismatch, NotReady, SnapshotError
 from shoplens.indexer.feedback.book import FeedbackBook
 from shoplens.indexer.feedback.store import new_search_id
+from shoplens.indexer.ops.replicas import ReplicaHeartbeat, new_replica_id
 from shoplens.indexer.serving.live import LiveIndex
 from shoplens.models.base import FloatArray, ImageEmbedder, TextEmbedder
 from shoplens.models.decode import Crop
@@ -76,6 +77,11 @@ class IndexHolder:
             ", ".join(f"{v} {k}" for k, v in self.live.size.items()),
         )
 
+    def version(self) -> str | None:
+        """The snapshot served now (the replica registry's ``version``)."""
+        live = self.live
+        return None if live is None else live.version
+
     def require(self) -> LiveIndex:
         live = self.live
         if live is None:
@@ -114,6 +120,13 @@ class ServiceState:
     capabilities: list[Capability] = field(default_factory=list)
     # The search log and shoppers' feedback (shoplens.indexer.feedback).
     feedback: FeedbackBook | None = None
+    # This process among the replicas sharing the database: its id (job owner,
+    # /readyz) and, over PostgreSQL, its registration (live replica count).
+    replica_id: str = field(default_factory=new_replica_id)
+    replicas: ReplicaHeartbeat | None = None
+
+    def live_replicas(self) -> int:
+        return 1 if self.replicas is None else self.replicas.count
 
     # ``base``: the request's public base URL (shoplens.service.deps.public_base_url).
     def image_url(self, base: str, image_id: str) -> str:
@@ -127,7 +140,8 @@ class ServiceState:
         photo: bytes | None = None,
         crop: Crop | None = None,
     ) -> str:
-        """Log a search answer for feedback; its ``search_id`` (blocking: one INSERT).
+        """Log a search answer for feedback; its ``search_id`` (no write here: the
+        book's background writer commits it within ~0.1 s).
 
         The vector and photo are only kept with learning from shoppers on (the
         book decides). A failure to log never fails the search: its id is then

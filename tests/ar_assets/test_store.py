@@ -1,4 +1,6 @@
-"""The content-addressed store: atomic files, row swaps, garbage collection under concurrency."""
+"""The content-addressed store: atomic files, row swaps, garbage collection under
+concurrency, on SQLite and on PostgreSQL (``db_target``; two stores over one
+database stand for two replicas)."""
 
 from __future__ import annotations
 
@@ -26,8 +28,10 @@ def _row(pid: str, sha: str, variant: str = "default") -> AssetRow:
     )  # fmt: skip
 
 
-def test_replace_and_delete_collect_only_unreferenced(tmp_path: Path) -> None:
-    store = AssetStore(tmp_path / "files", tmp_path / "db.sqlite")
+def test_replace_and_delete_collect_only_unreferenced(
+    tmp_path: Path, db_target: str | None
+) -> None:
+    store = AssetStore(tmp_path / "files", db_target or tmp_path / "db.sqlite")
     a_sha, a = _file(tmp_path, b"model A")
     b_sha, b = _file(tmp_path, b"model B")
     store.save(_row("p1", a_sha), {(a_sha, "glb"): a})
@@ -41,8 +45,13 @@ def test_replace_and_delete_collect_only_unreferenced(tmp_path: Path) -> None:
     assert not list((tmp_path / "files").glob(".tmp-*"))
 
 
-def test_concurrent_saves_and_deletes_never_lose_a_referenced_file(tmp_path: Path) -> None:
-    store = AssetStore(tmp_path / "files", tmp_path / "db.sqlite")
+def test_concurrent_saves_and_deletes_never_lose_a_referenced_file(
+    tmp_path: Path, db_target: str | None
+) -> None:
+    target = db_target or tmp_path / "db.sqlite"
+    # Two stores over one database and one files dir: two processes, or two replicas.
+    stores = [AssetStore(tmp_path / "files", target) for _ in range(2)]
+    store = stores[0]
     contents = [f"model {i}".encode() for i in range(3)]
     errors: list[BaseException] = []
 
@@ -52,9 +61,9 @@ def test_concurrent_saves_and_deletes_never_lose_a_referenced_file(tmp_path: Pat
                 sha, p = _file(tmp_path, contents[(n + i) % 3])
                 pid = f"p{(n + i) % 4}"
                 if i % 7 == 6:
-                    store.delete(pid)
+                    stores[n % 2].delete(pid)
                 else:
-                    store.save(_row(pid, sha), {(sha, "glb"): p})
+                    stores[n % 2].save(_row(pid, sha), {(sha, "glb"): p})
         except BaseException as exc:  # collected for the assertion below
             errors.append(exc)
 
@@ -69,3 +78,31 @@ def test_concurrent_saves_and_deletes_never_lose_a_referenced_file(tmp_path: Pat
         assert store.path(r.glb_sha, "glb").is_file()
     on_disk = {p.name.split(".")[0] for p in (tmp_path / "files").glob("*.glb")}
     assert on_disk == {r.glb_sha for r in rows}
+    for s in stores:
+        s.close()
+
+
+def test_a_replica_sees_another_replicas_asset_within_a_second(tmp_path: Path, pg_url: str) -> None:
+    """Over PostgreSQL rows are cached per process (they are read on every search
+    answer): a save or delete on another replica shows within the cache's check."""
+    a = AssetStore(tmp_path / "files", pg_url)
+    b = AssetStore(tmp_path / "files", pg_url)
+    try:
+        sha, p = _file(tmp_path, b"model")
+        assert a.rows(["p1"]) == []  # cached: p1 has no asset
+        b.save(_row("p1", sha), {(sha, "glb"): p})
+        assert [r.glb_sha for r in b.rows(["p1"])] == [sha]  # its own write: at once
+
+        def seen_by_a(want: int) -> float:
+            start = time.monotonic()
+            while len(a.rows(["p1", "p2"])) != want:
+                assert time.monotonic() - start < 5, "replica A never saw the change"
+                time.sleep(0.02)
+            return time.monotonic() - start
+
+        assert seen_by_a(1) < 1.0
+        b.delete("p1")
+        assert seen_by_a(0) < 1.0
+    finally:
+        a.close()
+        b.close()

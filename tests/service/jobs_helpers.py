@@ -150,7 +150,13 @@ class Served:
 
 
 @contextmanager
-def serve(data_dir: Path, log: Path, *, ready_timeout_s: float = 180.0) -> Iterator[Served]:
+def serve(
+    data_dir: Path,
+    log: Path,
+    *,
+    ready_timeout_s: float = 180.0,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Served]:
     """``shoplens serve`` on a free 127.0.0.1 port with the admin token set."""
     port = free_port()
     env = {
@@ -158,6 +164,7 @@ def serve(data_dir: Path, log: Path, *, ready_timeout_s: float = 180.0) -> Itera
         "SHOPLENS_DATA_DIR": str(data_dir),
         "SHOPLENS_ADMIN_TOKEN": ADMIN_TOKEN,
         "SHOPLENS_RELOAD_INTERVAL_S": "0.5",
+        **(extra_env or {}),
     }
     cmd = [sys.executable, "-m", "shoplens.cli", "serve", "--host", "127.0.0.1"]
     with log.open("ab") as out:

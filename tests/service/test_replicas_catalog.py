@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from starlette.testclient import TestClient
 
 from shoplens.config import Settings
@@ -24,21 +23,6 @@ from tests.service.test_products import _put
 
 POLL_S = 30.0  # the fallback: far slower than what the tests wait for
 WAIT_S = 5.0
-
-
-@pytest.fixture
-def pg_data_dir(
-    tmp_path: Path, catalog_manifest: Path, embedder: ImageEmbedder, pg_url: str
-) -> Path:
-    """The catalog indexed by the real indexer into PostgreSQL (blobs in the data dir)."""
-    from shoplens.indexer.ops.build import run_index
-
-    data_dir = tmp_path / "data"
-    report = run_index(
-        Settings(data_dir=data_dir, database_url=pg_url), catalog_manifest, embedder=embedder
-    )
-    assert report.rejected == 0
-    return data_dir
 
 
 def _within(what: Callable[[], bool], seconds: float = WAIT_S) -> float:

@@ -1,11 +1,22 @@
 """The feedback book: records searches, takes feedback events, keeps shopper photos.
 
 One :class:`FeedbackBook` per running service (and one per command that needs
-it). The search path pays for one SQLite INSERT. With learning on, the upload's
-bytes are also held *in memory* (a size-bounded queue, oldest dropped first)
-until a confirmation asks for them: only then is the photo decoded,
-re-encoded without its metadata and written to disk. A photo nobody confirms
-never reaches the disk, and the search pays no decoding or encoding for it.
+it). The search path pays for no database write: its row goes to the
+background :class:`~shoplens.indexer.feedback.writer.SearchLogWriter`, which
+commits a batch every ~0.1 s (so with replicas, feedback for a search
+answered by replica A is accepted by replica B within that). With learning
+on, the upload's bytes are also held *in memory* (a size-bounded queue,
+oldest dropped first) until a confirmation asks for them: only then is the
+photo decoded, re-encoded without its metadata and written to disk. A photo
+nobody confirms never reaches the disk, and the search pays no decoding or
+encoding for it.
+
+Replicas (shared PostgreSQL database): the photo is held by the replica that
+answered the search. A confirmation that another replica receives is recorded
+there (its answer keeps no photo: ``photo_not_held``), and the holder's keeper
+thread, which looks every :data:`KEEP_SCAN_S` for confirmations of searches
+it holds, keeps the photo through the same guards. A holder that restarted or
+dropped the photo (memory bound) keeps nothing, as on one machine.
 """
 
 from __future__ import annotations
@@ -29,11 +40,14 @@ from shoplens.errors import Conflict, Gone, InvalidContent, NotFound, ShoplensEr
 from shoplens.indexer.feedback import guards, photos
 from shoplens.indexer.feedback.store import (
     FeedbackStore,
+    NewSearch,
     PhotoRow,
+    SearchRow,
     new_photo_id,
     new_search_id,
     search_id_time,
 )
+from shoplens.indexer.feedback.writer import SearchLogWriter
 from shoplens.models.decode import Crop, decode_image
 
 log = logging.getLogger(__name__)
@@ -48,10 +62,24 @@ HELD_MAX_BYTES = 256 * 1024 * 1024
 HELD_MAX_PHOTOS = 4096
 SWEEP_EVERY_S = 60.0
 DAY_S = 86_400.0
+# Replicas: how often a holder looks for confirmations another replica took,
+# and how far back (clock skew between replicas, commit delays).
+KEEP_SCAN_S = 0.5
+KEEP_SCAN_MARGIN_S = 30.0
 
 
 def feedback_db(settings: Settings) -> Path:
     return settings.data_dir / "feedback.db"
+
+
+def feedback_target(settings: Settings) -> Path | str:
+    """Where the feedback rows live: ``feedback.db``, or the shared database."""
+    return settings.database(feedback_db(settings))
+
+
+def has_feedback(settings: Settings) -> bool:
+    """Whether a feedback database may exist (commands that only read it)."""
+    return settings.database_url is not None or feedback_db(settings).is_file()
 
 
 @dataclass(frozen=True)
@@ -71,14 +99,27 @@ class FeedbackBook:
         self.review = settings.feedback_review
         self.window_s = settings.feedback_window_hours * 3600.0
         self.retention_s = settings.feedback_retention_days * DAY_S
-        self.store = store or FeedbackStore(feedback_db(settings))
+        self.store = store or FeedbackStore(feedback_target(settings))
+        self.writer = SearchLogWriter(self.store)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shoplens-feedback")
         self._lock = threading.Lock()
         self._held: OrderedDict[str, tuple[bytes, Crop | None]] = OrderedDict()
         self._held_bytes = 0
+        self._confirming: set[str] = set()  # searches this book's feedback() is handling
         self._last_sweep = 0.0
+        self._closing = threading.Event()
+        self._keeper: threading.Thread | None = None
+        if self.learn and self.store.db.is_postgres:  # other replicas may take confirmations
+            self._keeper = threading.Thread(
+                target=self._keep_loop, name="shoplens-feedback-keeper", daemon=True
+            )
+            self._keeper.start()
 
     def close(self) -> None:
+        self._closing.set()
+        if self._keeper is not None:
+            self._keeper.join(10.0)
+        self.writer.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.store.close()
 
@@ -98,12 +139,14 @@ class FeedbackBook:
         now = time.time()
         search_id = new_search_id(now)
         learning = self.learn and vector is not None and photo is not None and model is not None
-        self.store.record_search(
-            search_id,
-            now,
-            shown,
-            model=model if learning else None,
-            vector=vector if learning else None,
+        self.writer.put(
+            NewSearch(
+                search_id,
+                now,
+                shown,
+                model=model if learning else None,
+                vector=vector if learning else None,
+            )
         )
         with self._lock:
             if learning and photo is not None:
@@ -147,6 +190,7 @@ class FeedbackBook:
                 "too old to learn from",
                 code="search_too_old",
             )
+        self.writer.ensure_written(search_id)  # answered here a moment ago
         search = self.store.search(search_id)
         if search is None:
             raise NotFound(f"unknown search_id {search_id!r}", code="unknown_search")
@@ -157,6 +201,16 @@ class FeedbackBook:
                 f"product {product_id!r} was not among the results of search {search_id}",
                 code="product_not_shown",
             )
+        with self._lock:  # the keeper thread leaves this one to us
+            self._confirming.add(search_id)
+        try:
+            return self._record(search, product_id, event, now)
+        finally:
+            with self._lock:
+                self._confirming.discard(search_id)
+
+    def _record(self, search: SearchRow, product_id: str, event: str, now: float) -> Accepted:
+        search_id = search.search_id
         why = self.store.add_event(search_id, event, product_id, now)
         if why == "duplicate":
             raise Conflict(
@@ -211,6 +265,37 @@ class FeedbackBook:
             raise
         return Accepted(photo_id=photo_id, state=state)
 
+    def _keep_loop(self) -> None:
+        """Keep the photos of held searches that another replica took a confirmation for."""
+        last = time.time()
+        while not self._closing.wait(KEEP_SCAN_S):
+            with self._lock:
+                holding = bool(self._held)
+            now = time.time()
+            if not holding:
+                last = now
+                continue
+            try:
+                self.keep_confirmed_elsewhere(last - KEEP_SCAN_MARGIN_S)
+            except Exception:
+                log.exception("looking for confirmations taken by other replicas failed")
+                continue
+            last = now
+
+    def keep_confirmed_elsewhere(self, since: float) -> list[Accepted]:
+        """One keeper pass: confirmations since ``since`` of searches held here."""
+        out: list[Accepted] = []
+        for search_id, event, product_id, at in self.store.unkept_confirmations(since):
+            with self._lock:
+                ours = search_id in self._held and search_id not in self._confirming
+            if ours:
+                outcome = self._keep(search_id, product_id, event, at)
+                log.info(
+                    "kept photo of search %s confirmed on another replica: %s", search_id, outcome
+                )
+                out.append(outcome)
+        return out
+
     # -- review, deletion, retention ---------------------------------------------------
 
     def photo(self, photo_id: str) -> PhotoRow:
@@ -263,10 +348,9 @@ class FeedbackBook:
 
 def feedback_stats(settings: Settings) -> dict[str, Any] | None:
     """The feedback numbers of a data dir (``shoplens status``); None before any search."""
-    path = feedback_db(settings)
-    if not path.is_file():
+    if not has_feedback(settings):
         return None
-    store = FeedbackStore(path)
+    store = FeedbackStore(feedback_target(settings))
     try:
         hours = settings.feedback_window_hours
         stats = store.stats(time.time() - hours * 3600.0)

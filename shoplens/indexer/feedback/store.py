@@ -1,6 +1,10 @@
-"""``data_dir/feedback.db``: the search log, feedback events and kept shopper photos.
+"""The search log, feedback events and kept shopper photos: ``data_dir/feedback.db``,
+or the shared PostgreSQL database (``SHOPLENS_DATABASE_URL``), through
+:class:`shoplens.db.Database` (store name ``feedback``).
 
-Tables (schema version in ``PRAGMA user_version``, migrated on open):
+Tables (versioned migrations of component ``feedback``, run on open; a file
+from before versioning took version 1 as ``PRAGMA user_version = 1``, and
+its ``IF NOT EXISTS`` script is a no-op there):
 
 - ``searches``: one row per search answer while feedback on it is accepted
   (``search_id``, time, the product ids it showed; with learning on also the
@@ -18,10 +22,7 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from shoplens.db import write_transaction
+from shoplens.db import Database
+from shoplens.db.migrations import Migration, migrate
 
-SCHEMA_VERSION = 1
+COMPONENT = "feedback"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS searches (
     search_id TEXT PRIMARY KEY,
@@ -66,6 +68,17 @@ CREATE INDEX IF NOT EXISTS shopper_photos_product ON shopper_photos (product_id,
 CREATE INDEX IF NOT EXISTS shopper_photos_sha ON shopper_photos (upload_sha);
 CREATE INDEX IF NOT EXISTS shopper_photos_state ON shopper_photos (state, created_at);
 """
+MIGRATIONS = (Migration(1, "searches, events, shopper photos", SCHEMA),)
+
+
+def upgrade(target: Path | str) -> list[str]:
+    """Apply this store's pending migrations (``shoplens db upgrade``); what was applied."""
+    db = Database(target, name=COMPONENT)
+    try:
+        return migrate(db, COMPONENT, MIGRATIONS)
+    finally:
+        db.close()
+
 
 PHOTO_STATES = ("pending", "approved", "rejected")
 _PHOTO_COLUMNS = "photo_id, search_id, product_id, event, state, created_at, learnt_at, snapshot_id"
@@ -90,6 +103,17 @@ def search_id_time(search_id: str) -> float | None:
 
 def new_photo_id() -> str:
     return "p" + secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class NewSearch:
+    """A search row waiting to be written (``FeedbackStore.record_searches``)."""
+
+    search_id: str
+    created_at: float
+    shown: list[str]
+    model: str | None = None
+    vector: NDArray[np.float32] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,43 +144,43 @@ def _vec(blob: bytes | None) -> NDArray[np.float32] | None:
     return None if blob is None else np.frombuffer(blob, dtype=np.float32).copy()
 
 
+def _blob(vector: NDArray[np.float32] | None) -> bytes | None:
+    return None if vector is None else np.ascontiguousarray(vector, np.float32).tobytes()
+
+
 class FeedbackStore:
-    """The feedback database (thread-safe: one connection behind a lock, WAL)."""
+    """The feedback database (thread-safe); ``target``: a SQLite file or a PostgreSQL URL."""
 
-    def __init__(self, path: Path, *, timeout_s: float = 30.0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            path, timeout=timeout_s, isolation_level=None, check_same_thread=False
-        )
-        self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        # A search row lost in a power cut only means that search cannot get
-        # feedback: not worth an fsync per search on the search path.
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        self._migrate()
-
-    def _migrate(self) -> None:
-        with self._lock:
-            version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-            if version < SCHEMA_VERSION:
-                self._conn.executescript(SCHEMA)
-                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    def __init__(self, target: Path | str, *, timeout_s: float = 30.0) -> None:
+        # synchronous=NORMAL on SQLite: a search row lost in a power cut only
+        # means that search cannot get feedback, not worth an fsync per batch.
+        self.db = Database(target, name=COMPONENT, timeout_s=timeout_s, synchronous="NORMAL")
+        try:
+            migrate(self.db, COMPONENT, MIGRATIONS)
+        except BaseException:
+            self.db.close()
+            raise
+        self._tx = self.db.transaction
+        self._read = self.db.locked
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self._conn, self._lock)
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            yield self._conn
+        self.db.close()
 
     # -- the search log ---------------------------------------------------------
+
+    def record_searches(self, rows: Iterable[NewSearch]) -> None:
+        """Write search rows, all in one transaction (one commit for a whole batch)."""
+        params = [
+            (r.search_id, r.created_at, json.dumps(r.shown), r.model, _blob(r.vector)) for r in rows
+        ]
+        if not params:
+            return
+        with self._tx() as c:
+            c.executemany(
+                "INSERT INTO searches (search_id, created_at, shown, model, vector) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (search_id) DO NOTHING",
+                params,
+            )
 
     def record_search(
         self,
@@ -167,13 +191,7 @@ class FeedbackStore:
         model: str | None = None,
         vector: NDArray[np.float32] | None = None,
     ) -> None:
-        blob = None if vector is None else np.ascontiguousarray(vector, np.float32).tobytes()
-        with self._lock:  # one autocommitted INSERT: no explicit transaction needed
-            self._conn.execute(
-                "INSERT INTO searches (search_id, created_at, shown, model, vector) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (search_id, created_at, json.dumps(shown), model, blob),
-            )
+        self.record_searches([NewSearch(search_id, created_at, shown, model, vector)])
 
     def search(self, search_id: str) -> SearchRow | None:
         with self._read() as c:
@@ -204,6 +222,20 @@ class FeedbackStore:
                 (search_id, event, product_id, at),
             )
         return None
+
+    def unkept_confirmations(self, since: float) -> list[tuple[str, str, str, float]]:
+        """``(search_id, event, product_id, at)`` of the confirmations and purchases
+        recorded since ``since`` whose search has no shopper photo yet: what a
+        replica holding those searches' photos still has to keep."""
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT e.search_id, e.event, e.product_id, e.at FROM events e "
+                "WHERE e.event != 'click' AND e.at >= ? AND NOT EXISTS "
+                "(SELECT 1 FROM shopper_photos p WHERE p.search_id = e.search_id) "
+                "ORDER BY e.at",
+                (since,),
+            ).fetchall()
+        return [(str(r[0]), str(r[1]), str(r[2]), float(r[3])) for r in rows]
 
     # -- shopper photos ----------------------------------------------------------
 

@@ -279,6 +279,7 @@ def status(
     from shoplens.indexer.ops.build import last_run
     from shoplens.indexer.ops.job_store import latest_job
     from shoplens.indexer.ops.learn_commands import feedback_lines
+    from shoplens.indexer.ops.replicas import live_replicas
     from shoplens.indexer.serving.snapshot import current_id, read_facts
 
     settings = make_settings(data_dir)
@@ -290,11 +291,16 @@ def status(
     job = latest_job(settings)
     caps = capabilities.check(settings)
     feedback = feedback_stats(settings)
+    # Over PostgreSQL: the `shoplens serve` replicas heartbeating now (None on SQLite).
+    replicas = None
+    if settings.database_url is not None:
+        replicas = live_replicas(settings.database(settings.db_path), settings.replica_stale_s)
     if as_json:
         payload = {
             "snapshot": facts,
             "last_run": run,
             "last_job": job,
+            "replicas": replicas,
             "feedback": feedback,
             "capabilities": capabilities.as_json(caps),
         }
@@ -319,6 +325,9 @@ def status(
         )
     if job:
         lines.append(_job_line(job))
+    if replicas is not None:
+        serving = ", ".join(f"{r['replica_id']} ({r['version'] or 'no index'})" for r in replicas)
+        lines.append(f"replicas   {len(replicas)} live{': ' + serving if serving else ''}")
     lines.extend(feedback_lines(feedback))
     have = sum(cap.available for cap in caps)
     lines.append(f"optional   {have} of {len(caps)} capabilities available (shoplens doctor)")

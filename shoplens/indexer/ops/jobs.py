@@ -1,12 +1,21 @@
 """Admin jobs: :func:`run_index` (``reindex``) or :func:`run_learn` (``learn``, from
-shoppers' photos) on a worker thread, one job at a time, state in SQLite.
+shoppers' photos) on a worker thread, one job at a time, state in the database.
 
-A job is a row of the ``jobs`` table (:mod:`job_store`) in the data dir's
-metadata database, so it outlives the process running it. A service killed
-mid-job finds the row still ``running`` when it starts again and runs the job
-again: the embedding cache makes the rerun skip every batch the killed attempt
-committed. A job stopped by a clean shutdown is marked ``interrupted`` and
-resumed the same way.
+A job is a row of the ``jobs`` table (:mod:`job_store`), so it outlives the
+process running it. A service killed mid-job finds the row still ``running``
+when it starts again and runs the job again: the embedding cache makes the
+rerun skip every batch the killed attempt committed. A job stopped by a clean
+shutdown is marked ``interrupted`` and resumed the same way.
+
+With replicas over PostgreSQL, every replica's runner looks for work, and the
+one that takes a job holds the job lock (:mod:`job_lock`, a session advisory
+lock) while it runs it: one job at a time across all of them. The row names
+its ``owner`` and carries a heartbeat refreshed every
+``settings.replica_heartbeat_s``; a runner that finds a ``running`` row whose
+heartbeat is older than ``settings.replica_stale_s`` and can take the lock (so
+its owner is gone) takes the job over and resumes it, exactly as a restart
+does. A runner that loses its job (its lock connection dropped, or the row
+was taken over) stops at the next image and writes nothing more to the row.
 
 The live index is only swapped when a job succeeds: :func:`run_index`
 publishes its snapshot and commits its catalog rows right after as its last
@@ -28,13 +37,18 @@ from typing import Any
 from shoplens.config import Settings
 from shoplens.errors import BadParameter, NotFound, ShoplensError
 from shoplens.indexer.ops.build import run_lock
+from shoplens.indexer.ops.job_lock import JobLock
 from shoplens.indexer.ops.job_store import JobStore
+from shoplens.indexer.ops.replicas import new_replica_id
 from shoplens.models.base import ImageEmbedder
 
 log = logging.getLogger(__name__)
 
 MAX_REJECTS = 100  # rejects listed in a job; the rest are in its rejects file
-PERSIST_EVERY_S = 1.0  # progress is written to SQLite at most this often
+PERSIST_EVERY_S = 1.0  # progress is written to the database at most this often
+# Shared database: how often an idle runner looks for a job submitted to
+# another replica or left by a dead one (a local submission wakes it at once).
+POLL_S = 1.0
 
 
 def read_rejects(path: str | None, limit: int = MAX_REJECTS) -> list[dict[str, Any]]:
@@ -96,7 +110,8 @@ class JobRunner:
     """Runs queued jobs one at a time on a daemon thread.
 
     ``embedder`` is the caller's loaded model (the service's); ``on_success``
-    is called with the new snapshot id after a job published it.
+    is called with the new snapshot id after a job published it; ``owner``
+    names this runner in the job rows (the service's replica id).
     """
 
     def __init__(
@@ -105,11 +120,16 @@ class JobRunner:
         embedder: ImageEmbedder,
         *,
         on_success: Callable[[str], object] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder
         self.on_success = on_success
-        self.store = JobStore(settings.db_path)
+        self.owner = owner or new_replica_id()
+        target = settings.database(settings.db_path)
+        self.store = JobStore(target)
+        self.job_lock = JobLock(target)
+        self._lost = threading.Event()  # the running job is no longer ours
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -134,6 +154,7 @@ class JobRunner:
             if self._thread.is_alive():  # it still uses the store: leave it open
                 log.warning("re-index job still finishing; it will be resumed on the next start")
                 return
+        self.job_lock.close()
         self.store.close()
 
     def submit(self, manifest: str, prune: bool) -> str:
@@ -186,30 +207,83 @@ class JobRunner:
             time.sleep(0.05)
         return False
 
+    def _stale_before(self) -> float | None:
+        """Running rows with no heartbeat since then are orphans (shared database only:
+        on SQLite this process is the only runner, and a restart requeues them)."""
+        if not self.store.shared:
+            return None
+        return time.time() - self.settings.replica_stale_s
+
     def _loop(self) -> None:
+        poll = POLL_S if self.store.shared else None
         while not self._stop.is_set():
-            job = self.store.next_queued()
-            if job is None:
-                self._wake.wait()
-                self._wake.clear()
-                continue
             try:
-                self._run(job)
-            except Exception:  # the runner itself must survive (e.g. a locked database)
-                log.exception("re-index job %s could not be run", job["job_id"])
+                job = self.store.next_claimable(self._stale_before())
+                if job is None:
+                    self._wake.wait(poll)
+                    self._wake.clear()
+                    continue
+                if not self.job_lock.try_acquire():  # another replica runs a job
+                    self._stop.wait(poll or 1.0)
+                    continue
+                try:
+                    self._take(job)
+                finally:
+                    self.job_lock.release()
+            except Exception:  # the runner itself must survive (e.g. the database away)
+                log.exception("the job loop failed; retrying")
                 self._stop.wait(1.0)
+
+    def _take(self, found: dict[str, Any]) -> None:
+        job_id = str(found["job_id"])
+        # Under the lock: still claimable? (another runner may have finished it)
+        job = self.store.claim(job_id, self.owner, self._stale_before())
+        if job is None:
+            return
+        if found["state"] == "running":
+            log.warning(
+                "taking over %s job %s from replica %s (no heartbeat for %s s)",
+                found["kind"],
+                job_id,
+                found["owner"],
+                self.settings.replica_stale_s,
+            )
+        try:
+            self._run(job)
+        except Exception:
+            log.exception("%s job %s could not be run", job["kind"], job_id)
 
     def _run(self, job: dict[str, Any]) -> None:
         job_id = str(job["job_id"])
-        self.store.mark_running(job_id)
         progress = _Progress()
+        self._lost.clear()
         with self._lock:
             self._running = (job_id, progress)
+        done = threading.Event()
+        beat = threading.Thread(
+            target=self._heartbeat, args=(job_id, done), name="shoplens-job-beat", daemon=True
+        )
+        beat.start()
         try:
             self._attempt(job, progress)
         finally:
+            done.set()
+            beat.join(10.0)
             with self._lock:
                 self._running = None
+
+    def _heartbeat(self, job_id: str, done: threading.Event) -> None:
+        """Keep the row's heartbeat fresh; stop the job if it is no longer ours."""
+        while not done.wait(self.settings.replica_heartbeat_s):
+            try:
+                mine = self.job_lock.alive() and self.store.heartbeat(job_id, self.owner)
+            except Exception:  # the database is away: the next beat retries
+                log.warning("job %s heartbeat failed", job_id, exc_info=True)
+                continue
+            if not mine:
+                log.error("job %s is no longer run by %s; stopping it here", job_id, self.owner)
+                self._lost.set()
+                return
 
     def _attempt(self, job: dict[str, Any], progress: _Progress) -> None:
         from shoplens.indexer.ops.build import remote_fetch, run_index
@@ -219,13 +293,13 @@ class JobRunner:
 
         def on_progress(done: int, total: int) -> None:
             nonlocal last_saved
-            if self._stop.is_set():
+            if self._stop.is_set() or self._lost.is_set():
                 raise _Stopped
             progress.update(done, total)
             now = time.monotonic()
             if now - last_saved >= PERSIST_EVERY_S or done >= total:
                 last_saved = now
-                self.store.set_progress(job_id, progress.as_dict())
+                self.store.set_progress(job_id, progress.as_dict(), self.owner)
 
         log.info("%s job %s started (attempt %d)", job["kind"], job_id, int(job["attempts"]) + 1)
         if job["kind"] == "learn":
@@ -243,8 +317,8 @@ class JobRunner:
                 )
         except _Stopped:
             progress.phase = "interrupted"
-            self.store.finish(job_id, "interrupted", progress=progress.as_dict())
-            log.info("re-index job %s interrupted by shutdown; resumed on the next start", job_id)
+            self.store.finish(job_id, "interrupted", progress=progress.as_dict(), owner=self.owner)
+            log.info("re-index job %s interrupted; it will be resumed", job_id)
             return
         except ShoplensError as exc:
             self._fail(job_id, progress, exc.message)
@@ -274,7 +348,7 @@ class JobRunner:
         from shoplens.indexer.ops.learn import run_learn
 
         progress.phase = "learning"
-        self.store.set_progress(job_id, progress.as_dict())
+        self.store.set_progress(job_id, progress.as_dict(), self.owner)
         try:
             report = run_learn(self.settings, embedder=self.embedder)
         except ShoplensError as exc:
@@ -304,10 +378,17 @@ class JobRunner:
                     "swapping in snapshot %s after %s job %s failed", snapshot_id, kind, job_id
                 )
         self.store.finish(
-            job_id, "succeeded", progress=progress.as_dict(), result=result, snapshot_id=snapshot_id
+            job_id,
+            "succeeded",
+            progress=progress.as_dict(),
+            result=result,
+            snapshot_id=snapshot_id,
+            owner=self.owner,
         )
 
     def _fail(self, job_id: str, progress: _Progress, message: str) -> None:
         progress.phase = "failed"
-        self.store.finish(job_id, "failed", progress=progress.as_dict(), error=message)
+        self.store.finish(
+            job_id, "failed", progress=progress.as_dict(), error=message, owner=self.owner
+        )
         log.warning("re-index job %s failed: %s", job_id, message)

@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 
 from shoplens.config import Settings
 from shoplens.indexer.catalog.store import CatalogStore
-from shoplens.indexer.feedback.book import feedback_db
+from shoplens.indexer.feedback.book import feedback_target, has_feedback
 from shoplens.indexer.feedback.guards import outliers
 from shoplens.indexer.feedback.store import FeedbackStore
 from shoplens.indexer.serving.snapshot import CatalogVectors, build_snapshot, read_facts
@@ -63,10 +63,9 @@ def shopper_examples(settings: Settings, model: str, catalog: CatalogVectors) ->
     """The approved shopper photos of ``catalog``'s products, embedded by ``model``,
     without the outliers. Empty when there is no feedback database."""
     empty = ShopperExamples([], [], np.zeros((0, 0), np.float32), 0, 0)
-    path = feedback_db(settings)
-    if not path.is_file() or catalog.vectors is None:
+    if not has_feedback(settings) or catalog.vectors is None:
         return empty
-    store = FeedbackStore(path)
+    store = FeedbackStore(feedback_target(settings))
     try:
         rows = store.learnable(model)
     finally:
@@ -90,9 +89,9 @@ def shopper_examples(settings: Settings, model: str, catalog: CatalogVectors) ->
 
 def record_learnt(settings: Settings, examples: ShopperExamples, snapshot_id: str) -> None:
     """Mark the photos the published ``snapshot_id`` learnt from (and only those)."""
-    if not feedback_db(settings).is_file():
+    if not has_feedback(settings):
         return
-    feedback = FeedbackStore(feedback_db(settings))
+    feedback = FeedbackStore(feedback_target(settings))
     try:
         feedback.mark_learnt(examples.photo_ids, snapshot_id, time.time())
     finally:
