@@ -32,20 +32,20 @@ def _product_exists(settings: Settings, product_id: str) -> bool:
     import the indexer); no catalog database yet means no products, and none is created."""
     from shoplens.indexer.catalog.store import CatalogStore
 
-    if not settings.db_path.is_file():
+    if settings.database_url is None and not settings.db_path.is_file():
         return False
-    with CatalogStore(settings.db_path) as store:
+    with CatalogStore(settings.database(settings.db_path)) as store:
         return store.get_product(product_id) is not None
 
 
 def _register_parts() -> None:
-    from shoplens import doctor
+    from shoplens import db_stores, doctor
     from shoplens.ar_assets import commands as ar_commands
     from shoplens.indexer.ops import commands as indexer_commands
     from shoplens.models import commands as model_commands
     from shoplens.service import commands as service_commands
 
-    for part in (indexer_commands, model_commands, service_commands, doctor):
+    for part in (indexer_commands, model_commands, service_commands, doctor, db_stores):
         part.register(app)
     ar_commands.register(app, product_exists=_product_exists)
 

@@ -37,6 +37,11 @@ class Migration:
 
 
 def _ensure_table(db: Database) -> None:
+    # Looked at first: a write transaction at every open would wait for (or,
+    # past the lock timeout, fail on) a long write another process is making.
+    with db.locked() as c:
+        if "schema_migrations" in db.tables(c):
+            return
     with db.transaction() as c:
         db.run_script(c, _TABLE)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from shoplens.db.database import Conn, is_postgres_url
 log = logging.getLogger(__name__)
 
 CATALOG_CHANNEL = "shoplens_catalog"
+# How often a listener waiting for notifications looks whether it was stopped.
+_STOP_CHECK_S = 0.2
 
 
 def notify(conn: Conn, is_postgres: bool, channel: str, payload: str = "") -> None:
@@ -80,12 +83,18 @@ class Listener:
                 conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             self.listening = True
             self._call()  # catch up on what changed while not listening
+            last = time.monotonic()
             while not self._stop.is_set():
-                # Wake on the first notification or after poll_s, then take in
-                # the rest of a burst (a batch of edits) with one refresh.
-                for _ in conn.notifies(timeout=self._poll_s, stop_after=1):
-                    pass
-                for _ in conn.notifies(timeout=0.01):
-                    pass
-                self._call()
+                # Wake on the first notification, or to look at the stop flag
+                # (stop() must not wait out a long poll_s), then take in the
+                # rest of a burst (a batch of edits) with one refresh.
+                woken = False
+                for _ in conn.notifies(timeout=min(self._poll_s, _STOP_CHECK_S), stop_after=1):
+                    woken = True
+                if woken:
+                    for _ in conn.notifies(timeout=0.01):
+                        pass
+                if woken or time.monotonic() - last >= self._poll_s:
+                    last = time.monotonic()
+                    self._call()
         self.listening = False

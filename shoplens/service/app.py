@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shoplens import __name__ as _pkg
 from shoplens.ar_assets.service import ArService
 from shoplens.config import Settings
+from shoplens.db.notify import CATALOG_CHANNEL, Listener
 from shoplens.indexer.feedback.book import FeedbackBook
 from shoplens.indexer.ops.replicas import start_heartbeat, stop_heartbeat
 from shoplens.models.base import ImageEmbedder, TextEmbedder
@@ -115,14 +116,42 @@ def _load_text_embedder(settings: Settings) -> TextEmbedder | None:
     return encoder
 
 
-async def _reload_loop(holder: IndexHolder, interval_s: float) -> None:
-    """Pick up newly published snapshots (or the first one) without a restart."""
+async def _reload_loop(holder: IndexHolder, interval_s: float, wake: asyncio.Event) -> None:
+    """Pick up newly published snapshots (or the first one) and catalog edits other
+    processes committed, without a restart: every ``interval_s``, and at once when
+    ``wake`` is set (a PostgreSQL NOTIFY from another replica, see :func:`_follow`)."""
     while True:
-        await asyncio.sleep(interval_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=interval_s)
+        wake.clear()  # before polling: a change committed meanwhile wakes it again
         try:
             await run_in_threadpool(holder.poll)
         except Exception:  # keep serving the current snapshot; retry next tick
             log.exception("checking for a new index snapshot failed")
+
+
+def _follow(settings: Settings, wake: asyncio.Event) -> Listener | None:
+    """On PostgreSQL, a LISTEN on the catalog channel that sets ``wake`` on the event
+    loop when a replica commits a catalog edit or publishes a snapshot, so this
+    replica serves it within a round trip instead of the next poll. SQLite has
+    no notifications: the reload loop's polling is all there is (one machine)."""
+    if settings.database_url is None:
+        return None
+    loop = asyncio.get_running_loop()
+
+    def on_change() -> None:
+        # Called on the listener's thread; asyncio objects belong to the loop's.
+        with contextlib.suppress(RuntimeError):  # the loop is closing
+            loop.call_soon_threadsafe(wake.set)
+
+    listener = Listener(
+        settings.database(settings.db_path),
+        [CATALOG_CHANNEL],
+        on_change,
+        poll_s=settings.reload_interval_s,
+    )
+    listener.start()
+    return listener
 
 
 def create_app(
@@ -179,11 +208,15 @@ def create_app(
         app.state.ar = ar
         jobs = await run_in_threadpool(admin.start_jobs, state)
         app.state.jobs = jobs
-        reloader = asyncio.create_task(_reload_loop(holder, settings.reload_interval_s))
+        wake = asyncio.Event()
+        reloader = asyncio.create_task(_reload_loop(holder, settings.reload_interval_s, wake))
+        listener = _follow(settings, wake)
         try:
             yield {}
         finally:
             await run_in_threadpool(jobs.stop)
+            if listener is not None:
+                await run_in_threadpool(listener.stop)
             if state.replicas is not None:
                 await run_in_threadpool(stop_heartbeat, state.replicas)
             reloader.cancel()

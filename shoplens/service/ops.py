@@ -36,6 +36,8 @@ async def readyz(state: StateDep) -> Readiness:
         status="ready",
         model=live.model_name,
         index_version=live.version,
+        snapshot_id=live.snapshot_id,
+        catalog_seq=live.catalog_seq,
         products=size.get("products", 0),
         images=size.get("images", 0),
         vectors=size.get("vectors", 0),

@@ -132,6 +132,10 @@ class Readiness(BaseModel):
     status: str = Field(examples=["ready"])
     model: str
     index_version: str
+    snapshot_id: str = Field(description="The published snapshot this replica serves")
+    catalog_seq: int = Field(
+        description="The catalog change sequence it serves (edits after the snapshot included)"
+    )
     products: int
     images: int
     vectors: int

@@ -85,6 +85,24 @@ def data_dir(tmp_path: Path, built_data_dir: Path) -> Path:
     return target
 
 
+@pytest.fixture
+def pg_data_dir(
+    tmp_path: Path, catalog_manifest: Path, embedder: ImageEmbedder, pg_url: str
+) -> Path:
+    """The catalog indexed by the real indexer into a fresh PostgreSQL database
+    (``pg_url``; photos and snapshots in this data dir): what replicas share. On
+    PostgreSQL the published snapshot is a row, so a data dir indexed on SQLite
+    serves nothing there."""
+    from shoplens.indexer.ops.build import run_index
+
+    data_dir = tmp_path / "pg-data"
+    report = run_index(
+        Settings(data_dir=data_dir, database_url=pg_url), catalog_manifest, embedder=embedder
+    )
+    assert report.rejected == 0, report.rejects_sample
+    return data_dir
+
+
 AppFactory = Callable[..., AbstractContextManager[TestClient]]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from shoplens.indexer.serving import snapshot as snapshot_mod
+from shoplens.indexer.serving import pointer as pointer_mod
 from shoplens.indexer.serving.snapshot import CURRENT
 from tests.service.conftest import AppFactory
 from tests.service.helpers import search
@@ -51,7 +51,7 @@ def test_reindex_job_is_invisible_until_published_and_changes_nothing_if_that_fa
     # With prune: the job adds gen-09600.. and removes every product already there.
     manifest = generated_manifest(tmp_path / "cat", range(9600, 9604))
     photo = (manifest.parent / "photos" / "gen-09601.jpg").read_bytes()
-    real = snapshot_mod.write_atomic
+    real = pointer_mod.write_atomic
     during: list[dict[str, Any]] = []
     fail = True
 
@@ -67,7 +67,7 @@ def test_reindex_job_is_invisible_until_published_and_changes_nothing_if_that_fa
                     raise OSError(errno.ENOSPC, "No space left on device (injected)")
             real(path, data, fsync=fsync)
 
-        monkeypatch.setattr(snapshot_mod, "write_atomic", write_atomic)
+        monkeypatch.setattr(pointer_mod, "write_atomic", write_atomic)
         job = _job(client, manifest)
         assert job["state"] == "failed" and "injected" in job["error"], job
         time.sleep(RELOAD_TICKS_S)

@@ -31,8 +31,9 @@ def _live(client: TestClient) -> int:
 
 
 def test_two_live_replicas_each_admit_half_the_rate_limit(
-    make_client: AppFactory, data_dir: Path, pg_url: str
+    make_client: AppFactory, pg_data_dir: Path, pg_url: str
 ) -> None:
+    data_dir = pg_data_dir
     shared = {
         "database_url": SecretStr(pg_url),
         "rate_limit_per_minute": 10,

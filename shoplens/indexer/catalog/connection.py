@@ -1,70 +1,67 @@
-"""The catalog's one SQLite connection, and the three ways the store uses it.
+"""The catalog's one connection (:class:`shoplens.db.Database`), and the three ways
+the store uses it: a plain locked statement, a consistent read view, or a write
+transaction.
 
-One connection shared by the threads of a process, behind one lock: a plain
-locked statement, a consistent read view (one deferred transaction), or a
-write transaction (``BEGIN IMMEDIATE``). WAL mode lets readers in other
-processes (the service, ``shoplens search``) go on while an indexing run
-writes; ``busy_timeout`` waits out other writers (other parts share the file)
-instead of failing.
+The target is a SQLite file (the embedded default; WAL lets readers in other
+processes go on while an indexing run writes) or a PostgreSQL URL shared by
+every replica. Writers are serialised on both engines (``BEGIN IMMEDIATE``; an
+advisory lock on PostgreSQL), so the read-modify-write of the change sequence
+stays correct with any number of processes.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from shoplens.db import write_transaction
+from shoplens.db import Conn, Database
+from shoplens.db.notify import CATALOG_CHANNEL, notify
 from shoplens.indexer.catalog.schema import create_schema
 from shoplens.indexer.catalog.text import sync as sync_text
 
 
 class CatalogConnection:
-    """An open catalog database (schema created or brought up to date)."""
+    """An open catalog database (schema migrated to the current version)."""
 
-    def __init__(self, db_path: Path, *, timeout_s: float) -> None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            db_path, timeout=timeout_s, isolation_level=None, check_same_thread=False
-        )
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        # FULL: an acknowledged write (a PUT, a committed batch) survives power loss.
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._text_index = create_schema(self._conn)
+    def __init__(self, target: Path | str, *, timeout_s: float) -> None:
+        self.db = Database(target, name="catalog", timeout_s=timeout_s)
+        try:
+            # What this open applied (``catalog:N name``), for `shoplens db upgrade`.
+            self.applied, self._text_index = create_schema(self.db)
+        except BaseException:
+            self.db.close()
+            raise
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.db.is_postgres
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self.db.close()
 
-    @contextmanager
-    def locked(self) -> Iterator[sqlite3.Connection]:
+    def locked(self) -> AbstractContextManager[Conn]:
         """The connection to itself, for statements that need no transaction."""
-        with self._lock:
-            yield self._conn
+        return self.db.locked()
+
+    def read(self) -> AbstractContextManager[Conn]:
+        """A consistent read view (one transaction that sees one snapshot)."""
+        return self.db.read()
 
     @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
-        """A consistent read view (one deferred transaction)."""
-        with self._lock:
-            self._conn.execute("BEGIN")
-            try:
-                yield self._conn
-            finally:
-                self._conn.execute("COMMIT")
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``): all or nothing.
+    def transaction(self, *, changes: bool = False) -> Iterator[Conn]:
+        """One write transaction: all or nothing.
 
         Before it commits, the word index takes in the products it changed
         (:func:`.text.sync`), so a committed edit is searchable by its words.
+        ``changes``: it may change what is searched (products, images, the
+        published snapshot), so every replica is told at commit
+        (:data:`shoplens.db.notify.CATALOG_CHANNEL`; nothing on SQLite, whose
+        readers poll).
         """
-        with write_transaction(self._conn, self._lock) as c:
+        with self.db.transaction() as c:
             yield c
             if self._text_index:
-                sync_text(c)
+                sync_text(self.db, c)
+            if changes:
+                notify(c, self.db.is_postgres, CATALOG_CHANNEL)

@@ -27,7 +27,9 @@ SourceRow = tuple[str, int, int, str]
 # SQLite caps the parameters of one statement; sha lists are queried in chunks.
 _CHUNK = 500
 _PUT_SOURCES = (
-    "INSERT OR REPLACE INTO idx_sources(source, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)"
+    "INSERT INTO idx_sources(source, size, mtime_ns, sha256) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(source) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
+    "sha256 = excluded.sha256"
 )
 
 
@@ -72,8 +74,9 @@ def put_embeddings(
     with db.transaction() as c:
         now = time.time()
         c.executemany(
-            "INSERT OR REPLACE INTO idx_embeddings(model, sha256, dim, vector, written_at) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO idx_embeddings(model, sha256, dim, vector, written_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(model, sha256) DO UPDATE SET "
+            "dim = excluded.dim, vector = excluded.vector, written_at = excluded.written_at",
             [
                 (
                     model,

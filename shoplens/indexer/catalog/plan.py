@@ -13,13 +13,13 @@ the catalog as the plan will leave it (:func:`planned_vectors`), and
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from shoplens.db import Conn
 from shoplens.indexer.catalog.connection import CatalogConnection
 from shoplens.indexer.catalog.embeddings import get_embeddings
 from shoplens.indexer.catalog.rows import (
@@ -59,7 +59,7 @@ def plan_catalog(
 ) -> CatalogPlan:
     """The changes are applied inside a savepoint with the very code that will
     commit them, read back, and rolled back; only the vids the new image rows
-    got are kept, reserved in ``sqlite_sequence`` so that no other writer takes
+    got are kept, reserved (:func:`_reserve_vids`) so that no other writer takes
     them before :func:`commit_plan` inserts the rows with them. No
     products/images row and not the change seq is modified, so nobody (a live
     index polling the seq included) sees anything of the plan.
@@ -68,7 +68,7 @@ def plan_catalog(
     with db.transaction() as c:
         base = get_seq(c)
         top = int(c.execute("SELECT COALESCE(MAX(vid), 0) FROM idx_images").fetchone()[0])
-        c.execute("SAVEPOINT plan")
+        c.execute("SAVEPOINT catalog_plan")
         try:
             seq = base + 1
             changed = sum(upsert_one(c, seq, p, imgs, r) for p, imgs, r in items)
@@ -86,10 +86,10 @@ def plan_catalog(
                 )
             }
         finally:
-            c.execute("ROLLBACK TO plan")
-            c.execute("RELEASE plan")
+            c.execute("ROLLBACK TO SAVEPOINT catalog_plan")
+            c.execute("RELEASE SAVEPOINT catalog_plan")
         if new_vids:
-            _reserve_vids(c, max(new_vids.values()))
+            _reserve_vids(c, db.is_postgres, max(new_vids.values()))
     return CatalogPlan(
         base_seq=base,
         products=items,
@@ -129,7 +129,7 @@ def commit_plan(db: CatalogConnection, plan: CatalogPlan) -> tuple[int, int]:
     service) touched after the plan was made is left as that writer left it:
     its edit is newer than the run's manifest.
     """
-    with db.transaction() as c:
+    with db.transaction(changes=True) as c:
         now = get_seq(c)
         newer: set[str] = set()
         if now != plan.base_seq:
@@ -146,9 +146,22 @@ def commit_plan(db: CatalogConnection, plan: CatalogPlan) -> tuple[int, int]:
     return changed, removed
 
 
-def _reserve_vids(c: sqlite3.Connection, top: int) -> None:
-    """AUTOINCREMENT hands out vids above ``top`` from now on (SQLite documents
-    ``sqlite_sequence`` as writable for exactly this)."""
+def _reserve_vids(c: Conn, is_postgres: bool, top: int) -> None:
+    """New image rows get vids above ``top`` from now on.
+
+    SQLite: AUTOINCREMENT's counter is moved (SQLite documents
+    ``sqlite_sequence`` as writable for exactly this). PostgreSQL: the identity
+    sequence already handed out the vids inside the rolled-back savepoint
+    (sequences are not transactional); it is moved past ``top`` anyway, so the
+    reservation holds however those vids came about.
+    """
+    if is_postgres:
+        c.execute(
+            "SELECT setval(pg_get_serial_sequence('idx_images', 'vid'), "
+            "GREATEST(?, nextval(pg_get_serial_sequence('idx_images', 'vid'))))",
+            (top,),
+        )
+        return
     cur = c.execute(
         "UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'idx_images'", (top,)
     )

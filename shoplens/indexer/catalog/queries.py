@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from shoplens.indexer.catalog.connection import CatalogConnection
 from shoplens.indexer.catalog.rows import (
     LIVE_PRODUCTS,
+    SNAPSHOT_KEY,
     TOUCHED_SINCE,
     get_seq,
     image_from_row,
@@ -30,6 +31,12 @@ _LIVE_IMAGES_OF = (
 def current_seq(db: CatalogConnection) -> int:
     with db.locked() as c:
         return get_seq(c)
+
+
+def snapshot_pointer(db: CatalogConnection) -> str | None:
+    with db.locked() as c:
+        row = c.execute("SELECT value FROM idx_meta WHERE key = ?", (SNAPSHOT_KEY,)).fetchone()
+    return None if row is None or not row[0] else str(row[0])
 
 
 def live_product_ids(db: CatalogConnection) -> set[str]:

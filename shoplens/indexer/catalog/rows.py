@@ -10,10 +10,11 @@ and is never reused.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from shoplens.db import Conn
+from shoplens.errors import BadParameter
 from shoplens.indexer.catalog.connection import CatalogConnection
 from shoplens.indexer.catalog.photos import image_id_for
 from shoplens.indexer.catalog.types import NewImage, ProductChange, ProductRecord, StoredImage
@@ -24,18 +25,26 @@ TOUCHED_SINCE = (
     "SELECT product_id FROM idx_products WHERE seq > ? "
     "UNION SELECT product_id FROM idx_images WHERE seq > ?"
 )
+_INSERT_IMAGE = (
+    "INSERT INTO idx_images({vid}image_id, product_id, source, sha256, position, deleted, seq) "
+    "VALUES ({mark}?,?,?,?,?,0,?)"
+)
 
 
-def get_seq(c: sqlite3.Connection) -> int:
+def get_seq(c: Conn) -> int:
     row = c.execute("SELECT value FROM idx_meta WHERE key = 'seq'").fetchone()
     return 0 if row is None else int(row[0])
 
 
-def set_seq(c: sqlite3.Connection, seq: int) -> None:
-    c.execute("INSERT OR REPLACE INTO idx_meta(key, value) VALUES ('seq', ?)", (str(seq),))
+def set_seq(c: Conn, seq: int) -> None:
+    c.execute(
+        "INSERT INTO idx_meta(key, value) VALUES ('seq', ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (str(seq),),
+    )
 
 
-def product_from_row(row: sqlite3.Row) -> ProductRecord:
+def product_from_row(row: Any) -> ProductRecord:
     return ProductRecord(
         product_id=row["product_id"],
         title=row["title"],
@@ -49,7 +58,7 @@ def product_from_row(row: sqlite3.Row) -> ProductRecord:
     )
 
 
-def image_from_row(row: sqlite3.Row) -> StoredImage:
+def image_from_row(row: Any) -> StoredImage:
     return StoredImage(
         vid=int(row["vid"]),
         image_id=row["image_id"],
@@ -62,7 +71,17 @@ def image_from_row(row: sqlite3.Row) -> StoredImage:
     )
 
 
+def _check_text(p: ProductRecord) -> None:
+    """PostgreSQL's text cannot hold a NUL character (SQLite's can): refused on
+    both engines, so a catalog behaves the same whichever it is stored in."""
+    texts = [p.title, p.category, p.description, p.url, p.currency]
+    texts += [*p.attributes.keys(), *p.attributes.values()]
+    if any(t is not None and "\x00" in t for t in texts):
+        raise BadParameter(f"product {p.product_id!r}: a text field contains a NUL character")
+
+
 def _product_values(p: ProductRecord) -> tuple[Any, ...]:
+    _check_text(p)
     return (
         p.title,
         p.category,
@@ -75,7 +94,7 @@ def _product_values(p: ProductRecord) -> tuple[Any, ...]:
     )
 
 
-def delete_many(c: sqlite3.Connection, seq: int, product_ids: Iterable[str]) -> int:
+def delete_many(c: Conn, seq: int, product_ids: Iterable[str]) -> int:
     """Mark live products and their images deleted at ``seq``; how many were live."""
     n = 0
     for pid in product_ids:
@@ -93,7 +112,7 @@ def delete_many(c: sqlite3.Connection, seq: int, product_ids: Iterable[str]) -> 
 
 
 def upsert_one(
-    c: sqlite3.Connection,
+    c: Conn,
     seq: int,
     product: ProductRecord,
     images: Sequence[NewImage],
@@ -105,7 +124,7 @@ def upsert_one(
 
     Rows that do not change keep their ``seq``. ``vids``: the vid a new image
     row must get (reserved by a plan), by ``(product_id, image_id)``; other new
-    rows get the next AUTOINCREMENT one.
+    rows get the next one (AUTOINCREMENT on SQLite, identity on PostgreSQL).
     """
     changed = 0
     values = _product_values(product)
@@ -145,11 +164,11 @@ def upsert_one(
         old = existing.get(iid)
         if old is None:
             vid = None if vids is None else vids.get((product.product_id, iid))
-            c.execute(
-                "INSERT INTO idx_images(vid, image_id, product_id, source, sha256, position, "
-                "deleted, seq) VALUES (?,?,?,?,?,?,0,?)",
-                (vid, iid, product.product_id, img.source, img.sha256, pos, seq),
-            )
+            row_values = (iid, product.product_id, img.source, img.sha256, pos, seq)
+            if vid is None:  # the next one (PostgreSQL refuses an explicit NULL)
+                c.execute(_INSERT_IMAGE.format(vid="", mark=""), row_values)
+            else:
+                c.execute(_INSERT_IMAGE.format(vid="vid, ", mark="?,"), (vid, *row_values))
             changed += 1
         elif old["deleted"] or old["source"] != img.source or old["position"] != pos:
             c.execute(
@@ -169,7 +188,7 @@ def upsert_products(db: CatalogConnection, products: Sequence[ProductChange]) ->
     """Write the products at the next seq in one transaction (the seq is taken
     only if a row changed); the number of rows changed."""
     changed = 0
-    with db.transaction() as c:
+    with db.transaction(changes=True) as c:
         seq = get_seq(c) + 1
         for product, images, replace in products:
             changed += upsert_one(c, seq, product, images, replace)
@@ -182,9 +201,21 @@ def delete_products(db: CatalogConnection, product_ids: Iterable[str]) -> int:
     """Delete the products at the next seq in one transaction (the seq is taken
     only if one was live); how many were live."""
     ids = list(product_ids)
-    with db.transaction() as c:
+    with db.transaction(changes=True) as c:
         seq = get_seq(c) + 1
         n = delete_many(c, seq, ids)
         if n:
             set_seq(c, seq)
     return n
+
+
+SNAPSHOT_KEY = "current_snapshot"
+
+
+def set_snapshot_pointer(db: CatalogConnection, snapshot_id: str) -> None:
+    with db.transaction(changes=True) as c:
+        c.execute(
+            "INSERT INTO idx_meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (SNAPSHOT_KEY, snapshot_id),
+        )

@@ -1,15 +1,25 @@
-"""The catalog's tables, and the columns added since, in one SQLite file.
+"""The catalog's tables as versioned migrations (component ``catalog``), on either engine.
 
-The file is shared with other parts (the job table, the AR store), which keep
-their own tables; every catalog table is prefixed ``idx_``. The word-search
-index (``idx_text``, its triggers and its migration) is in :mod:`.text`.
+On SQLite the file (``catalog.db``) is shared with other parts (the job table,
+the AR store), which keep their own tables; on PostgreSQL every store shares
+one database. Either way every catalog table is prefixed ``idx_``. The DDL is
+written once in SQLite's types and translated for PostgreSQL by
+:mod:`shoplens.db.dialect`.
+
+Version 1 is the schema as the release before versioning created it (``IF NOT
+EXISTS``: a catalog.db of that release takes it as a no-op and keeps its data);
+later versions only add, so replicas of the previous release keep working on an
+upgraded database. The word-search index (its tables, triggers and rebuild)
+is in :mod:`.text`.
 """
 
 from __future__ import annotations
 
-import sqlite3
+from shoplens.db import Conn, Database
+from shoplens.db.migrations import Migration, migrate
+from shoplens.indexer.catalog import text
 
-from shoplens.indexer.catalog.text import ensure_text_index
+COMPONENT = "catalog"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS idx_meta (
@@ -58,22 +68,23 @@ CREATE TABLE IF NOT EXISTS idx_sources (
 """
 
 
-def create_schema(c: sqlite3.Connection) -> bool:
-    """Create what is missing: the tables of a new file, the columns an older one lacks.
+def _embedding_written_at(db: Database, c: Conn) -> None:
+    # A catalog.db made before garbage collection lacks the column.
+    db.add_column(c, "idx_embeddings", "written_at", "REAL")
 
-    Returns whether the word index exists (False where SQLite lacks FTS5).
+
+MIGRATIONS = (
+    Migration(1, "catalog tables", _SCHEMA),
+    Migration(2, "embedding written_at", _embedding_written_at),
+    Migration(3, "word index", text.build),
+)
+
+
+def create_schema(db: Database) -> tuple[list[str], bool]:
+    """Apply the migrations this database lacks, then ready the word index.
+
+    Returns the migrations applied (``catalog:N name``) and whether word search
+    is available (False where SQLite lacks FTS5).
     """
-    c.executescript(_SCHEMA)
-    _add_column(c, "idx_embeddings", "written_at", "REAL")
-    return ensure_text_index(c)  # after the products table it is filled from
-
-
-def _add_column(c: sqlite3.Connection, table: str, column: str, decl: str) -> None:
-    """Add a column an older database lacks (another process may add it first)."""
-    if any(r[1] == column for r in c.execute(f"PRAGMA table_info({table})")):
-        return
-    try:
-        c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
-    except sqlite3.OperationalError:
-        if not any(r[1] == column for r in c.execute(f"PRAGMA table_info({table})")):
-            raise
+    applied = migrate(db, COMPONENT, MIGRATIONS)
+    return applied, text.prepare(db)

@@ -4,8 +4,9 @@
 sequence (:mod:`.rows`, :mod:`.queries`), the embedding and source-stat caches
 (:mod:`.embeddings`), the plan/commit of a re-index run (:mod:`.plan`),
 word search over product text (:mod:`.text`) and orphan collection
-(:mod:`.collect`), on one SQLite file (``settings.db_path``)
-shared with other parts that keep their own tables (:mod:`.schema`).
+(:mod:`.collect`), on one SQLite file (``settings.db_path``, shared with
+other parts that keep their own tables) or the PostgreSQL database every
+replica shares (:mod:`.schema`).
 
 It delegates each method to the module that owns that responsibility, passing
 its :class:`~.connection.CatalogConnection`; each of those functions takes the
@@ -17,7 +18,6 @@ contract another backend would implement.
 from __future__ import annotations
 
 import copy
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from shoplens.db import Conn
 from shoplens.indexer.catalog import collect, embeddings, queries, rows, text
 from shoplens.indexer.catalog import plan as run_plan
 from shoplens.indexer.catalog.collect import EmbeddingStat
@@ -37,10 +38,22 @@ class CatalogStore:
     """Thread-safe access to the indexer's tables (one connection, one lock:
     :class:`~.connection.CatalogConnection` says how readers and writers share it)."""
 
-    def __init__(self, db_path: Path, *, timeout_s: float = 30.0) -> None:
-        self.path = db_path
+    def __init__(self, target: Path | str, *, timeout_s: float = 30.0) -> None:
+        """``target``: a SQLite file, or a ``postgresql://`` URL (the caller's
+        ``settings.database(settings.db_path)``); the schema is migrated on open."""
+        self.target = target
         self._plan: CatalogPlan | None = None  # set on a view made by planned()
-        self._db = CatalogConnection(db_path, timeout_s=timeout_s)
+        self._db = CatalogConnection(target, timeout_s=timeout_s)
+
+    @property
+    def kind(self) -> str:
+        """``"sqlite"`` or ``"postgres"``."""
+        return self._db.db.kind
+
+    @property
+    def applied_migrations(self) -> list[str]:
+        """The migrations this open applied (``catalog:N name``), oldest first."""
+        return list(self._db.applied)
 
     def close(self) -> None:
         self._db.close()
@@ -51,13 +64,23 @@ class CatalogStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``): all or nothing."""
+    def transaction(self) -> AbstractContextManager[Conn]:
+        """One write transaction, writers serialised: all or nothing."""
         return self._db.transaction()
 
-    def read(self) -> AbstractContextManager[sqlite3.Connection]:
-        """A consistent read view (one deferred transaction)."""
+    def read(self) -> AbstractContextManager[Conn]:
+        """A consistent read view (one transaction)."""
         return self._db.read()
+
+    # -- the published snapshot (PostgreSQL; SQLite keeps a file, see serving.snapshot)
+
+    def snapshot_pointer(self) -> str | None:
+        """The id of the published snapshot recorded in the database, if any."""
+        return queries.snapshot_pointer(self._db)
+
+    def publish_snapshot(self, snapshot_id: str) -> None:
+        """Record ``snapshot_id`` as the published one and tell every replica (at commit)."""
+        rows.set_snapshot_pointer(self._db, snapshot_id)
 
     # -- change sequence -----------------------------------------------------
 
@@ -158,14 +181,17 @@ class CatalogStore:
 
     # -- word search (see .text: an FTS5 index kept by triggers) -------------------
 
-    def text_ranked(self, expression: str, limit: int) -> list[tuple[str, float]]:
-        """``(product_id, bm25)`` of the best ``limit`` live products matching an FTS5
-        expression built by :func:`.text.match_expression`, best (lowest) first."""
-        return text.ranked(self._db, expression, limit)
+    def text_ranked(
+        self, terms: list[str], limit: int, *, every: bool = True
+    ) -> list[tuple[str, float]]:
+        """``(product_id, rank)`` of the best ``limit`` live products matching every
+        word of ``terms`` (:func:`.text.words`; any word with ``every=False``),
+        best (lowest rank: negative) first."""
+        return text.ranked(self._db.db, terms, every, limit)
 
-    def text_matching(self, expression: str) -> set[str]:
-        """Every live product matching an FTS5 expression, unranked."""
-        return text.matching(self._db, expression)
+    def text_matching(self, terms: list[str], *, every: bool = True) -> set[str]:
+        """Every live product matching every (or any) word, unranked."""
+        return text.matching(self._db.db, terms, every)
 
     # -- re-index runs: plan, build from the plan, commit (see .plan) -------------
 

@@ -1,13 +1,20 @@
-"""Word search over the catalog's text: an SQLite FTS5 index of live products.
+"""Word search over the catalog's text: one index entry per live product.
 
-One FTS5 row per live product holds its title, category, attribute values and
-description, kept current in the very transaction that writes the product row:
+Each entry holds the product's title, category, attribute values and
+description, kept current in the very transaction that writes the product
+row, on either engine:
 
 - triggers on ``idx_products`` note every product id an insert, update or
   delete touches in ``idx_text_dirty``, so no writer can forget to (a PUT or
   DELETE through the service, a re-index run's commit, a prune, a raw write);
 - :func:`sync` re-indexes the noted products and clears the notes; the catalog
   connection runs it at the end of every write transaction, before COMMIT.
+
+SQLite: an FTS5 table (this module). PostgreSQL: a ``tsvector`` per product
+with a GIN index (:mod:`.text_pg`). The store asks :func:`ranked` and
+:func:`matching` with the query's words; each engine builds its own query from
+them, so user input never reaches either query syntax: :func:`words` keeps
+letters and digits only (``"``, ``*``, ``NEAR``, ``(``, ``&``, ``:`` are just text).
 
 Why not write the FTS rows from the triggers themselves: FTS5 flushes its
 pending rows at every statement savepoint, which a trigger opens per row, so
@@ -20,9 +27,8 @@ product id: the implicit rowid of ``idx_products`` (a TEXT primary key) may be
 renumbered by a ``VACUUM``, a tid never is.
 
 Tokens: ``unicode61 remove_diacritics 2`` (``creme`` finds "Crème", case and
-punctuation ignored) under ``porter`` (``bananas`` finds "Banana"). User input
-never reaches FTS5's query syntax: :func:`words` keeps letters and digits only
-and every word is quoted, so ``"``, ``*``, ``NEAR``, ``(`` are just text.
+punctuation ignored) under ``porter`` (``bananas`` finds "Banana"); PostgreSQL
+gets the same from :func:`fold` and its ``english`` stemmer beside ``simple``.
 """
 
 from __future__ import annotations
@@ -30,15 +36,12 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-import threading
 import unicodedata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from shoplens.db import write_transaction
+from shoplens.db import Conn, Database
 from shoplens.errors import BadParameter
-
-if TYPE_CHECKING:  # connection imports schema, which imports this module
-    from shoplens.indexer.catalog.connection import CatalogConnection
+from shoplens.indexer.catalog import text_pg
 
 log = logging.getLogger(__name__)
 
@@ -94,46 +97,69 @@ WHERE p.deleted = 0
 """
 
 
-def _version(c: sqlite3.Connection) -> str | None:
+def _version(c: Conn) -> str | None:
     row = c.execute("SELECT value FROM idx_meta WHERE key = ?", (_META_KEY,)).fetchone()
     return None if row is None else str(row[0])
 
 
-def ensure_text_index(c: sqlite3.Connection) -> bool:
-    """Create (or rebuild, when :data:`VERSION` changed) the index, its triggers and
-    its notes table, and index every product: the migration of an older database.
-    Also indexes products noted but not yet indexed (written by a raw writer).
+def build(db: Database, c: Conn) -> None:
+    """Create the index, its triggers and notes, and index every product, inside
+    the caller's write transaction: the catalog's migration to word search.
 
-    Returns False, with a warning, when this SQLite lacks FTS5: the catalog works
-    and word search answers ``text_search_unavailable``.
+    On SQLite it is (re)built only when :data:`VERSION` changed; a SQLite without
+    FTS5 logs a warning and leaves word search unavailable
+    (``text_search_unavailable``), the rest of the catalog works.
     """
+    if db.is_postgres:
+        text_pg.build(db, c)
+        return
     if _version(c) == VERSION:
-        if c.execute("SELECT 1 FROM idx_text_dirty LIMIT 1").fetchone() is not None:
-            with write_transaction(c, threading.Lock()):
-                sync(c)
-        return True
+        return
+    c.execute("SAVEPOINT text_index")
     try:
-        # BEGIN IMMEDIATE, then look again: another process may have migrated meanwhile.
-        with write_transaction(c, threading.Lock()):
-            if _version(c) != VERSION:
-                for statement in _statements(_DROP + _DDL):
-                    c.execute(statement)
-                sync(c)
-                c.execute(
-                    "INSERT OR REPLACE INTO idx_meta(key, value) VALUES (?, ?)",
-                    (_META_KEY, VERSION),
-                )
+        for statement in _statements(_DROP + _DDL):
+            c.execute(statement)
+        sync(db, c)
+        c.execute(
+            "INSERT INTO idx_meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (_META_KEY, VERSION),
+        )
     except sqlite3.OperationalError as exc:
+        c.execute("ROLLBACK TO text_index")
+        c.execute("RELEASE text_index")
         if "fts5" not in str(exc):
             raise
         log.warning("this SQLite has no FTS5: word search is unavailable (%s)", exc)
-        return False
-    return True
+        return
+    c.execute("RELEASE text_index")
 
 
-def sync(c: sqlite3.Connection) -> int:
+def prepare(db: Database) -> bool:
+    """At open, after the migrations: rebuild an index of an older :data:`VERSION`
+    (SQLite), and index products noted but not indexed yet (written by a raw
+    writer). Whether word search is available."""
+    with db.locked() as c:
+        current = db.is_postgres or _version(c) == VERSION
+    if not current:
+        with db.transaction() as c:
+            # build() looks at the version again under the write lock: another
+            # process may have rebuilt the index meanwhile.
+            build(db, c)
+    with db.locked() as c:
+        available = "idx_text_dirty" in db.tables(c) and (db.is_postgres or _version(c) is not None)
+        noted = available and c.execute("SELECT 1 FROM idx_text_dirty LIMIT 1").fetchone()
+    if noted:
+        with db.transaction() as c:
+            sync(db, c)
+    return bool(available)
+
+
+def sync(db: Database, c: Conn) -> int:
     """Re-index the products noted since the last sync (inside the caller's write
     transaction) and clear the notes; how many were noted."""
+    if db.is_postgres:
+        return text_pg.sync(c)
     noted = [r[0] for r in c.execute("SELECT product_id FROM idx_text_dirty")]
     if not noted:
         return 0
@@ -177,31 +203,38 @@ def match_expression(terms: list[str], *, every: bool) -> str:
     return (" AND " if every else " OR ").join(quoted)
 
 
-def ranked(db: CatalogConnection, expression: str, limit: int) -> list[tuple[str, float]]:
-    """``(product_id, bm25)`` of the best ``limit`` live products, best first
-    (bm25 as FTS5 gives it: negative, lower is better)."""
+def ranked(db: Database, terms: list[str], every: bool, limit: int) -> list[tuple[str, float]]:
+    """``(product_id, rank)`` of the best ``limit`` live products matching every
+    word (or any word), best first: bm25 as FTS5 gives it on SQLite, the
+    negated weighted cover density on PostgreSQL (both negative, lower is better)."""
+    if db.is_postgres:
+        with db.locked() as c:
+            return text_pg.ranked(c, terms, every, limit)
     rows = _query(
         db,
         "SELECT t.product_id, idx_text.rank FROM idx_text "
         "JOIN idx_text_ids t ON t.tid = idx_text.rowid "
         "WHERE idx_text MATCH ? ORDER BY idx_text.rank LIMIT ?",
-        (expression, limit),
+        (match_expression(terms, every=every), limit),
     )
     return [(str(r[0]), float(r[1])) for r in rows]
 
 
-def matching(db: CatalogConnection, expression: str) -> set[str]:
+def matching(db: Database, terms: list[str], every: bool) -> set[str]:
     """Every live product matching, unranked (what a refined photo search is restricted to)."""
+    if db.is_postgres:
+        with db.locked() as c:
+            return text_pg.matching(c, terms, every)
     rows = _query(
         db,
         "SELECT t.product_id FROM idx_text JOIN idx_text_ids t ON t.tid = idx_text.rowid "
         "WHERE idx_text MATCH ?",
-        (expression,),
+        (match_expression(terms, every=every),),
     )
     return {str(r[0]) for r in rows}
 
 
-def _query(db: CatalogConnection, sql: str, args: tuple[Any, ...]) -> list[Any]:
+def _query(db: Database, sql: str, args: tuple[Any, ...]) -> list[Any]:
     with db.locked() as c:
         try:
             return c.execute(sql, args).fetchall()

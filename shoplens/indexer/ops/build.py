@@ -146,7 +146,7 @@ def run_index(
         # Exporting a model (once per machine) reports its own steps.
         embedder = load_embedder(settings, progress=progress)
     run_id = new_snapshot_id()
-    with run_lock(settings), CatalogStore(settings.db_path) as store:
+    with run_lock(settings), CatalogStore(settings.database(settings.db_path)) as store:
         emb = engine_for(settings)(
             settings,
             store,
@@ -221,6 +221,7 @@ def run_index(
                 head_dims=embedder.head_dims,
                 build_facts={"run_id": run_id, "manifest": report.manifest},
                 learn_also=shoppers.learn_also(),
+                store=store,
             )
         # Right after the switch: a service reloading in between serves the new
         # snapshot with the old rows, which is the old catalog.

@@ -133,7 +133,7 @@ def collect_garbage(
         raise BadParameter(f"the grace period must be at least 0 seconds, got {grace}")
     clock = time.time() if now is None else now
     cutoff = clock - grace
-    if not settings.db_path.is_file():
+    if settings.database_url is None and not settings.db_path.is_file():
         raise BadParameter(
             f"no catalog database at {settings.db_path}: nothing to collect (is --data-dir right?)"
         )
@@ -146,7 +146,7 @@ def collect_garbage(
                 f"a re-index (`shoplens index` or an admin job) is running on "
                 f"{settings.data_dir}; run `shoplens gc` when it has finished"
             ) from None
-        store = stack.enter_context(CatalogStore(settings.db_path))
+        store = stack.enter_context(CatalogStore(settings.database(settings.db_path)))
         snap_shas, report.snapshots = snapshot_references(settings)
         live = store.live_shas()
         referenced = live | snap_shas

@@ -130,7 +130,7 @@ def run_learn(settings: Settings, *, embedder: ImageEmbedder | None = None) -> L
         from shoplens.models.registry import load_embedder
 
         embedder = load_embedder(settings)
-    with run_lock(settings), CatalogStore(settings.db_path) as store:
+    with run_lock(settings), CatalogStore(settings.database(settings.db_path)) as store:
         catalog = CatalogVectors(*store.live_vectors(embedder.name))
         examples = shopper_examples(settings, embedder.name, catalog)
         with step(f"learning from {len(examples.photo_ids)} shopper photos"):
@@ -148,6 +148,7 @@ def run_learn(settings: Settings, *, embedder: ImageEmbedder | None = None) -> L
                     }
                 },
                 learn_also=examples.learn_also(),
+                store=store,
             )
     record_learnt(settings, examples, snapshot_id)
     facts = read_facts(settings.snapshots_dir / snapshot_id)

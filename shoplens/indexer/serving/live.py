@@ -89,10 +89,10 @@ class LiveIndex:
 
     @classmethod
     def open(cls, settings: Settings, model_name: str) -> LiveIndex:
-        snapshot = load_snapshot(settings, model_name)
-        store = CatalogStore(settings.db_path)
+        store = CatalogStore(settings.database(settings.db_path))
         live = cls(settings, model_name, store)
         try:
+            snapshot = load_snapshot(settings, model_name, store)
             live._state = build_view(store, snapshot)
             live._warm(live._state)
         except BaseException:
@@ -126,6 +126,11 @@ class LiveIndex:
     @property
     def snapshot_id(self) -> str:
         return self._cur.snapshot.id
+
+    @property
+    def catalog_seq(self) -> int:
+        """The catalog change sequence the searched view includes."""
+        return self._cur.seq
 
     @property
     def snapshot_facts(self) -> dict[str, Any]:
@@ -206,10 +211,10 @@ class LiveIndex:
         """
         with self._write_lock:
             state = self._cur
-            cur = current_id(self._settings)
+            cur = current_id(self._settings, self._store)
             if cur is not None and cur != state.snapshot.id and cur != self._bad_snapshot:
                 try:
-                    snapshot = load_snapshot(self._settings, self._model)
+                    snapshot = load_snapshot(self._settings, self._model, self._store)
                     new = build_view(self._store, snapshot)
                 except (SnapshotError, ModelMismatch) as exc:
                     self._bad_snapshot = cur

@@ -14,7 +14,6 @@ from numpy.typing import NDArray
 
 from shoplens.errors import BadParameter, NotFound
 from shoplens.indexer.catalog.store import CatalogStore
-from shoplens.indexer.catalog.text import match_expression
 from shoplens.indexer.catalog.types import Hit, SearchFilters
 from shoplens.indexer.serving.view import I32, I64, B, CatalogView
 from shoplens.models.base import FloatArray, l2_normalise
@@ -152,7 +151,7 @@ def _tiers(terms: list[str]) -> list[bool]:
 
 
 def _word_score(rank: float, every: bool) -> float:
-    """bm25 (FTS5's: negative, lower is better) -> (0, 1]; above 0.5 every word matched.
+    """A text rank (negative, lower is better) -> (0, 1]; above 0.5 every word matched.
 
     Keeps the answer's scores descending across the two tiers; within a tier,
     higher is a better text match. Comparable within one answer only.
@@ -172,11 +171,10 @@ def search_words(
     hits: list[Hit] = []
     seen: set[str] = set()
     for every in _tiers(terms):
-        expression = match_expression(terms, every=every)
         want = k - len(hits)
         limit = max(4 * want, 64)
         while True:  # widen until enough pass the filters or the matches run out
-            matches = store.text_ranked(expression, limit)
+            matches = store.text_ranked(terms, limit, every=every)
             found: list[Hit] = []
             below = False  # scores only fall from here: widening cannot help
             for pid, rank in matches:
@@ -208,7 +206,7 @@ def word_mask(store: CatalogStore, state: CatalogView, terms: list[str], f: Sear
     mask = np.zeros(len(state.products), np.bool_)
     for every in _tiers(terms):
         mask = np.zeros(len(state.products), np.bool_)
-        for pid in store.text_matching(match_expression(terms, every=every)):
+        for pid in store.text_matching(terms, every=every):
             pos = state.prod_pos.get(pid)
             if pos is not None:
                 mask[pos] = True

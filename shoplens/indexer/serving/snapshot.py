@@ -2,7 +2,8 @@
 
 Layout of ``data_dir/snapshots/``::
 
-    CURRENT            the id of the live snapshot (replaced atomically)
+    CURRENT            the id of the live snapshot (replaced atomically; on
+                       PostgreSQL a row instead, see pointer.py)
     <id>/facts.json    model, dim, preprocessing, counts, index facts, catalog
                        seq at build, created_at, sha256 of every other file
     <id>/idmap.npy     the int64 vector ids (= metadata-store image row ids)
@@ -22,8 +23,9 @@ embeddings cache have); ``facts["index_dim"]`` is the searched space's, the
 adaptation's output dimension (equal to ``dim`` without an adaptation).
 
 A snapshot is written as ``<id>.tmp/``, fsynced, renamed to ``<id>/``; only then
-does CURRENT move. A reader therefore sees the old snapshot or the whole new
-one, never a half-written one; a corrupt one is refused by its checksums.
+does the pointer (CURRENT, or the row) move. A reader therefore sees the old
+snapshot or the whole new one, never a half-written one; a corrupt one is
+refused by its checksums.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from numpy.typing import NDArray
 
 from shoplens.config import Settings
 from shoplens.errors import ModelMismatch, SnapshotError
-from shoplens.files.atomic import fsync_dir, sha256_file, write_atomic
+from shoplens.files.atomic import fsync_dir, sha256_file
 from shoplens.indexer.catalog.types import StoredImage
 from shoplens.indexer.serving.adaptation import (
     ADAPT_DIR,
@@ -53,13 +55,17 @@ from shoplens.indexer.serving.adaptation import (
     fit_for_catalog,
     search_pipeline,
 )
+from shoplens.indexer.serving.pointer import (  # CURRENT, current_id: re-exported
+    CURRENT as CURRENT,
+)
+from shoplens.indexer.serving.pointer import SnapshotPointer, publish
+from shoplens.indexer.serving.pointer import current_id as current_id
 from shoplens.models.adapt import Adaptation, AdaptationError
 from shoplens.models.base import l2_normalise
 
 FACTS = "facts.json"
 IDMAP = "idmap.json"  # vector id -> image_id, product_id, sha256 (for people and tools)
 IDMAP_VIDS = "idmap.npy"  # the vector ids alone, what loading needs
-CURRENT = "CURRENT"
 KEEP_PREVIOUS = 2
 FORMAT_VERSION = 1
 
@@ -131,14 +137,6 @@ def new_snapshot_id() -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
-def current_id(settings: Settings) -> str | None:
-    try:
-        text = (settings.snapshots_dir / CURRENT).read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    return text or None
-
-
 class CatalogVectors(NamedTuple):
     """What a snapshot is built from (``CatalogStore.live_vectors``): the catalog
     sequence it reflects, its live images embedded with the model (by vector
@@ -149,9 +147,9 @@ class CatalogVectors(NamedTuple):
     vectors: NDArray[np.float32] | None
 
 
-def _published_fit(settings: Settings) -> PreviousFit | None:
+def _published_fit(settings: Settings, store: SnapshotPointer | None) -> PreviousFit | None:
     """The published snapshot's adaptation facts, for reuse; None if unreadable."""
-    current = current_id(settings)
+    current = current_id(settings, store)
     if current is None:
         return None
     folder = settings.snapshots_dir / current
@@ -174,6 +172,7 @@ def build_snapshot(
     extra_files: dict[str, bytes] | None = None,
     build_facts: dict[str, Any] | None = None,
     learn_also: tuple[NDArray[np.float32], Sequence[str]] | None = None,
+    store: SnapshotPointer | None = None,
 ) -> str:
     """Build a snapshot of the catalog's vectors (embedded with ``model``) and publish it.
 
@@ -185,6 +184,9 @@ def build_snapshot(
     ``learn_also``: ``(raw vectors, product ids)`` the adaptation learns from
     besides the catalog's photos (shoppers' confirmed photos, from
     ``shoplens.indexer.ops.learn``); they are not search entries.
+
+    ``store``: the catalog store, to publish through (PostgreSQL: the pointer
+    row; see :mod:`.pointer`) without opening another connection.
     """
     seq, images, vectors = catalog
     snap_id = new_snapshot_id()
@@ -213,7 +215,7 @@ def build_snapshot(
                 fit_x,
                 fit_ids,
                 head_dims=head_dims,
-                previous=_published_fit(settings),
+                previous=_published_fit(settings, store),
             )
             if adaptation is not None:
                 adaptation.save(tmp / ADAPT_DIR)
@@ -278,16 +280,20 @@ def build_snapshot(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    write_atomic(root / CURRENT, (snap_id + "\n").encode())
-    fsync_dir(root)
-    prune_snapshots(settings)
+    publish(settings, snap_id, store)
+    prune_snapshots(settings, store=store)
     return snap_id
 
 
-def prune_snapshots(settings: Settings, keep_previous: int = KEEP_PREVIOUS) -> list[str]:
+def prune_snapshots(
+    settings: Settings,
+    keep_previous: int = KEEP_PREVIOUS,
+    *,
+    store: SnapshotPointer | None = None,
+) -> list[str]:
     """Delete snapshots older than the current one and its ``keep_previous`` predecessors."""
     root = settings.snapshots_dir
-    cur = current_id(settings)
+    cur = current_id(settings, store)
     if cur is None:
         return []
     ids = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.endswith(".tmp"))
@@ -377,9 +383,11 @@ def _load_adaptation(path: Path, facts: dict[str, Any], sub: str) -> Adaptation:
     return adaptation
 
 
-def load_snapshot(settings: Settings, expected_model: str | None) -> Snapshot:
+def load_snapshot(
+    settings: Settings, expected_model: str | None, store: SnapshotPointer | None = None
+) -> Snapshot:
     """The published snapshot, verified (checksums, model)."""
-    cur = current_id(settings)
+    cur = current_id(settings, store)
     if cur is None:
         raise SnapshotError(f"no index in {settings.data_dir}: run `shoplens index MANIFEST` first")
     return load_snapshot_dir(settings.snapshots_dir / cur, expected_model)

@@ -130,6 +130,9 @@ def parse_product_id(value: Any) -> str:
 def product_from_mapping(row: Mapping[str, Any]) -> ProductRecord:
     """A product from manifest columns (``image`` ignored); ``RowError`` if a value is bad."""
     cols = {str(k).strip(): v for k, v in row.items() if k is not None}
+    if any("\x00" in k or (isinstance(v, str) and "\x00" in v) for k, v in cols.items()):
+        # PostgreSQL's text cannot hold one: refused on every engine alike.
+        raise RowError("a column name or value contains a NUL character")
     lower = {k.lower(): k for k in cols}
     get = {name: cols.get(lower.get(name, name)) for name in KNOWN_COLUMNS}
     texts: dict[str, str | None] = {}

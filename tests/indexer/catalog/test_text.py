@@ -1,6 +1,7 @@
-"""The catalog's word index (``shoplens.indexer.catalog.text``) on a real SQLite file:
-kept by triggers through every kind of write, built for an older database,
-unharmed by VACUUM, and never handed FTS5 syntax from user input."""
+"""The catalog's word index (``shoplens.indexer.catalog.text``) on a real SQLite file
+and (``target``) on a real PostgreSQL database: kept by triggers through every
+kind of write, built for an older database, unharmed by VACUUM, and never handed
+query syntax from user input."""
 
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ def product(pid: str, title: str, **extra: object) -> tuple[ProductRecord, list[
 
 
 def find(store: CatalogStore, q: str, *, every: bool = True) -> list[str]:
-    return [pid for pid, _ in store.text_ranked(match_expression(words(q), every=every), 100)]
+    return [pid for pid, _ in store.text_ranked(words(q), 100, every=every)]
 
 
-def test_triggers_follow_upserts_deletes_and_revivals(tmp_path: Path) -> None:
-    with CatalogStore(tmp_path / "db.sqlite") as store:
+def test_triggers_follow_upserts_deletes_and_revivals(target: Path | str) -> None:
+    with CatalogStore(target) as store:
         store.upsert_products(
             [
                 product("a", "Wombat teapot", category="Teaware", attributes={"glaze": "cobalt"}),
@@ -43,8 +44,8 @@ def test_triggers_follow_upserts_deletes_and_revivals(tmp_path: Path) -> None:
         assert find(store, "wombat") == ["b"]  # a deleted product that comes back
 
 
-def test_a_plan_is_invisible_until_committed(tmp_path: Path) -> None:
-    with CatalogStore(tmp_path / "db.sqlite") as store:
+def test_a_plan_is_invisible_until_committed(target: Path | str) -> None:
+    with CatalogStore(target) as store:
         store.upsert_products([product("a", "Wombat teapot"), product("b", "Quokka mug")])
         plan = store.plan_catalog([product("a", "Echidna teapot")], prune_keep={"a"})
         # Worked out in a savepoint and rolled back: nothing of it is searchable yet.
@@ -116,16 +117,19 @@ def test_rows_removed_outright_and_vacuum(tmp_path: Path) -> None:
         ")",
         "'",
         "\0",
+        "a & b | !c",
+        "a:*",
+        "<->",
     ],
 )
-def test_user_input_never_reaches_the_query_syntax(tmp_path: Path, q: str) -> None:
-    with CatalogStore(tmp_path / "db.sqlite") as store:
+def test_user_input_never_reaches_the_query_syntax(target: Path | str, q: str) -> None:
+    with CatalogStore(target) as store:
         store.upsert_products([product("a", "And or not near")])
         terms = words(q)
         if terms:
             for every in (True, False):
-                store.text_ranked(match_expression(terms, every=every), 10)
-                store.text_matching(match_expression(terms, every=every))
+                store.text_ranked(terms, 10, every=every)
+                store.text_matching(terms, every=every)
 
 
 def test_words() -> None:
@@ -150,3 +154,40 @@ def test_a_raw_write_is_indexed_by_the_next_write_or_open(tmp_path: Path) -> Non
             c.execute(raw, ("r2", "Wombat bench"))
     with CatalogStore(db) as store:  # opening syncs what is noted
         assert sorted(find(store, "wombat")) == ["r1", "r2"]
+
+
+def test_accents_case_stems_and_prefixes(target: Path | str) -> None:
+    with CatalogStore(target) as store:
+        store.upsert_products(
+            [
+                product("a", "Crème Brûlée dish"),
+                product("b", "Banana bowl", attributes={"colour": "Écru"}),
+                product("c", "Kettle", category="Teaware"),
+            ]
+        )
+        assert find(store, "creme brulee") == ["a"] and find(store, "CRÈME") == ["a"]
+        assert find(store, "bananas") == ["b"] and find(store, "ban") == ["b"]
+        assert find(store, "ecru") == ["b"] and find(store, "tea") == ["c"]
+        # Every word first, then (a second tier) any word.
+        assert find(store, "banana kettle") == []
+        assert sorted(find(store, "banana kettle", every=False)) == ["b", "c"]
+        assert store.text_matching(words("dish crème")) == {"a"}
+        ranks = store.text_ranked(words("kettle"), 10)
+        assert ranks[0][0] == "c" and ranks[0][1] < 0  # negative: lower is better
+
+
+def test_a_raw_write_on_postgres_is_indexed_by_the_next_write_or_open(pg_url: str) -> None:
+    import psycopg
+
+    raw = "INSERT INTO idx_products(product_id, title, seq) VALUES (%s, %s, 1)"
+    with CatalogStore(pg_url) as store:
+        with psycopg.connect(pg_url, autocommit=True) as c:  # the trigger notes it
+            c.execute(raw, ("r1", "Wombat stool"))
+        assert find(store, "wombat") == []
+        store.upsert_products([product("a", "Quokka mug")])
+        assert find(store, "wombat") == ["r1"]
+        with psycopg.connect(pg_url, autocommit=True) as c:
+            c.execute(raw, ("r2", "Wombat bench"))
+            c.execute("DELETE FROM idx_products WHERE product_id = 'a'")  # removed outright
+    with CatalogStore(pg_url) as store:
+        assert sorted(find(store, "wombat")) == ["r1", "r2"] and find(store, "quokka") == []

@@ -23,6 +23,7 @@ from shoplens.config import Settings
 from shoplens.errors import NotFound
 from shoplens.indexer.catalog.types import ProductRecord, SearchFilters
 from shoplens.indexer.ops.build import run_index
+from shoplens.indexer.serving import pointer as pointer_mod
 from shoplens.indexer.serving import snapshot as snapshot_mod
 from shoplens.indexer.serving.live import LiveIndex
 from shoplens.indexer.serving.snapshot import CURRENT, current_id, load_snapshot
@@ -117,7 +118,7 @@ def _at_publish(
     """Call ``before_switch`` when the run is about to move CURRENT (its snapshot is
     fully written, nothing published yet); with ``fail`` the switch then fails
     like a full disk. Returns the CURRENT writes seen (the hook must fire)."""
-    real = snapshot_mod.write_atomic
+    real = pointer_mod.write_atomic
     seen: list[Path] = []
 
     def write_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
@@ -128,7 +129,7 @@ def _at_publish(
                 raise OSError(errno.ENOSPC, "No space left on device (injected)")
         real(path, data, fsync=fsync)
 
-    monkeypatch.setattr(snapshot_mod, "write_atomic", write_atomic)
+    monkeypatch.setattr(pointer_mod, "write_atomic", write_atomic)
     return seen
 
 
