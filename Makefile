@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 SERVE_STAMP := $(VENV)/.installed-serve
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: setup setup-serve demo test test-all test-postgres lint bench node-tools browser
+.PHONY: setup setup-serve demo test test-all lint bench node-tools browser
 
 $(SERVE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -42,11 +42,6 @@ test: setup
 
 test-all: setup
 	$(BIN)/python -m pytest -m ''
-
-# The default suite again with every store on a throw-away PostgreSQL server
-# (tests/pg.py; needs scripts/install-postgres.sh).
-test-postgres: setup
-	SHOPLENS_TEST_DATABASE=postgres $(BIN)/python -m pytest
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check shoplens tests benchmarks scripts

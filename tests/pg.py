@@ -299,25 +299,3 @@ def db_target(request: pytest.FixtureRequest) -> str | None:
     url: str = request.getfixturevalue("pg_url")
     return url
 
-
-SUITE_ON = "SHOPLENS_TEST_DATABASE"  # =postgres: the whole suite's stores on PostgreSQL
-
-
-@pytest.fixture(autouse=True)
-def _suite_store(request: pytest.FixtureRequest) -> Iterator[None]:
-    """With ``SHOPLENS_TEST_DATABASE=postgres`` (``make test-postgres``) every test
-    runs with ``SHOPLENS_DATABASE_URL`` set to a fresh database, so every store a
-    test (or a ``shoplens`` subprocess it starts) opens through ``Settings`` is on
-    PostgreSQL. Tests about the SQLite files themselves say ``sqlite_only``."""
-    if os.environ.get(SUITE_ON) != "postgres" or request.node.get_closest_marker("sqlite_only"):
-        yield
-        return
-    server: PgServer = request.getfixturevalue("pg_server")
-    name = server.create_database("suite")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("SHOPLENS_DATABASE_URL", server.url(name))
-    try:
-        yield
-    finally:
-        patch.undo()
-        server.drop_database(name)
