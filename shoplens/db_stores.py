@@ -4,7 +4,7 @@
 
 A composition edge like :mod:`shoplens.cli`: it may import every part. A store
 on :mod:`shoplens.db` adds itself to :func:`stores` (its component, its SQLite
-file, its ``upgrade(target)``) and both commands cover it.
+file, its migrations) and both commands cover it.
 """
 
 from __future__ import annotations
@@ -59,8 +59,10 @@ def _upgrade(module: str) -> Callable[[Path | str], list[str]]:
     def upgrade(target: Path | str) -> list[str]:
         import importlib
 
-        applied: list[str] = importlib.import_module(module).upgrade(target)
-        return applied
+        from shoplens.db.migrations import upgrade as upgrade_store
+
+        store = importlib.import_module(module)
+        return upgrade_store(target, store.COMPONENT, store.MIGRATIONS)
 
     return upgrade
 

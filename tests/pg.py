@@ -298,4 +298,3 @@ def db_target(request: pytest.FixtureRequest) -> str | None:
         return None
     url: str = request.getfixturevalue("pg_url")
     return url
-

@@ -102,15 +102,6 @@ MIGRATIONS = (
 )
 
 
-def upgrade(target: Path | str) -> list[str]:
-    """Apply this store's pending migrations (``shoplens db upgrade``); what was applied."""
-    db = Database(target, name=COMPONENT)
-    try:
-        return migrate(db, COMPONENT, MIGRATIONS)
-    finally:
-        db.close()
-
-
 @dataclass(frozen=True)
 class AssetRow:
     product_id: str

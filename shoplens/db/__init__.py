@@ -9,6 +9,6 @@ SQL once, in the subset both engines share, with ``?`` placeholders.
 May import nothing from the rest of Shoplens: every store builds on it.
 """
 
-from shoplens.db.database import Conn, Cursor, Database, Row, is_postgres_url, write_transaction
+from shoplens.db.database import Conn, Cursor, Database, Row, is_postgres_url
 
-__all__ = ["Conn", "Cursor", "Database", "Row", "is_postgres_url", "write_transaction"]
+__all__ = ["Conn", "Cursor", "Database", "Row", "is_postgres_url"]

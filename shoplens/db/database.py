@@ -246,22 +246,3 @@ class Database:
         else:
             rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
         return {r[0] for r in rows}
-
-
-@contextmanager
-def write_transaction(
-    conn: sqlite3.Connection, lock: threading.Lock | threading.RLock
-) -> Iterator[sqlite3.Connection]:
-    """One ``BEGIN IMMEDIATE`` transaction on a raw SQLite connection shared by threads.
-
-    For code that still holds a ``sqlite3.Connection`` of its own (the
-    word index's one-off rebuild); stores use :meth:`Database.transaction`.
-    """
-    with lock:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from shoplens.db.database import Conn, Database, lock_key
 
@@ -89,6 +90,16 @@ def migrate(db: Database, component: str, migrations: Sequence[Migration]) -> li
             )
         done.append(f"{component}:{migration.version} {migration.name}")
     return done
+
+
+def upgrade(target: Path | str, component: str, migrations: Sequence[Migration]) -> list[str]:
+    """Open ``target``, apply ``component``'s pending migrations, close; what was applied
+    (a store's part of ``shoplens db upgrade``)."""
+    db = Database(target, name=component)
+    try:
+        return migrate(db, component, migrations)
+    finally:
+        db.close()
 
 
 def status(db: Database) -> dict[str, int]:

@@ -71,15 +71,6 @@ CREATE INDEX IF NOT EXISTS shopper_photos_state ON shopper_photos (state, create
 MIGRATIONS = (Migration(1, "searches, events, shopper photos", SCHEMA),)
 
 
-def upgrade(target: Path | str) -> list[str]:
-    """Apply this store's pending migrations (``shoplens db upgrade``); what was applied."""
-    db = Database(target, name=COMPONENT)
-    try:
-        return migrate(db, COMPONENT, MIGRATIONS)
-    finally:
-        db.close()
-
-
 PHOTO_STATES = ("pending", "approved", "rejected")
 _PHOTO_COLUMNS = "photo_id, search_id, product_id, event, state, created_at, learnt_at, snapshot_id"
 

@@ -79,15 +79,6 @@ _IN_UNFINISHED = "('queued', 'running', 'interrupted')"
 _IN_ACTIVE = "('queued', 'running')"
 
 
-def upgrade(target: Path | str) -> list[str]:
-    """Apply this store's pending migrations (``shoplens db upgrade``); what was applied."""
-    db = Database(target, name=COMPONENT)
-    try:
-        return migrate(db, COMPONENT, MIGRATIONS)
-    finally:
-        db.close()
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

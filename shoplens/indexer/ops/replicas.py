@@ -45,15 +45,6 @@ MIGRATIONS = (Migration(1, "replicas table", SCHEMA),)
 SWEEP_AFTER_STALE = 20
 
 
-def upgrade(target: Path | str) -> list[str]:
-    """Apply this store's pending migrations (``shoplens db upgrade``); what was applied."""
-    db = Database(target, name=COMPONENT)
-    try:
-        return migrate(db, COMPONENT, MIGRATIONS)
-    finally:
-        db.close()
-
-
 def new_replica_id() -> str:
     """``<host>-<pid>-<random>``: readable in logs, unique across restarts."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
