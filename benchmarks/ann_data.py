@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any, Protocol
 
 import faiss
 import numpy as np
@@ -65,21 +66,37 @@ class Generator:
         return out
 
 
-def make_base(path: Path, n: int, gen: Generator) -> NDArray[np.float32]:
-    """Write (or reuse) ``n`` base vectors as a float32 .npy; returns a read-only memmap."""
+class Sampler(Protocol):
+    """What :func:`make_base` draws vectors from."""
+
+    @property
+    def dim(self) -> int: ...
+    def sample(self, m: int, rng: np.random.Generator) -> NDArray[np.float32]: ...
+
+
+def make_base(
+    path: Path,
+    n: int,
+    gen: Sampler,
+    *,
+    dtype: type[np.floating[Any]] = np.float32,
+    seed: int = SEED,
+    chunk: int = _GEN_CHUNK,
+) -> NDArray[Any]:
+    """Write (or reuse) ``n`` base vectors as a ``dtype`` .npy; returns a read-only memmap."""
     if path.exists():
-        base: NDArray[np.float32] = np.load(path, mmap_mode="r")
-        if base.shape == (n, gen.dim):
-            return base
+        old: NDArray[Any] = np.load(path, mmap_mode="r")
+        if old.shape == (n, gen.dim) and old.dtype == dtype:
+            return old
     tmp = path.with_suffix(".part")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, gen.dim))
-    rng = np.random.default_rng([SEED, n])
-    for s in range(0, n, _GEN_CHUNK):
-        out[s : s + _GEN_CHUNK] = gen.sample(min(_GEN_CHUNK, n - s), rng)
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, gen.dim))
+    rng = np.random.default_rng([seed, n])
+    for s in range(0, n, chunk):
+        out[s : s + chunk] = gen.sample(min(chunk, n - s), rng)
     out.flush()
     del out
     os.replace(tmp, path)
-    base = np.load(path, mmap_mode="r")
+    base: NDArray[Any] = np.load(path, mmap_mode="r")
     return base
 
 

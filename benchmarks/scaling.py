@@ -57,6 +57,7 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
+from benchmarks.ann_data import make_base
 from benchmarks.ann_measure import rss
 from benchmarks.common import machine, write_results
 from shoplens.config import Settings
@@ -106,20 +107,10 @@ class Data:
 
     def base(self, path: Path, n: int) -> NDArray[np.float16]:
         """``n`` vectors as a float16 .npy (written once, then reused); a read-only memmap."""
-        if path.exists():
-            old: NDArray[np.float16] = np.load(path, mmap_mode="r")
-            if old.shape == (n, self.dim):
-                return old
-        tmp = path.with_suffix(".part")
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, self.dim))
-        rng = np.random.default_rng([SEED, n])
-        for s in range(0, n, _GEN_CHUNK):
-            out[s : s + _GEN_CHUNK] = self.sample(min(_GEN_CHUNK, n - s), rng)
-        out.flush()
-        del out
-        os.replace(tmp, path)
-        base: NDArray[np.float16] = np.load(path, mmap_mode="r")
-        return base
+        out: NDArray[np.float16] = make_base(
+            path, n, self, dtype=np.float16, seed=SEED, chunk=_GEN_CHUNK
+        )
+        return out
 
 
 def flat_by_chunks(
