@@ -181,3 +181,31 @@ def test_database_url_must_be_postgres(tmp_path: Path) -> None:
     assert settings.database(settings.db_path) == "postgresql://u:secret@h/db"
     assert "secret" not in repr(settings)
     assert Settings(data_dir=tmp_path).database(tmp_path / "x.db") == tmp_path / "x.db"
+
+
+def test_a_listener_without_its_own_polling_calls_back_on_notifications_only(
+    pg_url: str,
+) -> None:
+    """The service polls on its own: its listener must not poll the database again."""
+    db = Database(pg_url, name="t")
+    calls: list[float] = []
+    listener = Listener(
+        pg_url, ["changes"], lambda: calls.append(1), poll_s=0.05, call_on_poll=False
+    )
+    listener.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not listener.listening and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert listener.listening
+        time.sleep(0.5)  # ten poll periods
+        assert len(calls) == 1  # the catch-up once LISTEN is on, nothing per period
+        with db.transaction() as c:
+            notify(c, db.is_postgres, "changes")
+        deadline = time.monotonic() + 5
+        while len(calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(calls) == 2
+    finally:
+        listener.stop(0.5)
+        db.close()

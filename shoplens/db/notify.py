@@ -40,11 +40,15 @@ class Listener:
         on_change: Callable[[], None],
         *,
         poll_s: float = 0.5,
+        call_on_poll: bool = True,
     ) -> None:
         self._target = target
         self._channels = list(channels)
         self._on_change = on_change
         self._poll_s = poll_s
+        # False where the caller polls on its own (the service's reload loop):
+        # then only notifications (and the catch-up after a (re)connect) call back.
+        self._call_on_poll = call_on_poll
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shoplens-listener", daemon=True)
         self.listening = False  # True while a PostgreSQL LISTEN is active
@@ -72,7 +76,8 @@ class Listener:
                     log.warning("LISTEN connection lost (%s); polling", exc)
             if self._stop.wait(self._poll_s):
                 return
-            self._call()
+            if self._call_on_poll:
+                self._call()
 
     def _listen(self) -> None:
         import psycopg
@@ -94,7 +99,7 @@ class Listener:
                 if woken:
                     for _ in conn.notifies(timeout=0.01):
                         pass
-                if woken or time.monotonic() - last >= self._poll_s:
+                if woken or (self._call_on_poll and time.monotonic() - last >= self._poll_s):
                     last = time.monotonic()
                     self._call()
         self.listening = False

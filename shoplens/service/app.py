@@ -149,6 +149,7 @@ def _follow(settings: Settings, wake: asyncio.Event) -> Listener | None:
         [CATALOG_CHANNEL],
         on_change,
         poll_s=settings.reload_interval_s,
+        call_on_poll=False,  # _reload_loop polls every reload_interval_s already
     )
     listener.start()
     return listener
