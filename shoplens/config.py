@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     # (indexer/serving/rerank.py): studio-catalog R@1 0.42 -> 0.48, for ~10 ms of
     # CPU per search. SHOPLENS_RERANK=off keeps the plain ranking (takes effect at once).
     rerank: Literal["auto", "off"] = "auto"
+    # Photo searches on a studio snapshot are centred on the mean of the shop's
+    # own photo searches once there are 30 (indexer/serving/query_domain.py):
+    # studio-catalog R@1 +0.05, for a vector subtraction. Only a running sum and
+    # count are kept (data_dir/query_domain), never a photo or a single search's
+    # vector. SHOPLENS_QUERY_CENTRING=off neither keeps nor uses it.
+    query_centring: Literal["auto", "off"] = "auto"
     # Where decoding + embedding run: this process, or a Ray cluster (docs/ray.md).
     index_engine: Literal["local", "ray"] = "local"
     # Ray cluster address ("ray://head:10001", "auto"); None starts a local Ray.

@@ -10,6 +10,7 @@ from shoplens.service.deps import StateDep
 from shoplens.service.schemas import (
     CapabilityStatus,
     Health,
+    QueryDomainStatus,
     Readiness,
     ReplicaStatus,
     error_responses,
@@ -32,6 +33,7 @@ async def healthz() -> Health:
 async def readyz(state: StateDep) -> Readiness:
     live = state.index.require()
     size = live.size
+    domain = live.query_domain()
     return Readiness(
         status="ready",
         model=live.model_name,
@@ -48,6 +50,7 @@ async def readyz(state: StateDep) -> Readiness:
             for name, info in capabilities.as_json(state.capabilities).items()
         },
         replica=ReplicaStatus(id=state.replica_id, live_replicas=state.live_replicas()),
+        query_domain=QueryDomainStatus(searches=domain["searches"], centring=domain["centring"]),
     )
 
 

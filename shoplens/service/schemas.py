@@ -128,6 +128,16 @@ class ReplicaStatus(BaseModel):
     )
 
 
+class QueryDomainStatus(BaseModel):
+    searches: int = Field(
+        description="Photo searches the shop's query mean is made of (older ones fade)"
+    )
+    centring: bool = Field(
+        description="Whether photo searches are centred on that mean now (a studio "
+        "snapshot, SHOPLENS_QUERY_CENTRING not off, at least 30 searches)"
+    )
+
+
 class Readiness(BaseModel):
     status: str = Field(examples=["ready"])
     model: str
@@ -145,6 +155,7 @@ class Readiness(BaseModel):
         "(khronos_validator, gltf_transform, usdz, heic, avif, export, openclip, ray)",
     )
     replica: ReplicaStatus | None = None
+    query_domain: QueryDomainStatus | None = None
 
 
 class DemoSample(BaseModel):

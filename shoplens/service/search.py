@@ -107,7 +107,8 @@ def run_search(
     with learning from shoppers on) for a confirmation to keep."""
     started = time.perf_counter()
     version = live.version  # before searching: a swap mid-request reports the older one
-    hits = live.search(vector, params.k, params.filters, text, image)
+    # A shopper's photo search joins the shop's query mean (studio snapshots).
+    hits = live.search(vector, params.k, params.filters, text, image, observe=image is not None)
     state.metrics.search_seconds.labels(kind).observe(time.perf_counter() - started)
     results = to_results(state, request, hits)
     data, crop = photo if photo is not None else (None, None)

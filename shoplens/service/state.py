@@ -61,6 +61,7 @@ class IndexHolder:
                 self._metrics.index_reloads.inc()
                 log.info("swapped in index version %s", self.live.version)
             if self.live is not None:
+                self.live.sync_query_domain()
                 self._metrics.set_index(self.live.size, self.live.version, self.live.model_name)
 
     def _try_open(self) -> None:

@@ -52,6 +52,7 @@ from shoplens.indexer.serving.query import (
     search_words,
     word_mask,
 )
+from shoplens.indexer.serving.query_domain import MIN_SEARCHES, QueryDomain
 from shoplens.indexer.serving.rerank import (
     RERANK_TOP,
     CatalogFeatures,
@@ -86,6 +87,10 @@ class LiveIndex:
         # (query_photo); started on the first studio search.
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        # The shop's searches' mean, which studio photo searches are centred on.
+        self._domain = QueryDomain(
+            settings.data_dir, model_name, enabled=settings.query_centring != "off"
+        )
 
     @classmethod
     def open(cls, settings: Settings, model_name: str) -> LiveIndex:
@@ -101,6 +106,7 @@ class LiveIndex:
         return live
 
     def close(self) -> None:
+        self.sync_query_domain()
         with self._pool_lock:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
@@ -168,6 +174,27 @@ class LiveIndex:
         """Whether photo searches on ``state`` are re-ranked geometrically."""
         studio = state.snapshot.facts.get("pipeline", {}).get("kind") == "studio"
         return studio and self._settings.rerank != "off"
+
+    def _domain_space(self, state: CatalogView) -> str | None:
+        """The query-domain key of ``state``'s index space, or None where photo
+        searches are not centred (a snapshot that learnt an adaptation)."""
+        snapshot = state.snapshot
+        if snapshot.facts.get("pipeline", {}).get("kind") != "studio":
+            return None
+        kind = snapshot.adaptation.kind if snapshot.adaptation is not None else "plain"
+        return f"{kind}-{snapshot.index_dim}"
+
+    def query_domain(self) -> dict[str, Any]:
+        """``{"space", "searches", "centring"}`` of the current snapshot's photo searches."""
+        space = self._domain_space(self._cur)
+        if space is None or not self._domain.enabled:
+            return {"space": space, "searches": 0, "centring": False}
+        n = self._domain.searches(space)
+        return {"space": space, "searches": int(n), "centring": n >= MIN_SEARCHES}
+
+    def sync_query_domain(self) -> None:
+        """Save this process's searches to the shared query-domain file (off the request path)."""
+        self._domain.sync()
 
     def _warm(self, state: CatalogView, before: CatalogView | None = None) -> CatalogView:
         """Compute the local features of ``state``'s catalog photos (those new since
@@ -241,6 +268,8 @@ class LiveIndex:
         filters: SearchFilters,
         text: str | None = None,
         image: Image.Image | QueryPhoto | None = None,
+        *,
+        observe: bool = False,
     ) -> list[Hit]:
         """Top-k distinct products for a query vector in the *model* space (``dim``).
 
@@ -260,11 +289,19 @@ class LiveIndex:
         (``facts["pipeline"]["kind"] == "studio"``) the first products are then
         re-ranked by geometric verification (``serving/rerank.py``) and their
         scores include its bonus (still in [-1, 1], still descending).
+        A photo search on a studio snapshot is also centred on the mean of the
+        shop's photo searches (:mod:`serving.query_domain`); ``observe`` adds
+        this one to that mean (a shopper's search, not an operator's).
         """
         state = self._cur
         if k < 1:
             raise BadParameter("k must be at least 1")
         q = state.snapshot.to_index_space(query_vector(vector, state.snapshot.dim))[0]
+        space = self._domain_space(state) if image is not None else None
+        if space is not None:
+            if observe:
+                self._domain.observe(space, q)
+            q = self._domain.centre(space, q)
         restrict = None
         if text is not None:
             restrict = word_mask(self._store, state, _terms(text), filters)
