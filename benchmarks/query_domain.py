@@ -1,7 +1,7 @@
 """A studio catalog as it serves: quality after N unlabelled shopper searches, with
 query centring on the shop's own searches (``serving/query_domain.py``).
 
-``python -m benchmarks.query_domain [--grocery G] [--queries queries_val.csv] [--steps 0,30,100,300]``
+``python -m benchmarks.query_domain [--grocery G] [--queries Q] [--steps 0,30,100,300]``
 
 Indexes ``catalog_studio.csv`` with ``run_index`` at the default settings (the
 studio pipeline). For each N: the query mean is reset, N grocery **train**
@@ -139,7 +139,7 @@ def markdown(r: dict[str, Any]) -> str:
 row with 0 searches is the baseline of the same run (no centring). *plain*:
 `SHOPLENS_RERANK=off`; *default*: with geometric re-ranking.
 
-| searches seen | centred | plain R@1 | plain R@5 | plain R@10 | default R@1 | default R@5 | default R@10 |
+| searches | centred | plain R@1 | R@5 | R@10 | default R@1 | R@5 | R@10 |
 |---:|---|---:|---:|---:|---:|---:|---:|
 {table}
 
