@@ -227,6 +227,13 @@ def test_learn_publishes_a_snapshot_the_running_service_switches_to(
     assert job["snapshot_id"] == snapshot
     facts = read_facts(data_dir / "snapshots" / str(snapshot))
     assert facts["build"]["learn"]["shopper_photos"] == job["learn"]["learnt"]
+    # Each learnt photo also taught the adaptation three crops of itself (cached).
+    learnt = job["learn"]["learnt"]
+    assert f"{job['learn']['catalog_images'] + 4 * learnt} images" in (
+        facts.get("adaptation_reason") or f"{facts['adaptation']['n_images']} images"
+    )
+    views = data_dir / "feedback" / "views" / facts["model"]
+    assert len(list(views.glob("*.npy"))) == learnt
     # No restart: the very next search is answered from the learnt snapshot.
     after = search(learning, demo_photo("banana")).json()["index_version"]
     assert after != before and after.startswith(str(snapshot))
@@ -235,6 +242,7 @@ def test_learn_publishes_a_snapshot_the_running_service_switches_to(
     # A deleted photo is not learnt from again; the marks follow the published snapshot.
     gone = next(p["photo_id"] for p in listed["photos"] if p["learnt_at"] is not None)
     assert learning.delete(f"/v1/admin/feedback/{gone}", headers=AUTH).status_code == 204
+    assert not (views / f"{gone}.npy").exists()  # deleted with the photo
     again = learning.post("/v1/admin/learn", headers=AUTH)
     assert again.status_code == 202, again.text
     second = wait_job(lambda p: learning.get(p, headers=AUTH), again.json()["job_id"], 60, finished)

@@ -51,4 +51,9 @@ def write_kept(data_dir: Path, photo_id: str, jpeg: bytes) -> None:
 
 
 def drop_kept(data_dir: Path, photo_id: str) -> None:
+    """Delete a kept photo and every model's learning views of it (``feedback.views``)."""
     kept_path(data_dir, photo_id).unlink(missing_ok=True)
+    views = feedback_dir(data_dir) / "views"
+    if views.is_dir():
+        for model_dir in views.iterdir():
+            (model_dir / f"{photo_id}.npy").unlink(missing_ok=True)

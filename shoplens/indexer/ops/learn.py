@@ -8,7 +8,8 @@ changes how photos are compared. The adaptation (LDA over product ids, see
 approved shopper photo of a live product that passes the learn-time outlier
 check (:func:`shoplens.indexer.feedback.guards.outliers`). Shopper photos
 teach the adaptation what the *same product* looks like across shelves, hands
-and lighting, which one studio photo per product cannot.
+and lighting, which one studio photo per product cannot. Each photo also brings three
+crops of itself (:mod:`shoplens.indexer.feedback.views`) as learning samples.
 
 They are not added as search entries: in a one-off measurement on the
 grocery studio catalog (the same vectors as benchmarks/results/learn.md, 1, 3,
@@ -27,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ from shoplens.indexer.catalog.store import CatalogStore
 from shoplens.indexer.feedback.book import feedback_target, has_feedback
 from shoplens.indexer.feedback.guards import outliers
 from shoplens.indexer.feedback.store import FeedbackStore
+from shoplens.indexer.feedback.views import view_vectors
 from shoplens.indexer.serving.snapshot import CatalogVectors, build_snapshot, read_facts
 from shoplens.models.base import ImageEmbedder
 from shoplens.models.progress import step
@@ -54,9 +56,37 @@ class ShopperExamples:
     vectors: NDArray[np.float32]
     outliers: int
     unknown_product: int
+    # More views of the same photos (feedback.views): learning samples only.
+    view_vectors: NDArray[np.float32] | None = None
+    view_products: tuple[str, ...] = ()
 
     def learn_also(self) -> tuple[NDArray[np.float32], Sequence[str]] | None:
-        return (self.vectors, self.product_ids) if self.photo_ids else None
+        if not self.photo_ids:
+            return None
+        if self.view_vectors is None or not len(self.view_products):
+            return self.vectors, self.product_ids
+        return (
+            np.concatenate([self.vectors, self.view_vectors]),
+            [*self.product_ids, *self.view_products],
+        )
+
+
+def with_views(
+    settings: Settings, embedder: ImageEmbedder, examples: ShopperExamples
+) -> ShopperExamples:
+    """``examples`` plus the cached crop views of each photo (embedded on first use)."""
+    if not examples.photo_ids:
+        return examples
+    with step(f"views of {len(examples.photo_ids)} shopper photos"):
+        found = view_vectors(settings.data_dir, embedder, examples.photo_ids)
+    rows = [(v, p) for v, p in zip(found, examples.product_ids, strict=True) if v is not None]
+    if not rows:
+        return examples
+    return replace(
+        examples,
+        view_vectors=np.concatenate([v for v, _ in rows]).astype(np.float32),
+        view_products=tuple(p for v, p in rows for _ in range(len(v))),
+    )
 
 
 def shopper_examples(settings: Settings, model: str, catalog: CatalogVectors) -> ShopperExamples:
@@ -132,7 +162,9 @@ def run_learn(settings: Settings, *, embedder: ImageEmbedder | None = None) -> L
         embedder = load_embedder(settings)
     with run_lock(settings), CatalogStore(settings.database(settings.db_path)) as store:
         catalog = CatalogVectors(*store.live_vectors(embedder.name))
-        examples = shopper_examples(settings, embedder.name, catalog)
+        examples = with_views(
+            settings, embedder, shopper_examples(settings, embedder.name, catalog)
+        )
         with step(f"learning from {len(examples.photo_ids)} shopper photos"):
             snapshot_id = build_snapshot(
                 settings,

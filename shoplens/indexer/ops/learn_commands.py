@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import typer
@@ -14,6 +15,10 @@ from shoplens.cli_options import DataDirOption, JsonOption, make_settings
 def learn(as_json: JsonOption = False, data_dir: DataDirOption = None) -> None:
     """Learn from approved shopper photos: publish a snapshot of the live catalog whose
     adaptation also learns from them (a running service switches to it by itself)."""
+    # One OpenBLAS thread, as `shoplens serve` runs the same job (one_blas_thread):
+    # with its spin-waiting threads the fit took ~40 s instead of 1.6 s on a busy
+    # 2-core box. Before numpy loads; an operator's setting wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from shoplens.indexer.ops.learn import run_learn
 
     settings = make_settings(data_dir)
