@@ -11,7 +11,8 @@ folder, ``data_dir/feedback/``, never in the catalog database:
   catalog never carries them by accident.
 
 ``store`` owns the tables, ``photos`` the held and kept photo files (re-encoded,
-metadata stripped, bounded), ``guards`` the poisoning checks. Used by the
+metadata stripped, bounded), ``views`` the cached crop views a kept photo
+teaches the adaptation, ``guards`` the poisoning checks. Used by the
 service (recording, feedback, review) and by ``indexer.ops.learn``.
 
 May import ``shoplens.config``, ``shoplens.db``, ``shoplens.errors``,

@@ -8,6 +8,8 @@
 - ``query``: searching a view (filters, widening, one hit per product).
 - ``rerank``: geometric re-ranking of a studio snapshot's short list
   (RootSIFT + RANSAC, OpenCV), the catalog photos' local features cache.
+- ``query_domain``: the running mean of a shop's photo searches that studio
+  photo searches are centred on (shared by processes through one file).
 - ``live``: ``LiveIndex``, the read model (search, similar, product, image
   paths, reload) holding the current view.
 - ``writer``: ``CatalogWriter``, product upserts and deletes: ingest, commit
