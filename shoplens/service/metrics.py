@@ -47,6 +47,12 @@ class Metrics:
             "Snapshots swapped in without downtime.",
             registry=self.registry,
         )
+        self.query_domain_searches = Gauge(
+            "shoplens_query_domain_searches",
+            "Photo searches the shop's query mean is made of (studio snapshots centre "
+            "photo searches on it from 30 on; serving/query_domain.py).",
+            registry=self.registry,
+        )
         self.ready = Gauge(
             "shoplens_ready",
             "1 when an index is loaded and searches are served.",

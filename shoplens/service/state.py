@@ -62,6 +62,7 @@ class IndexHolder:
                 log.info("swapped in index version %s", self.live.version)
             if self.live is not None:
                 self.live.sync_query_domain()
+                self._metrics.query_domain_searches.set(self.live.query_domain()["searches"])
                 self._metrics.set_index(self.live.size, self.live.version, self.live.model_name)
 
     def _try_open(self) -> None:

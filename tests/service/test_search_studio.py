@@ -89,6 +89,11 @@ def test_shoppers_photo_searches_feed_the_query_mean_and_nothing_else_does(
         assert client.get("/v1/search", params={"q": "package"}).status_code == 200
         assert client.get("/v1/products/p1/similar").status_code == 200
         assert _readyz_searches(client, 3) == {"searches": 3, "centring": False}
+        # The reload loop sets the gauge when it saves.
+        deadline = time.monotonic() + 10
+        while "shoplens_query_domain_searches 3.0" not in client.get("/metrics").text:
+            assert time.monotonic() < deadline, "the gauge never showed the searches"
+            time.sleep(0.1)
     saved = list((data_dir / FOLDER).rglob("*.npz"))
     assert len(saved) == 1
     with np.load(saved[0]) as f:
