@@ -24,6 +24,7 @@ from shoplens.indexer.serving.query_domain import FOLDER
 from shoplens.models.base import ImageEmbedder
 from tests.indexer.serving.test_rerank import _studio_catalog, shelf_photo
 from tests.service.conftest import AppFactory
+from tests.service.helpers import synthetic_photo
 
 
 def _jpeg(image: Image.Image) -> bytes:
@@ -79,11 +80,11 @@ def test_shoppers_photo_searches_feed_the_query_mean_and_nothing_else_does(
 ) -> None:
     data_dir = tmp_path / "data"
     run_index(Settings(data_dir=data_dir), _studio_catalog(tmp_path / "cat", 4), embedder=embedder)
-    photo = _jpeg(shelf_photo(3))
+    photos = [_jpeg(synthetic_photo(40_000 + i)) for i in range(3)]
     with make_client(data_dir) as client:
         assert client.get("/readyz").json()["query_domain"] == {"searches": 0, "centring": False}
-        for _ in range(3):
-            r = client.post("/v1/search", files={"image": ("shelf.jpg", photo, "image/jpeg")})
+        for photo in photos + photos[:1] * 5:  # a burst of the first photo counts once
+            r = client.post("/v1/search", files={"image": ("shop.jpg", photo, "image/jpeg")})
             assert r.status_code == 200, r.text
         # Word searches and "more like this" are not shoppers' photos.
         assert client.get("/v1/search", params={"q": "package"}).status_code == 200

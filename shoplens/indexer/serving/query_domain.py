@@ -19,8 +19,12 @@ Stored as ``data_dir/query_domain/<model>/<space>.npz`` (sum as float64, count),
 merged under a file lock by every process that serves the data dir
 (replicas add their own searches), written off the request path by
 :meth:`QueryDomain.sync`. Past :data:`MAX_WEIGHT` searches the old ones fade
-(sum and count scaled down together), so the mean follows the shop and one
-client's flood of searches is diluted by everyone else's.
+(sum and count scaled down together), so the mean follows the shop; a burst
+of one photo counts once (:data:`NEAR_DUPLICATE`). Measured with one product
+making 20 % of the searches, val R@1 stays 0.47 (its own R@1 unchanged); at
+50 % it falls to 0.42-0.45 (still above uncentred 0.416), and the flooded
+product loses most; a flood of distinct photos of one product could push it
+there, the dedupe only stops the cheap flood (one photo repeated).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import fcntl
 import io
 import logging
 import threading
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +56,12 @@ MIN_SEARCHES = 30
 WEIGHT = 1.0
 # The mean's memory: past this many searches, older ones fade.
 MAX_WEIGHT = 10_000.0
+# A search this close (cosine) to one of the last RECENT observed counts once:
+# a burst of one photo (a retrying app, a flood meant to push the mean towards
+# one product) adds one search. Distinct photos of one shelf stay below it
+# (grocery train photos against the 64 shot before them: p99 0.959, 0.1 % above).
+NEAR_DUPLICATE = 0.98
+RECENT = 64
 FOLDER = "query_domain"
 
 
@@ -70,6 +81,8 @@ class QueryDomain:
         self._base: dict[str, tuple[F64, float]] = {}
         self._pending: dict[str, tuple[F64, float]] = {}
         self._loaded: set[str] = set()
+        # The last observed vectors per space (memory only), to count a burst once.
+        self._recent: dict[str, deque[F64]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -81,17 +94,23 @@ class QueryDomain:
         with self._lock:
             return self._count(space)
 
-    def observe(self, space: str, vector: F32) -> None:
-        """Add one search's index-space query vector (normalised here) to ``space``."""
+    def observe(self, space: str, vector: F32) -> bool:
+        """Add one search's index-space query vector (normalised here) to ``space``;
+        False when it was not counted (a near-duplicate of a recent search)."""
         if not self._enabled:
-            return
+            return False
         v = l2_normalise(np.asarray(vector, np.float32).reshape(1, -1))[0].astype(np.float64)
         self._ensure_loaded(space)
         with self._lock:
             total, n = self._pending.get(space, (np.zeros_like(v), 0.0))
             if total.shape != v.shape:
-                return  # a vector of another space: never mixed in
+                return False  # a vector of another space: never mixed in
+            recent = self._recent.setdefault(space, deque(maxlen=RECENT))
+            if recent and float(np.max(np.stack(recent) @ v)) >= NEAR_DUPLICATE:
+                return False
+            recent.append(v)
             self._pending[space] = (total + v, n + 1.0)
+            return True
 
     def centre(self, space: str, vector: F32) -> F32:
         """``vector`` minus the searches' mean, normalised; as it is below MIN_SEARCHES."""

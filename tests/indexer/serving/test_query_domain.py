@@ -159,18 +159,18 @@ def test_past_the_cap_old_searches_fade_and_the_mean_is_kept(
     monkeypatch.setattr(query_domain, "MAX_WEIGHT", 40.0)
     rng = np.random.default_rng(1)
     d = QueryDomain(tmp_path, "m")
-    old = _unit(rng)
-    for _ in range(40):
-        d.observe("s-8", old)
+    old = [_unit(rng) for _ in range(40)]
+    for v in old:
+        assert d.observe("s-8", v)
     d.sync()
-    new = _unit(rng)
-    for _ in range(40):
-        d.observe("s-8", new)
+    new = [_unit(rng) for _ in range(40)]
+    for v in new:
+        assert d.observe("s-8", v)
     d.sync()
     assert d.searches("s-8") == 40.0  # capped
     with np.load(tmp_path / FOLDER / "m" / "s-8.npz") as f:
         mean = f["sum"] / float(f["count"])
-    np.testing.assert_allclose(mean, (old + new) / 2, rtol=1e-5)  # the same mean as unfaded
+    np.testing.assert_allclose(mean, np.mean(old + new, axis=0), rtol=1e-5, atol=1e-7)
 
 
 def test_a_corrupt_file_is_started_again_and_searches_are_not_centred_from_it(
@@ -198,3 +198,17 @@ def test_a_vector_of_another_dimension_is_never_mixed_in(tmp_path: Path) -> None
     assert d.searches("s-8") == MIN_SEARCHES
     q5 = _unit(rng, 5)
     assert d.centre("s-8", q5) is q5
+
+
+def test_a_burst_of_one_photo_counts_once(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    d = QueryDomain(tmp_path, "m")
+    flood = _unit(rng, 64)
+    assert d.observe("s-64", flood) is True
+    for _ in range(200):  # the same photo again, and re-encoded (a little noise)
+        noisy = flood + rng.normal(scale=0.01, size=64).astype(np.float32)
+        assert d.observe("s-64", flood) is False
+        assert d.observe("s-64", noisy) is False
+    distinct = [_unit(rng, 64) for _ in range(40)]
+    assert all(d.observe("s-64", v) for v in distinct)
+    assert d.searches("s-64") == 41
