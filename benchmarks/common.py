@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
 import platform
-from collections.abc import Iterable, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,3 +56,39 @@ def write_results(name: str, data: dict[str, Any], markdown: str) -> tuple[Path,
     j.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     m.write_text(markdown.rstrip() + "\n", encoding="utf-8")
     return j, m
+
+
+# ---------------------------------------------------------------- studio-catalog runs
+
+
+def studio_parser(description: str) -> argparse.ArgumentParser:
+    """The options of a benchmark on the grocery studio catalog."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--grocery", type=Path, default=DEFAULT_GROCERY)
+    ap.add_argument("--queries", default="queries_val.csv", help="or catalog_train (dev set)")
+    ap.add_argument("--step", type=int, default=1, help="use every n-th query")
+    ap.add_argument("--data-dir", type=Path, default=None, help="default: a temporary dir")
+    return ap
+
+
+def run_studio(
+    args: argparse.Namespace,
+    name: str,
+    run: Callable[[Path], dict[str, Any]],
+    markdown: Callable[[dict[str, Any]], str],
+) -> None:
+    """``run(data_dir)`` in ``--data-dir`` or a temporary one; results saved as ``name``
+    (``name_<queries>`` for other queries than the val photos) and printed."""
+    if not (args.grocery / "catalog_studio.csv").is_file():
+        raise SystemExit(f"no grocery data at {args.grocery} (use --grocery)")
+    tmp = None if args.data_dir else tempfile.mkdtemp(prefix=f"shoplens-{name}-")
+    try:
+        result = run(args.data_dir or Path(str(tmp)))
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if args.queries != "queries_val.csv":
+        name += "_" + Path(args.queries).stem
+    j, m = write_results(name, result, markdown(result))
+    print(markdown(result))
+    print(f"wrote {j} and {m}")

@@ -20,23 +20,20 @@ Writes ``benchmarks/results/quality_studio[_<queries>].json`` and ``.md``.
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    DEFAULT_GROCERY,
     KS,
     machine,
     mean_recall,
     read_csv,
     recall_at_k,
-    write_results,
+    run_studio,
+    studio_parser,
 )
 from shoplens.config import Settings
 from shoplens.indexer.catalog.types import SearchFilters
@@ -148,26 +145,13 @@ Machine: {r["machine"]} (shared by several people: timings vary with its load).
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--grocery", type=Path, default=DEFAULT_GROCERY)
-    ap.add_argument("--queries", default="queries_val.csv", help="or catalog_train (dev set)")
-    ap.add_argument("--step", type=int, default=1, help="use every n-th query")
-    ap.add_argument("--data-dir", type=Path, default=None, help="default: a temporary dir")
-    args = ap.parse_args()
-    if not (args.grocery / "catalog_studio.csv").is_file():
-        raise SystemExit(f"no grocery data at {args.grocery} (use --grocery)")
-    tmp = None if args.data_dir else tempfile.mkdtemp(prefix="shoplens-studio-")
-    try:
-        result = run(args.grocery, args.data_dir or Path(str(tmp)), args.queries, args.step)
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-    name = "quality_studio"
-    if args.queries != "queries_val.csv":
-        name += "_" + Path(args.queries).stem
-    j, m = write_results(name, result, markdown(result))
-    print(markdown(result))
-    print(f"wrote {j} and {m}")
+    args = studio_parser(__doc__.splitlines()[0]).parse_args()
+    run_studio(
+        args,
+        "quality_studio",
+        lambda data_dir: run(args.grocery, data_dir, args.queries, args.step),
+        markdown,
+    )
 
 
 if __name__ == "__main__":

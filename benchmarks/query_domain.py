@@ -19,10 +19,8 @@ the minimum count were chosen there, never on val. Writes
 
 from __future__ import annotations
 
-import argparse
 import random
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,13 +28,13 @@ from typing import Any
 from PIL import Image
 
 from benchmarks.common import (
-    DEFAULT_GROCERY,
     KS,
     machine,
     mean_recall,
     read_csv,
     recall_at_k,
-    write_results,
+    run_studio,
+    studio_parser,
 )
 from shoplens.config import Settings
 from shoplens.indexer.catalog.types import SearchFilters
@@ -148,29 +146,16 @@ Machine: {r["machine"]}.
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--grocery", type=Path, default=DEFAULT_GROCERY)
-    ap.add_argument("--queries", default="queries_val.csv", help="or catalog_train (dev set)")
-    ap.add_argument("--step", type=int, default=1, help="use every n-th query")
+    ap = studio_parser(__doc__.splitlines()[0])
     ap.add_argument("--steps", default="0,30,100,300", help="searches seen before measuring")
-    ap.add_argument("--data-dir", type=Path, default=None, help="default: a temporary dir")
     args = ap.parse_args()
-    if not (args.grocery / "catalog_studio.csv").is_file():
-        raise SystemExit(f"no grocery data at {args.grocery} (use --grocery)")
     steps = [int(s) for s in args.steps.split(",")]
-    tmp = None if args.data_dir else tempfile.mkdtemp(prefix="shoplens-domain-")
-    try:
-        data_dir = args.data_dir or Path(str(tmp))
-        result = run(args.grocery, data_dir, args.queries, args.step, steps)
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-    name = "query_domain"
-    if args.queries != "queries_val.csv":
-        name += "_" + Path(args.queries).stem
-    j, m = write_results(name, result, markdown(result))
-    print(markdown(result))
-    print(f"wrote {j} and {m}")
+    run_studio(
+        args,
+        "query_domain",
+        lambda data_dir: run(args.grocery, data_dir, args.queries, args.step, steps),
+        markdown,
+    )
 
 
 if __name__ == "__main__":
