@@ -45,6 +45,7 @@ from shoplens.indexer.catalog.store import CatalogStore
 from shoplens.indexer.catalog.text import words
 from shoplens.indexer.catalog.types import Hit, ImageRecord, ProductRecord, SearchFilters
 from shoplens.indexer.serving.query import (
+    centred,
     index_product_vector,
     model_product_vector,
     query_vector,
@@ -323,12 +324,19 @@ class LiveIndex:
         with Image.open(photo_path(self._settings.data_dir, sha256)) as im:
             return im.convert("RGB")  # our own re-encoded JPEG: no untrusted bytes
 
-    def search_batch(self, vectors: FloatArray, k: int, filters: SearchFilters) -> list[list[Hit]]:
+    def search_batch(
+        self, vectors: FloatArray, k: int, filters: SearchFilters, centre: float = 0.0
+    ) -> list[list[Hit]]:
         """:meth:`search` for each row of ``(n, dim)`` model vectors, on one view.
 
         The queries go through the catalog adaptation as one matrix product: per
         query, reading the adaptation matrix cost more than the search itself, and
         shop the look searches about a hundred crops per photo.
+
+        ``centre`` > 0: each query, in the searched space, loses ``centre`` times the
+        batch's mean direction and is renormalised (:func:`centred`). What every
+        crop of one photo shares (its light, its walls) then stops pulling the
+        crops towards the catalog photos that are near any room scene ("hubs").
         """
         state = self._cur
         if k < 1:
@@ -337,6 +345,8 @@ class LiveIndex:
             return []
         dim = state.snapshot.dim
         queries = state.snapshot.to_index_space(np.stack([query_vector(v, dim) for v in vectors]))
+        if centre:
+            queries = centred(queries, centre)
         return [search_view(state, q, k, filters) for q in queries]
 
     def search_words(self, text: str, k: int, filters: SearchFilters) -> list[Hit]:

@@ -225,6 +225,26 @@ def query_vector(vector: FloatArray, dim: int) -> FloatArray:
     return l2_normalise(q[None, :]).reshape(-1)
 
 
+def centred(queries: FloatArray, weight: float) -> FloatArray:
+    """``(n, d)`` unit queries minus ``weight`` times their mean direction, renormalised.
+
+    A cheap hubness correction for a batch of queries from one photo (its
+    crops): scoring a catalog vector ``c`` with ``q - w*m`` is ``q.c - w*m.c``
+    up to the query's scale, so catalog photos close to what all the crops
+    share lose ``w*m.c``, whatever the crop. One query, or crops that all
+    agree, are left as they are (nothing but the mean is left to remove).
+    """
+    if weight == 0.0 or len(queries) < 2:
+        return queries
+    mean = l2_normalise(queries.mean(axis=0, keepdims=True))
+    shifted = queries - np.float32(weight) * mean
+    norms = np.linalg.norm(shifted, axis=1)
+    keep = norms < 1e-6  # a query on the mean direction itself: nothing else to go by
+    if np.any(keep):
+        shifted[keep] = queries[keep]
+    return l2_normalise(shifted)
+
+
 def index_product_vector(state: CatalogView, product_id: str) -> FloatArray:
     """Mean of the product's image vectors in the index space, renormalised.
 

@@ -2,9 +2,10 @@
 
 One decode, one batch: every proposal is cut from the same decoded photo,
 prepared with the model's own preprocessing and embedded in batches by the
-same ``ImageEmbedder`` whole-photo search uses, so region results are plain
-photo-search results for that crop. Each crop is searched with the request's
-filters; a region is kept where its best match is confident for this photo
+same ``ImageEmbedder`` whole-photo search uses. Each crop is searched with the
+request's filters, less a share of what all the photo's crops have in common
+(``LookConfig.centre``: catalog photos close to any room scene stop winning
+every crop); a region is kept where its best match is confident for this photo
 and distinct (non-maximum suppression across boxes, one region per product).
 """
 
@@ -35,6 +36,11 @@ class LookConfig:
     # A room shows 13 products on average; past 16 regions the tuning rooms gained nothing.
     max_regions: int = 16
     nms_iou: float = 0.3
+    # Hubness correction: each crop is searched minus this share of the photo's mean
+    # crop direction (LiveIndex.search_batch). On the tuning rooms 0.3 lifted
+    # recall@20 0.181 -> 0.205 (paired bootstrap 90 % interval +0.011..+0.038) and
+    # hit@10 0.816 -> 0.878; 0.2 and 0.5 did less; 0 turns it off.
+    centre: float = 0.3
     margin_weight: float = 2.0  # see scoring.region_scores
     share_weight: float = 0.5
     # Regions scoring under this are dropped (scoring.region_scores; -inf keeps all).
@@ -98,7 +104,7 @@ def find_regions(
         return []
     vectors = embed_boxes(image, boxes, embedder, cfg.batch)
     probe = max(k, cfg.probe_k)
-    hits = live.search_batch(vectors, probe, filters)
+    hits = live.search_batch(vectors, probe, filters, centre=cfg.centre)
     scores = region_scores(hits, cfg.probe_k, cfg.margin_weight, cfg.share_weight)
     order = suppress(boxes, scores, cfg.nms_iou)
     regions: list[Region] = []
