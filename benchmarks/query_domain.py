@@ -60,13 +60,18 @@ def _measure(settings: Settings, model: str, queries: list[Photo]) -> dict[str, 
     live = LiveIndex.open(settings, model)
     try:
         domain = live.query_domain()
-        hits = []
+        hits, seconds = [], []
         for vec, img, truth in queries:
+            t = time.perf_counter()
             ranked = live.search(vec, max(KS), SearchFilters(), image=img)
+            seconds.append(time.perf_counter() - t)
             hits.append(recall_at_k([h.product.product_id for h in ranked], truth))
     finally:
         live.close()
-    return {"recall": mean_recall(hits), **domain}
+    s = sorted(seconds)
+    p95 = s[int(0.95 * (len(s) - 1))]
+    ms = {"mean": round(1e3 * sum(s) / len(s), 3), "p95": round(1e3 * p95, 3)}
+    return {"recall": mean_recall(hits), "search_ms": ms, **domain}
 
 
 def run(grocery: Path, data_dir: Path, which: str, step: int, steps: list[int]) -> dict[str, Any]:
@@ -123,7 +128,8 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(
             f"| {row['searches']} | {'yes' if d['centring'] else 'no'} "
             f"| {p['recall']['R@1']:.4f} | {p['recall']['R@5']:.4f} | {p['recall']['R@10']:.4f} "
-            f"| {d['recall']['R@1']:.4f} | {d['recall']['R@5']:.4f} | {d['recall']['R@10']:.4f} |"
+            f"| {d['recall']['R@1']:.4f} | {d['recall']['R@5']:.4f} | {d['recall']['R@10']:.4f} "
+            f"| {p['search_ms']['mean']} / {d['search_ms']['mean']} |"
         )
     q = r["queries"]
     table = "\n".join(lines)
@@ -135,10 +141,11 @@ def markdown(r: dict[str, Any]) -> str:
 (grocery README protocol). Before measuring, N unlabelled shopper searches
 ({r["searches_from"]}) went through `LiveIndex.search(..., observe=True)`; the
 row with 0 searches is the baseline of the same run (no centring). *plain*:
-`SHOPLENS_RERANK=off`; *default*: with geometric re-ranking.
+`SHOPLENS_RERANK=off`; *default*: with geometric re-ranking. *search ms*:
+`LiveIndex.search` alone, mean (the default's includes the query's SIFT).
 
-| searches | centred | plain R@1 | R@5 | R@10 | default R@1 | R@5 | R@10 |
-|---:|---|---:|---:|---:|---:|---:|---:|
+| searches | centred | plain R@1 | R@5 | R@10 | default R@1 | R@5 | R@10 | ms plain / default |
+|---:|---|---:|---:|---:|---:|---:|---:|---:|
 {table}
 
 Machine: {r["machine"]}.
