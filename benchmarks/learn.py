@@ -213,7 +213,7 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         "A product whose train photos ran out before n confirmations has fewer "
         "(`products_at_n` in the JSON). The adaptation is closed form, but which "
-        "photos pass the \"shown in the top 20\" check depends on the service's "
+        'photos pass the "shown in the top 20" check depends on the service\'s '
         "ranking at the time: a run whose searches were centred on the query mean "
         "gave R@1 0.760 at 5 and 0.797 at 10 (about +-0.02); compare rows of one run. "
         "Query centring is off here (the val searches would feed its mean), and "
