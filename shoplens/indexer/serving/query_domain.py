@@ -139,6 +139,11 @@ class QueryDomain:
             pending, self._pending = self._pending, {}
         for space in spaces:
             add = pending.get(space)
+            if add is None:  # nothing to add: read what others saved, no lock, no file
+                total, n = self._read(space)
+                with self._lock:
+                    self._base[space] = (total, n)
+                continue
             try:
                 with self._file_lock(space):
                     total, n = self._read(space)
