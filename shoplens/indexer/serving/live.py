@@ -171,16 +171,20 @@ class LiveIndex:
             "vectors": len(s.all_vids),
         }
 
+    @staticmethod
+    def _studio(state: CatalogView) -> bool:
+        """Whether ``state`` takes the studio pipeline (no adaptation learnt)."""
+        return bool(state.snapshot.facts.get("pipeline", {}).get("kind") == "studio")
+
     def _reranks(self, state: CatalogView) -> bool:
         """Whether photo searches on ``state`` are re-ranked geometrically."""
-        studio = state.snapshot.facts.get("pipeline", {}).get("kind") == "studio"
-        return studio and self._settings.rerank != "off"
+        return self._studio(state) and self._settings.rerank != "off"
 
     def _domain_space(self, state: CatalogView) -> str | None:
         """The query-domain key of ``state``'s index space, or None where photo
         searches are not centred (a snapshot that learnt an adaptation)."""
         snapshot = state.snapshot
-        if snapshot.facts.get("pipeline", {}).get("kind") != "studio":
+        if not self._studio(state):
             return None
         kind = snapshot.adaptation.kind if snapshot.adaptation is not None else "plain"
         return f"{kind}-{snapshot.index_dim}"

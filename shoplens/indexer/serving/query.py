@@ -236,13 +236,18 @@ def centred(queries: FloatArray, weight: float) -> FloatArray:
     """
     if weight == 0.0 or len(queries) < 2:
         return queries
-    mean = l2_normalise(queries.mean(axis=0, keepdims=True))
-    shifted = queries - np.float32(weight) * mean
-    norms = np.linalg.norm(shifted, axis=1)
-    keep = norms < 1e-6  # a query on the mean direction itself: nothing else to go by
+    return shifted(queries, l2_normalise(queries.mean(axis=0, keepdims=True))[0], weight)
+
+
+def shifted(queries: FloatArray, direction: FloatArray, weight: float) -> FloatArray:
+    """``(n, d)`` queries minus ``weight * direction``, renormalised: what photo and crop
+    centring share (:func:`centred`, ``query_domain.QueryDomain.centre``). A query
+    that sat on the subtracted vector itself keeps its own direction."""
+    out = queries - np.float32(weight) * np.asarray(direction, np.float32)
+    keep = np.linalg.norm(out, axis=1) < 1e-6  # nothing else to go by
     if np.any(keep):
-        shifted[keep] = queries[keep]
-    return l2_normalise(shifted)
+        out[keep] = queries[keep]
+    return l2_normalise(out)
 
 
 def index_product_vector(state: CatalogView, product_id: str) -> FloatArray:

@@ -42,6 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shoplens.files.atomic import write_atomic
+from shoplens.indexer.serving.query import shifted
 from shoplens.models.base import l2_normalise
 
 log = logging.getLogger(__name__)
@@ -124,11 +125,9 @@ class QueryDomain:
             mean = self._sum(space) / n
         if mean.shape != vector.shape:
             return vector
-        out = np.asarray(vector, np.float64) - WEIGHT * mean
-        norm = float(np.linalg.norm(out))
-        if norm == 0.0:
-            return vector
-        return (out / norm).astype(np.float32)
+        query = np.asarray(vector, np.float32).reshape(1, -1)
+        out: F32 = shifted(query, mean.astype(np.float32), WEIGHT).reshape(-1)
+        return out
 
     def sync(self) -> None:
         """Merge this process's searches into the shared files and read the others'."""
@@ -147,15 +146,14 @@ class QueryDomain:
             try:
                 with self._file_lock(space):
                     total, n = self._read(space)
-                    if add is not None and (total.size == 0 or total.shape == add[0].shape):
+                    if total.size == 0 or total.shape == add[0].shape:
                         total = add[0] if total.size == 0 else total + add[0]
                         n, total = _fade(n + add[1], total)
                         self._write(space, total, n)
             except OSError as exc:
                 log.warning("query domain %s not saved (%s): kept in memory", space, exc)
-                if add is not None:
-                    with self._lock:
-                        self._restore(space, add)
+                with self._lock:
+                    self._restore(space, add)
                 continue
             with self._lock:
                 self._base[space] = (total, n)
