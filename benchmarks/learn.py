@@ -25,9 +25,9 @@ from __future__ import annotations
 import os
 
 # The learn job runs inside `shoplens serve`, which keeps OpenBLAS to one thread
-# (service/commands.py one_blas_thread); in-process here, the same must be set
-# before numpy loads (the fit of 10 photos per product: 1.6 s with one thread,
-# ~40 s with OpenBLAS's threads spin-waiting on a busy 2-core box).
+# (cli_options.one_blas_thread); in-process here, the same must be set before
+# numpy loads, so before any import (a plain environment line: lint lets it stand
+# above imports, unlike a call).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse

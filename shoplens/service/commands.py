@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import secrets
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from shoplens.cli_options import DataDirOption, make_settings
+from shoplens.cli_options import DataDirOption, make_settings, one_blas_thread
 from shoplens.errors import BadParameter
 
 if TYPE_CHECKING:
@@ -98,19 +97,6 @@ def ensure_demo_index(settings: Settings, *, progress: bool = False) -> bool:
     typer.echo(f"shoplens: {report.summary_line()}", err=True)
     marker.write_text(wanted + "\n", encoding="utf-8")
     return True
-
-
-def one_blas_thread() -> None:
-    """One OpenBLAS thread per matrix product in the service process, unless set.
-
-    The service already runs searches on many threads; OpenBLAS's own threads
-    on top spin-wait after every product (a search's query adaptation), taking
-    a core from the work that follows: on the 2-core box a studio search's
-    re-ranking cost 31 ms of CPU with them and 15 ms without, a plain search
-    6.5 and 2.2 ms. Must run before numpy loads its BLAS, so first thing in the
-    commands that serve; ``OPENBLAS_NUM_THREADS`` set by the operator wins.
-    """
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def serve(host: _Host = None, port: _Port = None, data_dir: DataDirOption = None) -> None:

@@ -4,21 +4,17 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import typer
 
-from shoplens.cli_options import DataDirOption, JsonOption, make_settings
+from shoplens.cli_options import DataDirOption, JsonOption, make_settings, one_blas_thread
 
 
 def learn(as_json: JsonOption = False, data_dir: DataDirOption = None) -> None:
     """Learn from approved shopper photos: publish a snapshot of the live catalog whose
     adaptation also learns from them (a running service switches to it by itself)."""
-    # One OpenBLAS thread, as `shoplens serve` runs the same job (one_blas_thread):
-    # with its spin-waiting threads the fit took ~40 s instead of 1.6 s on a busy
-    # 2-core box. Before numpy loads; an operator's setting wins.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    one_blas_thread()  # as `shoplens serve`, which runs the same job
     from shoplens.indexer.ops.learn import run_learn
 
     settings = make_settings(data_dir)
