@@ -52,7 +52,7 @@ from shoplens.indexer.catalog.store import CatalogStore
 from shoplens.indexer.catalog.types import NewImage
 from shoplens.indexer.engines.base import Fetch
 from shoplens.indexer.engines.table import engine_for
-from shoplens.indexer.ops.learn import record_learnt, shopper_examples, with_views
+from shoplens.indexer.ops.learn import record_learnt, shopper_examples
 from shoplens.indexer.serving.snapshot import (
     CatalogVectors,
     build_snapshot,
@@ -209,9 +209,7 @@ def run_index(
             report.rejects_path = str(rejects_path)
         catalog = CatalogVectors(*store.planned(plan).live_vectors(embedder.name))
         # What `shoplens learn` learnt from shoppers' photos stays learnt.
-        shoppers = with_views(
-            settings, embedder, shopper_examples(settings, embedder.name, catalog)
-        )
+        shoppers = shopper_examples(settings, embedder, catalog)
         # The adaptation fit and the vector index build grow with the catalog.
         with step(f"building the snapshot of {len(catalog.images)} photos", bar=progress):
             snapshot_id = build_snapshot(

@@ -71,7 +71,38 @@ class ShopperExamples:
         )
 
 
-def with_views(
+def shopper_examples(
+    settings: Settings, embedder: ImageEmbedder, catalog: CatalogVectors
+) -> ShopperExamples:
+    """The approved shopper photos of ``catalog``'s products, embedded by ``embedder``,
+    without the outliers, with their crop views. Empty when there is no feedback database."""
+    empty = ShopperExamples([], [], np.zeros((0, 0), np.float32), 0, 0)
+    if not has_feedback(settings) or catalog.vectors is None:
+        return empty
+    store = FeedbackStore(feedback_target(settings))
+    try:
+        rows = store.learnable(embedder.name)
+    finally:
+        store.close()
+    live = {im.product_id for im in catalog.images}
+    usable = [r for r in rows if r[1] in live and r[2].shape[0] == catalog.vectors.shape[1]]
+    if not usable:
+        return ShopperExamples([], [], empty.vectors, 0, len(rows))
+    vectors = np.stack([r[2] for r in usable]).astype(np.float32)
+    products = [r[1] for r in usable]
+    drop = outliers(vectors, products)
+    keep = ~drop
+    examples = ShopperExamples(
+        photo_ids=[r[0] for r, k in zip(usable, keep, strict=True) if k],
+        product_ids=[p for p, k in zip(products, keep, strict=True) if k],
+        vectors=vectors[keep],
+        outliers=int(drop.sum()),
+        unknown_product=len(rows) - len(usable),
+    )
+    return _with_views(settings, embedder, examples)
+
+
+def _with_views(
     settings: Settings, embedder: ImageEmbedder, examples: ShopperExamples
 ) -> ShopperExamples:
     """``examples`` plus the cached crop views of each photo (embedded on first use)."""
@@ -86,34 +117,6 @@ def with_views(
         examples,
         view_vectors=np.concatenate([v for v, _ in rows]).astype(np.float32),
         view_products=tuple(p for v, p in rows for _ in range(len(v))),
-    )
-
-
-def shopper_examples(settings: Settings, model: str, catalog: CatalogVectors) -> ShopperExamples:
-    """The approved shopper photos of ``catalog``'s products, embedded by ``model``,
-    without the outliers. Empty when there is no feedback database."""
-    empty = ShopperExamples([], [], np.zeros((0, 0), np.float32), 0, 0)
-    if not has_feedback(settings) or catalog.vectors is None:
-        return empty
-    store = FeedbackStore(feedback_target(settings))
-    try:
-        rows = store.learnable(model)
-    finally:
-        store.close()
-    live = {im.product_id for im in catalog.images}
-    usable = [r for r in rows if r[1] in live and r[2].shape[0] == catalog.vectors.shape[1]]
-    if not usable:
-        return ShopperExamples([], [], empty.vectors, 0, len(rows))
-    vectors = np.stack([r[2] for r in usable]).astype(np.float32)
-    products = [r[1] for r in usable]
-    drop = outliers(vectors, products)
-    keep = ~drop
-    return ShopperExamples(
-        photo_ids=[r[0] for r, k in zip(usable, keep, strict=True) if k],
-        product_ids=[p for p, k in zip(products, keep, strict=True) if k],
-        vectors=vectors[keep],
-        outliers=int(drop.sum()),
-        unknown_product=len(rows) - len(usable),
     )
 
 
@@ -162,9 +165,7 @@ def run_learn(settings: Settings, *, embedder: ImageEmbedder | None = None) -> L
         embedder = load_embedder(settings)
     with run_lock(settings), CatalogStore(settings.database(settings.db_path)) as store:
         catalog = CatalogVectors(*store.live_vectors(embedder.name))
-        examples = with_views(
-            settings, embedder, shopper_examples(settings, embedder.name, catalog)
-        )
+        examples = shopper_examples(settings, embedder, catalog)
         with step(f"learning from {len(examples.photo_ids)} shopper photos"):
             snapshot_id = build_snapshot(
                 settings,
