@@ -29,6 +29,11 @@ def feedback_dir(data_dir: Path) -> Path:
     return data_dir / "feedback"
 
 
+def views_root(data_dir: Path) -> Path:
+    """Where every model's learning views of kept photos live (``feedback.views``)."""
+    return feedback_dir(data_dir) / "views"
+
+
 def kept_path(data_dir: Path, photo_id: str) -> Path:
     return feedback_dir(data_dir) / "photos" / f"{photo_id}.jpg"
 
@@ -53,7 +58,7 @@ def write_kept(data_dir: Path, photo_id: str, jpeg: bytes) -> None:
 def drop_kept(data_dir: Path, photo_id: str) -> None:
     """Delete a kept photo and every model's learning views of it (``feedback.views``)."""
     kept_path(data_dir, photo_id).unlink(missing_ok=True)
-    views = feedback_dir(data_dir) / "views"
+    views = views_root(data_dir)
     if views.is_dir():
         for model_dir in views.iterdir():
             (model_dir / f"{photo_id}.npy").unlink(missing_ok=True)

@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from shoplens.files.atomic import write_atomic
-from shoplens.indexer.feedback.photos import feedback_dir, kept_path
+from shoplens.indexer.feedback.photos import kept_path, views_root
 from shoplens.models.base import ImageEmbedder
 from shoplens.models.cache import safe_name
 
@@ -43,7 +43,7 @@ _BATCH = 16  # photos embedded per call (3 views each)
 
 
 def views_dir(data_dir: Path, model: str) -> Path:
-    return feedback_dir(data_dir) / "views" / safe_name(model)
+    return views_root(data_dir) / safe_name(model)
 
 
 def crops(image: Image.Image) -> list[Image.Image]:
