@@ -127,16 +127,21 @@ def test_migrations_apply_once_and_keep_an_unversioned_file(tmp_path: Path) -> N
     db.close()
 
 
+def _await_listening(listener: Listener) -> None:
+    """Wait (at most 10 s) until ``listener`` has its LISTEN on."""
+    deadline = time.monotonic() + 10
+    while not listener.listening and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert listener.listening
+
+
 def test_notification_wakes_a_listener_at_once(pg_url: str) -> None:
     db = Database(pg_url, name="t")
     woke = threading.Event()
     listener = Listener(pg_url, ["changes"], woke.set, poll_s=10.0)
     listener.start()
     try:
-        deadline = time.monotonic() + 10
-        while not listener.listening and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert listener.listening
+        _await_listening(listener)
         woke.clear()
         started = time.monotonic()
         with db.transaction() as c:
@@ -194,10 +199,7 @@ def test_a_listener_without_its_own_polling_calls_back_on_notifications_only(
     )
     listener.start()
     try:
-        deadline = time.monotonic() + 10
-        while not listener.listening and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert listener.listening
+        _await_listening(listener)
         time.sleep(0.5)  # ten poll periods
         assert len(calls) == 1  # the catch-up once LISTEN is on, nothing per period
         with db.transaction() as c:
