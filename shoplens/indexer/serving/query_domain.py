@@ -15,7 +15,7 @@ val from 30 unlabelled searches on, and it stacks with geometric re-ranking
 (val 0.48 -> 0.51-0.53). A snapshot that learnt an adaptation (LDA) is already
 centred on its photos' mean and gains nothing, so only studio snapshots use it.
 
-Stored as ``data_dir/query_domain/<model>/<space>.npz`` (sum as float64, count),
+Stored as ``data_dir/query_domain/<model as a folder name>/<space>.npz`` (sum as float64, count),
 merged under a file lock by every process that serves the data dir
 (replicas add their own searches), written off the request path by
 :meth:`QueryDomain.sync`. Past :data:`MAX_WEIGHT` searches the old ones fade
@@ -43,6 +43,7 @@ from numpy.typing import NDArray
 from shoplens.files.atomic import write_atomic
 from shoplens.indexer.serving.query import shifted
 from shoplens.models.base import l2_normalise
+from shoplens.models.cache import safe_name
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class QueryDomain:
     """
 
     def __init__(self, data_dir: Path, model: str, *, enabled: bool = True) -> None:
-        self._folder = data_dir / FOLDER / model
+        self._folder = data_dir / FOLDER / safe_name(model)  # open_clip:ViT-B-32 too
         self._enabled = enabled
         self._lock = threading.Lock()
         # Per space: totals as last read from disk, and this process's searches since.

@@ -189,6 +189,16 @@ def test_a_corrupt_file_is_started_again_and_searches_are_not_centred_from_it(
         assert float(f["count"]) == 1.0
 
 
+def test_a_model_name_with_a_colon_is_kept_in_a_portable_folder(tmp_path: Path) -> None:
+    d = QueryDomain(tmp_path, "open_clip:ViT-B-32")
+    d.observe("s-8", _unit(np.random.default_rng(5)))
+    d.sync()
+    assert [
+        p.relative_to(tmp_path / FOLDER).as_posix() for p in (tmp_path / FOLDER).rglob("*.npz")
+    ] == ["open_clip_ViT-B-32/s-8.npz"]
+    assert QueryDomain(tmp_path, "open_clip:ViT-B-32").searches("s-8") == 1.0
+
+
 def test_a_vector_of_another_dimension_is_never_mixed_in(tmp_path: Path) -> None:
     d = QueryDomain(tmp_path, "m")
     rng = np.random.default_rng(3)
