@@ -89,6 +89,7 @@ def run_studio(
             shutil.rmtree(tmp, ignore_errors=True)
     if args.queries != "queries_val.csv":
         name += "_" + Path(args.queries).stem
-    j, m = write_results(name, result, markdown(result))
-    print(markdown(result))
+    md = markdown(result)
+    j, m = write_results(name, result, md)
+    print(md)
     print(f"wrote {j} and {m}")
